@@ -1,0 +1,287 @@
+//! Types and names shared by the synguard XDP program (`guard-ebpf`) and its controller
+//! (`guard-user`): the runtime configuration, the counter indices, and the names of maps and
+//! programs. Everything here is `#[repr(C)]`, `Copy`, and free of padding so that both sides agree
+//! on the byte layout; every multi-byte field is in host byte order unless its doc says otherwise.
+#![no_std]
+
+/// Name of the XDP entry point in the object file.
+pub const PROGRAM_NAME: &str = "synguard";
+/// Name of the one-entry array map holding [`GuardConfig`].
+pub const CONFIG_MAP: &str = "GUARD_CONFIG";
+/// Name of the per-CPU `u64` array map indexed by [`Counter`].
+pub const COUNTERS_MAP: &str = "GUARD_COUNTERS";
+
+/// What the data path does with SYNs to a local listener.
+///
+/// A zeroed configuration map means [`Mode::Off`]: an XDP program loaded but never configured
+/// passes every packet untouched.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Pass everything, count only the verdict (`Counter::Disabled`).
+    Off = 0,
+    /// Answer every SYN to a listener with a cookie SYN-ACK and validate every third ACK.
+    Always = 1,
+}
+
+impl Mode {
+    /// Decodes the raw `mode` field of [`GuardConfig`]; unknown values read as `None`.
+    pub const fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            0 => Some(Self::Off),
+            1 => Some(Self::Always),
+            _ => None,
+        }
+    }
+}
+
+/// `GuardConfig::options` bit: the local stack accepts TCP timestamps (`tcp_timestamps != 0`).
+pub const OPT_TIMESTAMPS: u32 = 1 << 0;
+/// `GuardConfig::options` bit: the local stack accepts SACK (`tcp_sack != 0`).
+pub const OPT_SACK: u32 = 1 << 1;
+/// `GuardConfig::options` bit: the local stack accepts window scaling (`tcp_window_scaling != 0`).
+pub const OPT_WSCALE: u32 = 1 << 2;
+/// `GuardConfig::options` bit: the local stack negotiates ECN on incoming connections
+/// (`tcp_ecn` is 1 or 2).
+pub const OPT_ECN: u32 = 1 << 3;
+
+/// Runtime configuration, one entry in [`CONFIG_MAP`]. All fields host byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuardConfig {
+    /// A [`Mode`] as `u32`.
+    pub mode: u32,
+    /// MSS advertised in IPv4 SYN-ACKs (interface MTU - 40).
+    pub mss_v4: u32,
+    /// MSS advertised in IPv6 SYN-ACKs (interface MTU - 60).
+    pub mss_v6: u32,
+    /// Our window-scale shift (0..=14), what the kernel recomputes when it accepts the ACK.
+    pub wscale: u32,
+    /// `OPT_*` bits: which TCP options the local stack will accept at ACK time.
+    pub options: u32,
+    /// Window field of the SYN-ACK (1..=65535; SYN segments are never scaled).
+    pub window: u32,
+    /// TTL / hop limit of the SYN-ACK.
+    pub ttl: u32,
+}
+
+impl GuardConfig {
+    /// Checks the invariants the data path relies on; returns the name of the first bad field.
+    pub const fn validate(&self) -> Result<(), &'static str> {
+        if Mode::from_raw(self.mode).is_none() {
+            return Err("mode");
+        }
+        if self.mss_v4 < 536 || self.mss_v4 > 65495 {
+            return Err("mss_v4");
+        }
+        if self.mss_v6 < 1220 || self.mss_v6 > 65475 {
+            return Err("mss_v6");
+        }
+        if self.wscale > 14 {
+            return Err("wscale");
+        }
+        if self.options & !(OPT_TIMESTAMPS | OPT_SACK | OPT_WSCALE | OPT_ECN) != 0 {
+            return Err("options");
+        }
+        if self.window == 0 || self.window > 65535 {
+            return Err("window");
+        }
+        if self.ttl == 0 || self.ttl > 255 {
+            return Err("ttl");
+        }
+        Ok(())
+    }
+}
+
+/// Declares [`Counter`] with its display names and help texts in one place.
+macro_rules! counters {
+    ($( $(#[doc = $doc:literal])+ $variant:ident = $name:literal, )+) => {
+        /// Index of each counter in [`COUNTERS_MAP`] (a per-CPU `u64` array summed in userspace).
+        ///
+        /// Every packet the program sees ends in exactly one *outcome* counter (each outcome
+        /// implies one XDP verdict, see [`Counter::verdict`]); `SynSeen` is counted in addition
+        /// for every SYN addressed to a local listener.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Counter {
+            $( $(#[doc = $doc])+ $variant, )+
+        }
+
+        impl Counter {
+            /// Every counter, in index order.
+            pub const ALL: &'static [Counter] = &[$(Counter::$variant),+];
+
+            /// Stable snake_case name, used as the JSON key and in metric names.
+            pub const fn name(self) -> &'static str {
+                match self { $(Counter::$variant => $name,)+ }
+            }
+
+            /// One-line description, from the variant's documentation.
+            pub const fn help(self) -> &'static str {
+                match self { $(Counter::$variant => concat!($($doc),+),)+ }
+            }
+        }
+    };
+}
+
+counters! {
+    /// SYNs addressed to a local listener (counted besides their outcome).
+    SynSeen = "syn_seen",
+    /// Cookie SYN-ACKs built and transmitted by XDP (XDP_TX).
+    SynAckSent = "synack_sent",
+    /// Third ACKs whose cookie was valid, passed to the kernel to create the connection.
+    AckValid = "ack_valid",
+    /// ACKs to a listener whose cookie was invalid (forged), dropped.
+    AckDropped = "ack_dropped",
+    /// Packets of a connection the kernel already knows (established, closing, request), passed.
+    KnownFlow = "known_flow",
+    /// TCP packets to a port with no socket, passed (the kernel answers with RST).
+    NoSocket = "no_socket",
+    /// Other TCP packets to a listener (RST, no flags, SYN-ACK), passed for the kernel to discard.
+    ListenerOther = "listener_other",
+    /// SYNs with FIN or RST also set, dropped (the kernel discards them too).
+    BadFlags = "bad_flags",
+    /// IP packets that are not TCP, passed.
+    NonTcp = "non_tcp",
+    /// Frames that are not IPv4, passed.
+    NonIp = "non_ip",
+    /// IPv4 fragments, passed (never answered: XDP cannot reassemble).
+    Fragment = "fragment",
+    /// IPv4 packets with IP options, passed to the kernel, which answers them itself.
+    IpOptions = "ip_options",
+    /// Truncated or invalid headers (short frame, bad version, ihl < 5, doff < 5, bad lengths), dropped.
+    Malformed = "malformed",
+    /// SYNs with a bad IPv4 or TCP checksum, dropped (the kernel would drop them too).
+    BadChecksum = "bad_checksum",
+    /// A helper failed (cookie generation refused, tail adjust failed), packet passed to the kernel.
+    HelperError = "helper_error",
+    /// Packets passed because the guard is in mode `off` (or not configured yet).
+    Disabled = "disabled",
+}
+
+/// Number of counters, the size of [`COUNTERS_MAP`].
+pub const COUNTER_COUNT: u32 = Counter::ALL.len() as u32;
+
+/// XDP verdict values (`enum xdp_action`), spelled out so userspace needs no bindings.
+pub mod xdp_action {
+    /// Internal failure; never returned by the guard by design.
+    pub const XDP_ABORTED: u32 = 0;
+    /// Drop the frame.
+    pub const XDP_DROP: u32 = 1;
+    /// Hand the frame to the kernel stack.
+    pub const XDP_PASS: u32 = 2;
+    /// Transmit the (rewritten) frame back out of the interface it came in on.
+    pub const XDP_TX: u32 = 3;
+}
+
+impl Counter {
+    /// The XDP verdict implied by this outcome counter, or `None` for `SynSeen`, which is counted
+    /// besides an outcome.
+    pub const fn verdict(self) -> Option<u32> {
+        use xdp_action::*;
+        Some(match self {
+            Counter::SynSeen => return None,
+            Counter::SynAckSent => XDP_TX,
+            Counter::AckDropped | Counter::BadFlags | Counter::Malformed | Counter::BadChecksum => {
+                XDP_DROP
+            }
+            Counter::AckValid
+            | Counter::KnownFlow
+            | Counter::NoSocket
+            | Counter::ListenerOther
+            | Counter::NonTcp
+            | Counter::NonIp
+            | Counter::Fragment
+            | Counter::IpOptions
+            | Counter::HelperError
+            | Counter::Disabled => XDP_PASS,
+        })
+    }
+
+    /// Looks a counter up by its [`Counter::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        let mut i = 0;
+        while i < Self::ALL.len() {
+            if str_eq(Self::ALL[i].name(), name) {
+                return Some(Self::ALL[i]);
+            }
+            i += 1;
+        }
+        None
+    }
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+#[cfg(feature = "user")]
+// Safety: GuardConfig is repr(C), Copy, made of u32 only (no padding, every bit pattern valid).
+unsafe impl aya::Pod for GuardConfig {}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    #[test]
+    fn counter_indices_are_dense_and_names_unique() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+            assert_eq!(Counter::from_name(c.name()), Some(*c));
+            assert!(!c.help().is_empty());
+        }
+        let mut names: std::vec::Vec<_> = Counter::ALL.iter().map(|c| c.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Counter::ALL.len());
+        assert_eq!(Counter::from_name("nope"), None);
+    }
+
+    #[test]
+    fn config_validation() {
+        let good = GuardConfig {
+            mode: Mode::Always as u32,
+            mss_v4: 1460,
+            mss_v6: 1440,
+            wscale: 10,
+            options: OPT_TIMESTAMPS | OPT_SACK | OPT_WSCALE,
+            window: 64240,
+            ttl: 64,
+        };
+        assert_eq!(good.validate(), Ok(()));
+        assert_eq!(GuardConfig { wscale: 15, ..good }.validate(), Err("wscale"));
+        assert_eq!(GuardConfig { window: 0, ..good }.validate(), Err("window"));
+        assert_eq!(GuardConfig { mode: 7, ..good }.validate(), Err("mode"));
+        assert_eq!(GuardConfig { ttl: 256, ..good }.validate(), Err("ttl"));
+        assert_eq!(
+            GuardConfig {
+                mss_v4: 100,
+                ..good
+            }
+            .validate(),
+            Err("mss_v4")
+        );
+        assert_eq!(
+            GuardConfig {
+                options: 1 << 9,
+                ..good
+            }
+            .validate(),
+            Err("options")
+        );
+        // A zeroed map entry is Mode::Off and is never handed to the program by the controller.
+        assert_eq!(Mode::from_raw(GuardConfig::default().mode), Some(Mode::Off));
+    }
+}

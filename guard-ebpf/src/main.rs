@@ -1,0 +1,27 @@
+//! synguard's XDP entry point: every frame goes through [`guard::try_guard`], whose outcome is
+//! counted and turned into the verdict in one place ([`stats::finish`]).
+#![no_std]
+#![no_main]
+
+mod guard;
+mod maps;
+mod parse;
+mod stats;
+
+use aya_ebpf::{macros::xdp, programs::XdpContext};
+
+#[xdp]
+pub fn synguard(ctx: XdpContext) -> u32 {
+    stats::finish(guard::try_guard(&ctx))
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // Unreachable in a verified program: the verifier rejects code that could get here.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,219 @@
+//! TCP option parsing for SYNs, with the kernel's semantics (`tcp_parse_options`): EOL ends the
+//! list, NOP is skipped, an option whose length is below 2 or runs past the header ends parsing,
+//! and an option of the right kind but the wrong length is ignored.
+
+/// Maximum TCP header length (doff = 15).
+pub const TCP_MAX_HDR: usize = 60;
+/// Size of the buffer the header is parsed from: a power of two, so that every index can be
+/// masked with `& (TCP_HDR_BUF - 1)`.
+pub const TCP_HDR_BUF: usize = 64;
+const M: usize = TCP_HDR_BUF - 1;
+
+pub const TCPOPT_EOL: u8 = 0;
+pub const TCPOPT_NOP: u8 = 1;
+pub const TCPOPT_MSS: u8 = 2;
+pub const TCPOPT_WINDOW: u8 = 3;
+pub const TCPOPT_SACK_PERM: u8 = 4;
+pub const TCPOPT_TIMESTAMP: u8 = 8;
+
+/// Largest window-scale shift (RFC 7323); larger values are clamped, as the kernel does.
+pub const TCP_MAX_WSCALE: u8 = 14;
+
+/// What a client's SYN offered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SynOptions {
+    /// MSS option value, 0 if absent.
+    pub mss: u16,
+    /// Window-scale shift (clamped to 14), `None` if absent.
+    pub wscale: Option<u8>,
+    /// SACK-permitted present.
+    pub sack_perm: bool,
+    /// The client's TSval, `None` if no timestamp option.
+    pub tsval: Option<u32>,
+}
+
+/// Working state of [`parse_syn_options`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ParseScratch {
+    /// Offset of the next option byte.
+    pub cursor: usize,
+    /// What has been found so far.
+    pub found: SynOptions,
+}
+
+/// Parses the options of a TCP header held in `hdr` whose length is `hdr_len` (doff * 4; clamped
+/// to 20..=60), using `st` as working memory.
+///
+/// Verifier: a position or result kept in registers or on the stack is tracked exactly, so each
+/// option layout would be a distinct verifier state, and 40 rounds of them exceed the
+/// 1M-instruction budget. The XDP program passes `st` in map memory, whose contents the verifier
+/// does not track: each round starts from an unknown position and unknown results, every read is
+/// masked into the buffer, and the rounds' states prune against each other. Volatile accesses
+/// keep the compiler from caching them in registers (or dropping the masks).
+#[inline(always)]
+pub fn parse_syn_options(
+    hdr: &[u8; TCP_HDR_BUF],
+    hdr_len: usize,
+    st: &mut ParseScratch,
+) -> SynOptions {
+    let end = if hdr_len > TCP_MAX_HDR {
+        TCP_MAX_HDR
+    } else {
+        hdr_len
+    };
+    let cursor: *mut usize = &mut st.cursor;
+    let found: *mut SynOptions = &mut st.found;
+    // Safety (every volatile access below): both pointers come from the live `&mut st`.
+    unsafe {
+        core::ptr::write_volatile(cursor, 20);
+        core::ptr::write_volatile(found, SynOptions::default());
+    }
+    // Each round consumes at least one byte, so 40 rounds cover the longest option list.
+    let mut round = 0;
+    while round < 40 {
+        round += 1;
+        let i = unsafe { core::ptr::read_volatile(cursor) };
+        if i >= end {
+            break;
+        }
+        let kind = hdr[i & M];
+        if kind == TCPOPT_EOL {
+            break;
+        }
+        if kind == TCPOPT_NOP {
+            unsafe { core::ptr::write_volatile(cursor, i + 1) };
+            continue;
+        }
+        if i + 1 >= end {
+            break;
+        }
+        let len = hdr[(i + 1) & M] as usize;
+        if len < 2 || i + len > end {
+            break;
+        }
+        let mut out = unsafe { core::ptr::read_volatile(found) };
+        match (kind, len) {
+            (TCPOPT_MSS, 4) => {
+                out.mss = u16::from_be_bytes([hdr[(i + 2) & M], hdr[(i + 3) & M]]);
+            }
+            (TCPOPT_WINDOW, 3) => {
+                let s = hdr[(i + 2) & M];
+                out.wscale = Some(if s > TCP_MAX_WSCALE {
+                    TCP_MAX_WSCALE
+                } else {
+                    s
+                });
+            }
+            (TCPOPT_SACK_PERM, 2) => out.sack_perm = true,
+            (TCPOPT_TIMESTAMP, 10) => {
+                out.tsval = Some(u32::from_be_bytes([
+                    hdr[(i + 2) & M],
+                    hdr[(i + 3) & M],
+                    hdr[(i + 4) & M],
+                    hdr[(i + 5) & M],
+                ]));
+            }
+            _ => {}
+        }
+        unsafe {
+            core::ptr::write_volatile(found, out);
+            core::ptr::write_volatile(cursor, i + len);
+        }
+    }
+    unsafe { core::ptr::read_volatile(found) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(h: &[u8; TCP_HDR_BUF], n: usize) -> SynOptions {
+        let mut st = ParseScratch::default();
+        parse_syn_options(h, n, &mut st)
+    }
+
+    fn hdr(opts: &[u8]) -> ([u8; TCP_HDR_BUF], usize) {
+        let mut h = [0u8; TCP_HDR_BUF];
+        h[20..20 + opts.len()].copy_from_slice(opts);
+        (h, 20 + opts.len().div_ceil(4) * 4)
+    }
+
+    #[test]
+    fn linux_syn() {
+        // MSS 1460, SACK_PERM, TS val=0x01020304 ecr=0, NOP, WS 7
+        let (h, n) = hdr(&[
+            2, 4, 0x05, 0xb4, 4, 2, 8, 10, 1, 2, 3, 4, 0, 0, 0, 0, 1, 3, 3, 7,
+        ]);
+        assert_eq!(
+            parse(&h, n),
+            SynOptions {
+                mss: 1460,
+                wscale: Some(7),
+                sack_perm: true,
+                tsval: Some(0x01020304)
+            }
+        );
+    }
+
+    #[test]
+    fn no_options() {
+        let (h, n) = hdr(&[]);
+        assert_eq!(parse(&h, n), SynOptions::default());
+    }
+
+    #[test]
+    fn eol_stops_and_nops_skip() {
+        let (h, n) = hdr(&[1, 1, 1, 2, 4, 1, 0, 0, 4, 2, 0, 0]);
+        assert_eq!(parse(&h, n).mss, 256);
+        assert!(!parse(&h, n).sack_perm, "EOL must end the list");
+    }
+
+    #[test]
+    fn wrong_lengths_are_ignored_and_bad_lengths_stop() {
+        // MSS with length 3 is ignored (skipped by its length), then SACK_PERM is seen.
+        let (h, n) = hdr(&[2, 3, 9, 4, 2, 0, 0, 0]);
+        let o = parse(&h, n);
+        assert_eq!((o.mss, o.sack_perm), (0, true));
+        // length 1 stops parsing
+        let (h, n) = hdr(&[99, 1, 4, 2]);
+        assert!(!parse(&h, n).sack_perm);
+        // length 0 stops parsing (and does not loop forever)
+        let (h, n) = hdr(&[99, 0, 4, 2]);
+        assert!(!parse(&h, n).sack_perm);
+        // an option running past the header is not parsed
+        let (h, _) = hdr(&[1, 1, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(parse(&h, 28).tsval, None);
+        assert_eq!(parse(&h, 32).tsval, Some(0x01020304));
+    }
+
+    #[test]
+    fn unknown_kinds_are_skipped_and_wscale_clamped() {
+        let (h, n) = hdr(&[254, 4, 0xf9, 0x89, 3, 3, 15, 1]);
+        assert_eq!(parse(&h, n).wscale, Some(14));
+    }
+
+    #[test]
+    fn lengths_beyond_the_buffer_are_safe() {
+        let mut h = [1u8; TCP_HDR_BUF];
+        h[58] = 8;
+        h[59] = 10;
+        assert_eq!(parse(&h, 60).tsval, None);
+        assert_eq!(parse(&h, 600), parse(&h, 60));
+        assert_eq!(parse(&h, 0), SynOptions::default());
+    }
+
+    #[test]
+    fn exhaustive_two_byte_prefixes_never_panic() {
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                let mut h = [0u8; TCP_HDR_BUF];
+                h[20] = a;
+                h[21] = b;
+                h[22..].fill(a ^ b);
+                for n in [20, 24, 40, 60] {
+                    let _ = parse(&h, n);
+                }
+            }
+        }
+    }
+}

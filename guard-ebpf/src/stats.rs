@@ -1,0 +1,22 @@
+//! The single exit of the program: count the outcome, return its verdict.
+
+use guard_common::{Counter, xdp_action};
+
+use crate::maps::GUARD_COUNTERS;
+
+/// Adds one to a per-CPU counter (no atomics needed: each CPU owns its slot).
+#[inline(always)]
+pub fn count(c: Counter) {
+    if let Some(p) = GUARD_COUNTERS.get_ptr_mut(c as u32) {
+        // Safety: the map value is a u64 owned by this CPU for the duration of the program.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Counts `outcome` and returns the verdict it stands for.
+#[inline(always)]
+pub fn finish(outcome: Counter) -> u32 {
+    count(outcome);
+    // Every outcome has a verdict; SynSeen is never an outcome. ABORTED marks a bug.
+    outcome.verdict().unwrap_or(xdp_action::XDP_ABORTED)
+}

@@ -1,0 +1,78 @@
+//! A snapshot of the guard's counters, summed over CPUs, and arithmetic between snapshots.
+
+use guard_common::Counter;
+
+/// Values of every [`Counter`], indexed by the counter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    values: Vec<u64>,
+}
+
+impl Counters {
+    /// Wraps raw values in counter-index order (missing trailing values read as 0).
+    pub fn from_values(values: Vec<u64>) -> Self {
+        Self { values }
+    }
+
+    /// Value of one counter.
+    pub fn get(&self, c: Counter) -> u64 {
+        self.values.get(c as usize).copied().unwrap_or(0)
+    }
+
+    /// `(counter, value)` for every counter.
+    pub fn iter(&self) -> impl Iterator<Item = (Counter, u64)> + '_ {
+        Counter::ALL.iter().map(|&c| (c, self.get(c)))
+    }
+
+    /// Per-counter difference `self - earlier` (saturating: counters never go backwards unless
+    /// the program was reloaded).
+    pub fn delta(&self, earlier: &Counters) -> Counters {
+        Counters {
+            values: Counter::ALL
+                .iter()
+                .map(|&c| self.get(c).saturating_sub(earlier.get(c)))
+                .collect(),
+        }
+    }
+
+    /// Packets seen: the sum of the outcome counters (every packet has exactly one outcome).
+    pub fn packets(&self) -> u64 {
+        self.iter()
+            .filter(|(c, _)| c.verdict().is_some())
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// Packets that got the XDP verdict `action` (see `guard_common::xdp_action`).
+    pub fn with_verdict(&self, action: u32) -> u64 {
+        self.iter()
+            .filter(|(c, _)| c.verdict() == Some(action))
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use guard_common::xdp_action::*;
+
+    use super::*;
+
+    #[test]
+    fn sums_and_deltas() {
+        let mut v = vec![0u64; Counter::ALL.len()];
+        v[Counter::SynSeen as usize] = 10;
+        v[Counter::SynAckSent as usize] = 9;
+        v[Counter::HelperError as usize] = 1;
+        v[Counter::AckDropped as usize] = 5;
+        let a = Counters::from_values(v);
+        assert_eq!(a.packets(), 15, "SynSeen is not an outcome");
+        assert_eq!(a.with_verdict(XDP_TX), 9);
+        assert_eq!(a.with_verdict(XDP_PASS), 1);
+        assert_eq!(a.with_verdict(XDP_DROP), 5);
+        let b = Counters::from_values(vec![1]);
+        assert_eq!(a.delta(&b).get(Counter::SynSeen), 9);
+        assert_eq!(b.delta(&a).get(Counter::SynSeen), 0);
+        assert_eq!(b.get(Counter::Disabled), 0, "short vectors read as zero");
+    }
+}

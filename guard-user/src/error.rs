@@ -1,0 +1,55 @@
+//! Library errors, one variant per failure kind so the CLI can map them to exit codes and hints.
+
+use std::{io, path::PathBuf};
+
+/// Everything the controller library can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error("interface `{0}` does not exist in this network namespace (see `ip link`)")]
+    NoSuchInterface(String),
+    #[error("permission denied: {what}; run as root (CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)")]
+    Permission { what: String },
+    #[error("failed to load the XDP program: {0}")]
+    Load(String),
+    #[error(
+        "interface `{iface}` already has an XDP program attached; remove it first \
+         (`ip link set dev {iface} xdp off`) or pick another interface"
+    )]
+    AlreadyAttached { iface: String },
+    #[error("failed to attach to `{iface}` in {mode} mode: {reason}{hint}")]
+    Attach {
+        iface: String,
+        mode: &'static str,
+        reason: String,
+        hint: &'static str,
+    },
+    #[error("invalid configuration: {field} {reason}")]
+    InvalidConfig { field: &'static str, reason: String },
+    #[error("map `{map}`: {reason}")]
+    Map { map: &'static str, reason: String },
+    #[error("sysctl {}: {source}", path.display())]
+    Sysctl {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl GuardError {
+    /// Process exit code for this failure, in the xdp-tools convention: 2 for bad options or
+    /// arguments, 3 for XDP attach failures, 4 for BPF load and permission failures, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            GuardError::NoSuchInterface(_) | GuardError::InvalidConfig { .. } => 2,
+            GuardError::AlreadyAttached { .. } | GuardError::Attach { .. } => 3,
+            GuardError::Permission { .. } | GuardError::Load(_) | GuardError::Map { .. } => 4,
+            GuardError::Sysctl { .. } | GuardError::Io { .. } => 1,
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! synguard controller library: the [`Guard`] type that loads the embedded XDP program, configures
+//! it, attaches it to an interface and reads its counters, plus the system plumbing it needs
+//! (sysctls, option negotiation inputs). The `guard` binary is a thin CLI over this crate; the
+//! tests and the lab drive the same API.
+
+pub mod counters;
+pub mod error;
+pub mod guard;
+pub mod report;
+pub mod sysctl;
+pub mod tuning;
+
+pub use counters::Counters;
+pub use error::GuardError;
+pub use guard::{AttachMode, Guard, LoadOptions};
+pub use guard_common::{Counter, GuardConfig, Mode};

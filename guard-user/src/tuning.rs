@@ -1,0 +1,148 @@
+//! What the XDP program must know about the local stack to answer SYNs the way the kernel will
+//! accept them: the MSS from the interface MTU, the window-scale shift the kernel recomputes at
+//! ACK time (`tcp_select_initial_window`), which options are enabled, and the sysctls the
+//! hand-off needs (see HANDSHAKE notes in the README).
+
+use std::fs;
+
+use guard_common::{GuardConfig, Mode, OPT_ECN, OPT_SACK, OPT_TIMESTAMPS, OPT_WSCALE};
+
+use crate::{
+    error::GuardError,
+    sysctl::{self, SysctlSet},
+};
+
+/// Largest window-scale shift (RFC 7323).
+pub const TCP_MAX_WSCALE: u32 = 14;
+
+/// The shift `tcp_select_initial_window` picks for a listener: from the largest receive space,
+/// `max(tcp_rmem[2], rmem_max)` limited to the largest scalable window, `ilog2(space) - 15`
+/// clamped to 0..=14.
+pub fn window_scale_shift(tcp_rmem_max: u64, rmem_max: u64) -> u32 {
+    let clamp = (u16::MAX as u64) << TCP_MAX_WSCALE;
+    let space = tcp_rmem_max.max(rmem_max).min(clamp);
+    if space == 0 {
+        return 0;
+    }
+    (space.ilog2() as i64 - 15).clamp(0, TCP_MAX_WSCALE as i64) as u32
+}
+
+/// The window field of a SYN-ACK as the kernel would fill it for a default listener: half of
+/// `tcp_rmem[1]` (the initial scaling ratio) rounded down to a multiple of the MSS, at most
+/// 65535, and never zero.
+pub fn synack_window(tcp_rmem_default: u64, mss: u32) -> u32 {
+    let space = (tcp_rmem_default / 2).min(u16::MAX as u64) as u32;
+    let w = if mss > 0 && space > mss {
+        space - space % mss
+    } else {
+        space
+    };
+    w.clamp(1, u16::MAX as u32)
+}
+
+/// Reads an interface's MTU.
+pub fn interface_mtu(iface: &str) -> Result<u32, GuardError> {
+    let path = format!("/sys/class/net/{iface}/mtu");
+    let s = fs::read_to_string(&path).map_err(|_| GuardError::NoSuchInterface(iface.to_owned()))?;
+    s.trim().parse().map_err(|_| GuardError::Io {
+        what: format!("reading {path}"),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, s.trim().to_owned()),
+    })
+}
+
+/// Values the operator may force instead of deriving them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Overrides {
+    pub mss_v4: Option<u32>,
+    pub mss_v6: Option<u32>,
+    pub ttl: Option<u32>,
+    pub wscale: Option<u32>,
+}
+
+/// Sets the sysctls of the current network namespace that the XDP hand-off needs, recording the
+/// old values in `set`:
+/// - `tcp_syncookies=2`: otherwise `bpf_tcp_gen_syncookie` refuses until the SYN queue
+///   overflows, which never happens when XDP answers every SYN;
+/// - `tcp_timestamps` 1 -> 2: timestamps stay on but without the per-host-pair random offset the
+///   kernel would subtract from the echoed TSval, which XDP cannot know.
+pub fn prepare_sysctls(set: &mut SysctlSet) -> Result<(), GuardError> {
+    set.set("net.ipv4.tcp_syncookies", "2")?;
+    if sysctl::read_u64("net.ipv4.tcp_timestamps")? == 1 {
+        set.set("net.ipv4.tcp_timestamps", "2")?;
+    }
+    Ok(())
+}
+
+/// Builds the program configuration from the live system (call after [`prepare_sysctls`]).
+pub fn config_from_system(iface: &str, o: &Overrides) -> Result<GuardConfig, GuardError> {
+    let mtu = interface_mtu(iface)?;
+    let tcp_rmem = sysctl::read_vec("net.ipv4.tcp_rmem")?;
+    let rmem_max = sysctl::read_u64("net.core.rmem_max")?;
+    let (rmem_default, rmem_top) = match tcp_rmem.as_slice() {
+        [_, d, m] => (*d, *m),
+        _ => (131072, 6291456),
+    };
+    let mut options = 0;
+    if sysctl::read_u64("net.ipv4.tcp_timestamps")? != 0 {
+        options |= OPT_TIMESTAMPS;
+    }
+    if sysctl::read_u64("net.ipv4.tcp_sack")? != 0 {
+        options |= OPT_SACK;
+    }
+    if sysctl::read_u64("net.ipv4.tcp_window_scaling")? != 0 {
+        options |= OPT_WSCALE;
+    }
+    if sysctl::read_u64("net.ipv4.tcp_ecn")? != 0 {
+        options |= OPT_ECN;
+    }
+    let mss_v4 = o.mss_v4.unwrap_or(mtu.saturating_sub(40)).min(65495);
+    let cfg = GuardConfig {
+        mode: Mode::Always as u32,
+        mss_v4,
+        mss_v6: o.mss_v6.unwrap_or(mtu.saturating_sub(60)).min(65475),
+        wscale: o.wscale.unwrap_or(window_scale_shift(rmem_top, rmem_max)),
+        options,
+        window: synack_window(rmem_default, mss_v4),
+        ttl: match o.ttl {
+            Some(t) => t,
+            None => sysctl::read_u64("net.ipv4.ip_default_ttl")?.min(255) as u32,
+        },
+    };
+    cfg.validate().map_err(|field| GuardError::InvalidConfig {
+        field,
+        reason: format!("out of range in {cfg:?} (interface MTU {mtu})"),
+    })?;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wscale_matches_tcp_select_initial_window() {
+        // Defaults here: tcp_rmem[2] = 33554432 (2^25), rmem_max = 212992 -> 25 - 15 = 10.
+        assert_eq!(window_scale_shift(33_554_432, 212_992), 10);
+        // Classic default tcp_rmem[2] = 6 MiB -> ilog2 = 22 -> 7.
+        assert_eq!(window_scale_shift(6_291_456, 212_992), 7);
+        // rmem_max can dominate.
+        assert_eq!(window_scale_shift(6_291_456, 1 << 28), 13);
+        // Clamped to 14 (space limited to 65535 << 14).
+        assert_eq!(window_scale_shift(1 << 40, 0), 14);
+        // Small buffers -> 0, never negative.
+        assert_eq!(window_scale_shift(4096, 4096), 0);
+        assert_eq!(window_scale_shift(0, 0), 0);
+        assert_eq!(window_scale_shift(65535, 0), 0);
+        assert_eq!(window_scale_shift(65536, 0), 1);
+    }
+
+    #[test]
+    fn synack_window_is_kernel_like_and_never_zero() {
+        assert_eq!(synack_window(131_072, 1460), 64_240);
+        assert_eq!(synack_window(131_072, 1448), 65_160);
+        assert_eq!(synack_window(1 << 30, 1460), 65_535 - 65_535 % 1460);
+        assert_eq!(synack_window(0, 1460), 1);
+        assert_eq!(synack_window(1000, 1460), 500);
+        assert_eq!(synack_window(131_072, 0), 65_535);
+    }
+}
