@@ -156,7 +156,10 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
     // The log pump: drains the program's aya-log buffer whenever it becomes readable.
     let logger_task = guard.take_logger().map(|logger| {
         tokio::spawn(async move {
-            let Ok(mut fd) = AsyncFd::with_interest(logger, tokio::io::Interest::READABLE) else {
+            // Safety: the AsyncFd owns the logger, so the fd stays open while registered.
+            let registered =
+                unsafe { AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) };
+            let Ok(mut fd) = registered else {
                 return;
             };
             loop {
