@@ -8,7 +8,7 @@
 pub const PROGRAM_NAME: &str = "synguard";
 /// Name of the one-entry array map holding [`GuardConfig`].
 pub const CONFIG_MAP: &str = "GUARD_CONFIG";
-/// Name of the per-CPU `u64` array map indexed by [`Counter`].
+/// Name of the per-CPU `u64` array map of counters, indexed by [`counter_index`].
 pub const COUNTERS_MAP: &str = "GUARD_COUNTERS";
 
 /// What the data path does with SYNs to a local listener.
@@ -143,12 +143,12 @@ counters! {
     BadFlags = "bad_flags",
     /// IP packets that are not TCP, passed.
     NonTcp = "non_tcp",
-    /// Frames that are not IPv4, passed.
+    /// Frames that are neither IPv4 nor IPv6, passed.
     NonIp = "non_ip",
-    /// IPv4 fragments, passed (never answered: XDP cannot reassemble).
+    /// IP fragments, passed (never answered: XDP cannot reassemble).
     Fragment = "fragment",
-    /// IPv4 packets with IP options, passed to the kernel, which answers them itself.
-    IpOptions = "ip_options",
+    /// Headers the guard does not parse (IPv6 routing/AH/ESP/... extension headers, a third VLAN tag), passed.
+    Unsupported = "unsupported",
     /// Truncated or invalid headers (short frame, bad version, ihl < 5, doff < 5, bad lengths), dropped.
     Malformed = "malformed",
     /// SYNs with a bad IPv4 or TCP checksum, dropped (the kernel would drop them too).
@@ -159,8 +159,41 @@ counters! {
     Disabled = "disabled",
 }
 
-/// Number of counters, the size of [`COUNTERS_MAP`].
+/// Number of counters per address family.
 pub const COUNTER_COUNT: u32 = Counter::ALL.len() as u32;
+
+/// The address family a counter is kept for.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    /// Frames that are not IP, or too short to tell.
+    Other = 0,
+    Ipv4 = 1,
+    Ipv6 = 2,
+}
+
+impl Family {
+    /// Every family, in index order.
+    pub const ALL: &'static [Family] = &[Family::Other, Family::Ipv4, Family::Ipv6];
+
+    /// Label used in JSON and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Family::Other => "other",
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        }
+    }
+}
+
+/// Number of entries of [`COUNTERS_MAP`]: one block of [`COUNTER_COUNT`] per [`Family`].
+pub const COUNTERS_LEN: u32 = COUNTER_COUNT * Family::ALL.len() as u32;
+
+/// Index of `counter` for `family` in [`COUNTERS_MAP`].
+#[inline(always)]
+pub const fn counter_index(family: Family, counter: Counter) -> u32 {
+    family as u32 * COUNTER_COUNT + counter as u32
+}
 
 /// XDP verdict values (`enum xdp_action`), spelled out so userspace needs no bindings.
 pub mod xdp_action {
@@ -192,7 +225,7 @@ impl Counter {
             | Counter::NonTcp
             | Counter::NonIp
             | Counter::Fragment
-            | Counter::IpOptions
+            | Counter::Unsupported
             | Counter::HelperError
             | Counter::Disabled => XDP_PASS,
         })
@@ -247,6 +280,11 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), Counter::ALL.len());
         assert_eq!(Counter::from_name("nope"), None);
+        for (i, f) in Family::ALL.iter().enumerate() {
+            assert_eq!(*f as usize, i);
+        }
+        let last = counter_index(Family::Ipv6, Counter::ALL[Counter::ALL.len() - 1]);
+        assert_eq!(last, COUNTERS_LEN - 1);
     }
 
     #[test]

@@ -53,6 +53,20 @@ pub fn ipv4_pseudo(src: [u8; 4], dst: [u8; 4], tcp_len: u16) -> u32 {
         + tcp_len as u32
 }
 
+/// Sum of the IPv6 pseudo-header for TCP (RFC 8200 section 8.1): addresses, the upper-layer
+/// length and next header 6.
+#[inline(always)]
+pub fn ipv6_pseudo(src: &[u8; 16], dst: &[u8; 16], tcp_len: u32) -> u32 {
+    let mut sum = 6 + (tcp_len >> 16) + (tcp_len & 0xffff);
+    let mut i = 0;
+    while i < 16 {
+        sum += u16::from_be_bytes([src[i], src[i + 1]]) as u32;
+        sum += u16::from_be_bytes([dst[i], dst[i + 1]]) as u32;
+        i += 2;
+    }
+    sum
+}
+
 /// True if a 20-byte IPv4 header (checksum field included) sums to 0xffff.
 #[inline(always)]
 pub fn ipv4_header_ok(hdr: &[u8; 20]) -> bool {
@@ -95,6 +109,28 @@ mod tests {
         h[10] = 0xb8;
         h[11] = 0x62;
         assert!(!ipv4_header_ok(&h));
+    }
+
+    #[test]
+    fn offset_sums_and_ipv6_pseudo_header() {
+        let b = [0xff, 0xff, 0x12, 0x34, 0x56, 0x78];
+        assert_eq!(add_words_at(0, &b, 2, 4), 0x1234 + 0x5678);
+        assert_eq!(add_words_at(0, &b, 2, 3), 0x1234 + 0x5600);
+        assert_eq!(add_words_at(0, &b, 4, 99), 0x5678);
+        let mut src = [0u8; 16];
+        let mut dst = [0u8; 16];
+        src[0] = 0xfe;
+        src[15] = 1;
+        dst[0] = 0xfe;
+        dst[15] = 2;
+        assert_eq!(
+            ipv6_pseudo(&src, &dst, 40),
+            0xfe00 + 1 + 0xfe00 + 2 + 40 + 6
+        );
+        assert_eq!(
+            ipv6_pseudo(&src, &dst, 0x1_0002),
+            0xfe00 + 1 + 0xfe00 + 2 + 1 + 2 + 6
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod guard;
 mod maps;
 mod parse;
+mod reply;
 mod stats;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};

@@ -1,35 +1,39 @@
-//! The maps shared with the controller; their names are constants in `guard-common`.
+//! The maps shared with the controller (names are constants in `guard-common`), and per-CPU
+//! scratch memory.
 
 use aya_ebpf::{
     macros::map,
     maps::{Array, PerCpuArray},
 };
-use guard_common::{COUNTER_COUNT, GuardConfig};
+use guard_common::{COUNTERS_LEN, GuardConfig};
 use guard_ebpf::{
     options::{ParseScratch, TCP_HDR_BUF},
-    synack::SYNACK_V4_MAX,
+    synack::SYNACK_L34_MAX,
 };
 
 /// One entry: the runtime configuration, written by the controller (zeroed means mode off).
 #[map]
 pub static GUARD_CONFIG: Array<GuardConfig> = Array::with_max_entries(1, 0);
 
-/// Per-CPU counters indexed by `guard_common::Counter`.
+/// Per-CPU counters, indexed by `guard_common::counter_index(family, counter)`.
 #[map]
-pub static GUARD_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+pub static GUARD_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
 
-/// Per-CPU working memory for building a SYN-ACK: the BPF stack (512 bytes) cannot hold these
-/// buffers next to what the compiler spills.
+/// Per-CPU working memory for answering a SYN: the BPF stack (512 bytes) cannot hold these
+/// buffers next to what the compiler spills, and values kept here are deliberately invisible to
+/// the verifier (see `parse_syn_options` and `reply::emit`).
 #[repr(C)]
 pub struct Scratch {
     /// The SYN's TCP header with options, copied out of the packet.
     pub th: [u8; TCP_HDR_BUF],
-    /// Option parser state (see `parse_syn_options`: kept in map memory on purpose).
+    /// The SYN's IPv4 header when it has options, copied out to verify its checksum.
+    pub iph: [u8; TCP_HDR_BUF],
+    /// Option parser state.
     pub parse: ParseScratch,
-    /// Length of the reply, passed through map memory on purpose (see `emit`).
+    /// Length of the reply's network + transport headers.
     pub len: usize,
-    /// The reply frame under construction.
-    pub frame: [u8; SYNACK_V4_MAX],
+    /// The reply's network + transport headers under construction.
+    pub l34: [u8; SYNACK_L34_MAX],
 }
 
 #[map]

@@ -1,6 +1,26 @@
-//! Bounds-checked access to packet memory: the one primitive every header read goes through.
+//! Header parsing: bounds-checked packet access through one primitive ([`ptr_at`]), and the walk
+//! from Ethernet (with up to two VLAN tags) through IPv4 or IPv6 (with Hop-by-Hop and Destination
+//! Options headers) to the TCP header.
 
 use aya_ebpf::programs::XdpContext;
+use guard_common::{Counter, Family};
+use guard_ebpf::synack::{IPV4_HLEN, IPV6_HLEN};
+
+pub const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const IPPROTO_TCP: u8 = 6;
+const NEXTHDR_HOP: u8 = 0;
+const NEXTHDR_DEST: u8 = 60;
+const NEXTHDR_FRAGMENT: u8 = 44;
+/// Other IPv6 extension headers: routing, ESP, AH, mobility, HIP, shim6.
+const NEXTHDR_OTHER_EXT: [u8; 6] = [43, 50, 51, 135, 139, 140];
+/// Hop-by-Hop/Destination Options headers followed before giving up.
+const MAX_V6_EXT: usize = 4;
+/// Largest offset of a TCP header we parse (keeps packet offsets provably small).
+const MAX_L4_OFF: usize = 512;
 
 /// Pointer to a `T` at byte offset `off` of the frame, or `None` if it would run past the end.
 /// The comparison against `data_end` is what lets the verifier accept the later dereference.
@@ -18,4 +38,165 @@ pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*const T> {
 #[inline(always)]
 pub fn frame_len(ctx: &XdpContext) -> usize {
     ctx.data_end() - ctx.data()
+}
+
+/// The headers of a TCP segment, as pointers into the frame.
+pub struct Segment {
+    pub family: Family,
+    /// Offset of the IP header (14, 18 or 22).
+    pub l3: usize,
+    /// The IPv4 header (20 bytes, options not included) or the IPv6 header (40 bytes).
+    pub ip: *const u8,
+    /// IPv4 header length with options (20..=60); 40 for IPv6.
+    pub ip_hlen: usize,
+    /// Offset of the TCP header.
+    pub l4: usize,
+    /// The fixed part of the TCP header.
+    pub tcp: *const [u8; 20],
+    /// TCP header length (doff * 4), checked to lie within the IP payload.
+    pub doff: usize,
+    /// ECN bits of the IP header (the SYN must not be ECT-marked to negotiate ECN).
+    pub ecn: u8,
+}
+
+/// Walks the headers. `Ok` is a TCP segment to look at; `Err` is the outcome for anything else.
+#[inline(always)]
+pub fn segment(ctx: &XdpContext) -> Result<Segment, (Family, Counter)> {
+    let other = |c| (Family::Other, c);
+    let eth = ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(other(Counter::Malformed))?;
+    // Safety: checked by ptr_at.
+    let mut proto = unsafe { u16::from_be_bytes([(*eth)[12], (*eth)[13]]) };
+    let mut l3 = ETH_HLEN;
+    // Up to two tags (802.1Q, or 802.1ad outer + 802.1Q inner); the reply keeps them as they are.
+    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+        let tag = ptr_at::<[u8; 4]>(ctx, ETH_HLEN).ok_or(other(Counter::Malformed))?;
+        // Safety: checked by ptr_at.
+        proto = unsafe { u16::from_be_bytes([(*tag)[2], (*tag)[3]]) };
+        l3 = ETH_HLEN + 4;
+        if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+            let tag = ptr_at::<[u8; 4]>(ctx, ETH_HLEN + 4).ok_or(other(Counter::Malformed))?;
+            // Safety: checked by ptr_at.
+            proto = unsafe { u16::from_be_bytes([(*tag)[2], (*tag)[3]]) };
+            l3 = ETH_HLEN + 8;
+            if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+                return Err(other(Counter::Unsupported));
+            }
+        }
+    }
+    match proto {
+        ETH_P_IP => ipv4(ctx, l3),
+        ETH_P_IPV6 => ipv6(ctx, l3),
+        _ => Err(other(Counter::NonIp)),
+    }
+}
+
+#[inline(always)]
+fn ipv4(ctx: &XdpContext, l3: usize) -> Result<Segment, (Family, Counter)> {
+    let f = |c| (Family::Ipv4, c);
+    let ip = ptr_at::<[u8; IPV4_HLEN]>(ctx, l3).ok_or(f(Counter::Malformed))?;
+    // Safety: checked by ptr_at.
+    let h = unsafe { &*ip };
+    let ihl = (h[0] & 0x0f) as usize * 4;
+    if h[0] >> 4 != 4 || ihl < IPV4_HLEN {
+        return Err(f(Counter::Malformed));
+    }
+    let tot_len = u16::from_be_bytes([h[2], h[3]]) as usize;
+    if tot_len < ihl || l3 + tot_len > frame_len(ctx) {
+        return Err(f(Counter::Malformed));
+    }
+    if h[9] != IPPROTO_TCP {
+        return Err(f(Counter::NonTcp));
+    }
+    // MF set or a non-zero offset: only first fragments carry a TCP header, and a fragmented SYN
+    // is not something to answer from XDP; the kernel reassembles.
+    if u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
+        return Err(f(Counter::Fragment));
+    }
+    // IP options (ihl > 5) are skipped: the reply carries none, like most stacks' SYN-ACKs.
+    tcp(
+        ctx,
+        Family::Ipv4,
+        l3,
+        ip as *const u8,
+        ihl,
+        l3 + tot_len,
+        h[1] & 3,
+    )
+}
+
+#[inline(always)]
+fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Segment, (Family, Counter)> {
+    let f = |c| (Family::Ipv6, c);
+    let ip = ptr_at::<[u8; IPV6_HLEN]>(ctx, l3).ok_or(f(Counter::Malformed))?;
+    // Safety: checked by ptr_at.
+    let h = unsafe { &*ip };
+    if h[0] >> 4 != 6 {
+        return Err(f(Counter::Malformed));
+    }
+    // A zero payload length announces a jumbogram, which needs a Hop-by-Hop option to parse.
+    let plen = u16::from_be_bytes([h[4], h[5]]) as usize;
+    let end = l3 + IPV6_HLEN + plen;
+    if plen == 0 || end > frame_len(ctx) {
+        return Err(f(Counter::Malformed));
+    }
+    let ecn = (h[1] >> 4) & 3;
+    let mut next = h[6];
+    let mut l4 = l3 + IPV6_HLEN;
+    let mut i = 0;
+    while i < MAX_V6_EXT && (next == NEXTHDR_HOP || next == NEXTHDR_DEST) {
+        if l4 > MAX_L4_OFF {
+            return Err(f(Counter::Unsupported));
+        }
+        let ext = ptr_at::<[u8; 2]>(ctx, l4).ok_or(f(Counter::Malformed))?;
+        // Safety: checked by ptr_at.
+        let (nh, len) = unsafe { ((*ext)[0], (*ext)[1]) };
+        next = nh;
+        l4 += (len as usize + 1) * 8;
+        i += 1;
+    }
+    match next {
+        IPPROTO_TCP => {}
+        NEXTHDR_FRAGMENT => return Err(f(Counter::Fragment)),
+        NEXTHDR_HOP | NEXTHDR_DEST => return Err(f(Counter::Unsupported)),
+        n if NEXTHDR_OTHER_EXT.contains(&n) => return Err(f(Counter::Unsupported)),
+        _ => return Err(f(Counter::NonTcp)),
+    }
+    if l4 > end {
+        return Err(f(Counter::Malformed));
+    }
+    tcp(ctx, Family::Ipv6, l3, ip as *const u8, l4 - l3, end, ecn)
+}
+
+/// The TCP header `hdrs` bytes after `l3` (the IP header and its options or extension headers),
+/// inside an IP packet ending at `end`.
+#[inline(always)]
+fn tcp(
+    ctx: &XdpContext,
+    family: Family,
+    l3: usize,
+    ip: *const u8,
+    hdrs: usize,
+    end: usize,
+    ecn: u8,
+) -> Result<Segment, (Family, Counter)> {
+    let l4 = l3 + hdrs;
+    if l4 > MAX_L4_OFF {
+        return Err((family, Counter::Unsupported));
+    }
+    let tcp = ptr_at::<[u8; 20]>(ctx, l4).ok_or((family, Counter::Malformed))?;
+    // Safety: checked by ptr_at.
+    let doff = unsafe { ((*tcp)[12] >> 4) as usize * 4 };
+    if doff < 20 || l4 + doff > end {
+        return Err((family, Counter::Malformed));
+    }
+    Ok(Segment {
+        family,
+        l3,
+        ip,
+        ip_hlen: hdrs,
+        l4,
+        tcp,
+        doff,
+        ecn,
+    })
 }

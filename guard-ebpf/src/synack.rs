@@ -29,10 +29,10 @@ pub const TCP_FLAG_CWR: u8 = 0x80;
 
 /// Longest SYN-ACK TCP header we emit: 20 + MSS(4) + SACK/TS(12) + NOP/WS(4).
 pub const SYNACK_TCP_MAX: usize = 40;
-pub const ETH_HLEN: usize = 14;
 pub const IPV4_HLEN: usize = 20;
-/// Longest IPv4 SYN-ACK frame.
-pub const SYNACK_V4_MAX: usize = ETH_HLEN + IPV4_HLEN + SYNACK_TCP_MAX;
+pub const IPV6_HLEN: usize = 40;
+/// Room for the network and transport headers of any SYN-ACK we build (IPv6 + longest TCP).
+pub const SYNACK_L34_MAX: usize = IPV6_HLEN + SYNACK_TCP_MAX;
 
 /// The options the SYN-ACK carries, and so the ones the kernel decodes from the cookie.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -162,39 +162,72 @@ pub fn write_tcp<const N: usize>(out: &mut [u8; N], at: usize, f: &SynAckFields)
     len
 }
 
-/// Addresses of an IPv4 exchange, from the SYN's point of view swapped for the reply.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct V4Addrs {
-    pub client_mac: [u8; 6],
-    pub local_mac: [u8; 6],
-    pub client_ip: [u8; 4],
-    pub local_ip: [u8; 4],
+/// Addresses of an exchange, as the SYN carried them (`N` = 4 or 16 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Addrs<'a, const N: usize> {
+    pub client: &'a [u8; N],
+    pub local: &'a [u8; N],
 }
 
-/// Builds a whole IPv4 SYN-ACK frame (Ethernet + IPv4 + TCP) into `out` and returns its length.
-/// IPv4 header as the kernel sends a SYN-ACK: no options, TOS 0, DF, ID 0, `ttl`.
+/// Writes the TCP part at `at` and fills in its checksum from the pseudo-header sum `pseudo`
+/// (which must not yet include the TCP length); returns the TCP length.
 #[inline(always)]
-pub fn build_v4(out: &mut [u8; SYNACK_V4_MAX], a: &V4Addrs, f: &SynAckFields, ttl: u8) -> usize {
-    const IP: usize = ETH_HLEN;
-    const TCP: usize = ETH_HLEN + IPV4_HLEN;
-    let tcp_len = write_tcp(out, TCP, f);
-    let pseudo = csum::ipv4_pseudo(a.local_ip, a.client_ip, tcp_len as u16);
-    let sum = csum::fold(csum::add_words_at(pseudo, out, TCP, tcp_len));
-    out[TCP + 16..TCP + 18].copy_from_slice(&sum.to_be_bytes());
+fn tcp_with_checksum<const N: usize>(
+    out: &mut [u8; N],
+    at: usize,
+    f: &SynAckFields,
+    pseudo: u32,
+) -> usize {
+    let tcp_len = write_tcp(out, at, f);
+    let sum = csum::fold(csum::add_words_at(
+        pseudo + tcp_len as u32,
+        out,
+        at,
+        tcp_len,
+    ));
+    out[at + 16..at + 18].copy_from_slice(&sum.to_be_bytes());
+    tcp_len
+}
 
-    out[0..6].copy_from_slice(&a.client_mac);
-    out[6..12].copy_from_slice(&a.local_mac);
-    out[12..14].copy_from_slice(&[0x08, 0x00]);
-
+/// Builds the IPv4 and TCP headers of a SYN-ACK into `out` and returns their length. The IPv4
+/// header is the one the kernel sends with a SYN-ACK: no options, TOS 0, DF, ID 0, `ttl`.
+#[inline(always)]
+pub fn build_v4(
+    out: &mut [u8; SYNACK_L34_MAX],
+    a: Addrs<'_, 4>,
+    f: &SynAckFields,
+    ttl: u8,
+) -> usize {
+    const TCP: usize = IPV4_HLEN;
+    let pseudo = csum::ipv4_pseudo(*a.local, *a.client, 0);
+    let tcp_len = tcp_with_checksum(out, TCP, f, pseudo);
     let tot_len = ((IPV4_HLEN + tcp_len) as u16).to_be_bytes();
     // version/ihl, tos, total length, id 0, DF, ttl, TCP, checksum 0 (filled below)
-    out[IP..IP + 12]
-        .copy_from_slice(&[0x45, 0, tot_len[0], tot_len[1], 0, 0, 0x40, 0, ttl, 6, 0, 0]);
-    out[IP + 12..IP + 16].copy_from_slice(&a.local_ip);
-    out[IP + 16..IP + 20].copy_from_slice(&a.client_ip);
-    let ipsum = csum::fold(csum::add_words_at(0, out, IP, IPV4_HLEN));
-    out[IP + 10..IP + 12].copy_from_slice(&ipsum.to_be_bytes());
-    TCP + tcp_len
+    out[0..12].copy_from_slice(&[0x45, 0, tot_len[0], tot_len[1], 0, 0, 0x40, 0, ttl, 6, 0, 0]);
+    out[12..16].copy_from_slice(a.local);
+    out[16..20].copy_from_slice(a.client);
+    let ipsum = csum::fold(csum::add_words_at(0, out, 0, IPV4_HLEN));
+    out[10..12].copy_from_slice(&ipsum.to_be_bytes());
+    IPV4_HLEN + tcp_len
+}
+
+/// Builds the IPv6 and TCP headers of a SYN-ACK into `out` and returns their length: traffic
+/// class and flow label 0, no extension headers, `hop_limit`.
+#[inline(always)]
+pub fn build_v6(
+    out: &mut [u8; SYNACK_L34_MAX],
+    a: Addrs<'_, 16>,
+    f: &SynAckFields,
+    hop_limit: u8,
+) -> usize {
+    const TCP: usize = IPV6_HLEN;
+    let pseudo = csum::ipv6_pseudo(a.local, a.client, 0);
+    let tcp_len = tcp_with_checksum(out, TCP, f, pseudo);
+    let plen = (tcp_len as u16).to_be_bytes();
+    out[0..8].copy_from_slice(&[0x60, 0, 0, 0, plen[0], plen[1], 6, hop_limit]);
+    out[8..24].copy_from_slice(a.local);
+    out[24..40].copy_from_slice(a.client);
+    IPV6_HLEN + tcp_len
 }
 
 #[cfg(test)]
@@ -349,15 +382,8 @@ mod tests {
         assert_eq!(u16::from_be_bytes([b[14], b[15]]), 64240);
     }
 
-    #[test]
-    fn v4_frame_checksums_verify() {
-        let a = V4Addrs {
-            client_mac: [2, 0, 0, 0, 0, 1],
-            local_mac: [2, 0, 0, 0, 0, 2],
-            client_ip: [10, 0, 0, 1],
-            local_ip: [10, 0, 0, 2],
-        };
-        for neg in [
+    fn negs() -> [Negotiated; 3] {
+        [
             Negotiated::default(),
             Negotiated {
                 ts: true,
@@ -370,21 +396,59 @@ mod tests {
                 wscale: true,
                 ..Default::default()
             },
-        ] {
-            let mut f = [0u8; SYNACK_V4_MAX];
-            let n = build_v4(&mut f, &a, &fields(neg), 64);
-            assert_eq!(&f[0..6], &a.client_mac);
-            assert_eq!(&f[6..12], &a.local_mac);
-            let ip: [u8; 20] = f[14..34].try_into().unwrap();
+        ]
+    }
+
+    #[test]
+    fn v4_headers_and_checksums_verify() {
+        let a = Addrs {
+            client: &[10, 0, 0, 1],
+            local: &[10, 0, 0, 2],
+        };
+        for neg in negs() {
+            let mut f = [0u8; SYNACK_L34_MAX];
+            let n = build_v4(&mut f, a, &fields(neg), 64);
+            let ip: [u8; 20] = f[0..20].try_into().unwrap();
             assert!(csum::ipv4_header_ok(&ip));
-            assert_eq!(u16::from_be_bytes([ip[2], ip[3]]) as usize, n - 14);
-            assert_eq!(&ip[12..16], &a.local_ip);
-            assert_eq!(&ip[16..20], &a.client_ip);
-            let tcp_len = n - 34;
+            assert_eq!(u16::from_be_bytes([ip[2], ip[3]]) as usize, n);
+            assert_eq!((ip[0], ip[6], ip[8], ip[9]), (0x45, 0x40, 64, 6));
+            assert_eq!(&ip[12..16], a.local);
+            assert_eq!(&ip[16..20], a.client);
+            let tcp_len = n - 20;
             let mut tcp = [0u8; SYNACK_TCP_MAX];
-            tcp[..tcp_len].copy_from_slice(&f[34..n]);
+            tcp[..tcp_len].copy_from_slice(&f[20..n]);
             let s = csum::add_words(
-                csum::ipv4_pseudo(a.local_ip, a.client_ip, tcp_len as u16),
+                csum::ipv4_pseudo(*a.local, *a.client, tcp_len as u16),
+                &tcp,
+                tcp_len,
+            );
+            assert_eq!(csum::fold(s), 0, "tcp checksum must verify");
+        }
+    }
+
+    #[test]
+    fn v6_headers_and_checksums_verify() {
+        let mut client = [0xfd; 16];
+        let mut local = [0xfd; 16];
+        client[15] = 1;
+        local[15] = 2;
+        let a = Addrs {
+            client: &client,
+            local: &local,
+        };
+        for neg in negs() {
+            let mut f = [0u8; SYNACK_L34_MAX];
+            let n = build_v6(&mut f, a, &fields(neg), 255);
+            assert_eq!(&f[0..4], &[0x60, 0, 0, 0]);
+            assert_eq!(u16::from_be_bytes([f[4], f[5]]) as usize, n - 40);
+            assert_eq!((f[6], f[7]), (6, 255));
+            assert_eq!(&f[8..24], a.local);
+            assert_eq!(&f[24..40], a.client);
+            let tcp_len = n - 40;
+            let mut tcp = [0u8; SYNACK_TCP_MAX];
+            tcp[..tcp_len].copy_from_slice(&f[40..n]);
+            let s = csum::add_words(
+                csum::ipv6_pseudo(a.local, a.client, tcp_len as u32),
                 &tcp,
                 tcp_len,
             );

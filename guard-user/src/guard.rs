@@ -232,8 +232,8 @@ impl Guard {
                 map: "GUARD_COUNTERS",
                 reason: e.to_string(),
             })?;
-        let mut values = Vec::with_capacity(guard_common::Counter::ALL.len());
-        for i in 0..guard_common::COUNTER_COUNT {
+        let mut values = Vec::with_capacity(guard_common::COUNTERS_LEN as usize);
+        for i in 0..guard_common::COUNTERS_LEN {
             let per_cpu = arr.get(&i, 0).map_err(|e| GuardError::Map {
                 map: "GUARD_COUNTERS",
                 reason: e.to_string(),

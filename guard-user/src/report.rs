@@ -3,7 +3,7 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use guard_common::Counter;
+use guard_common::{Counter, Family};
 
 use crate::counters::Counters;
 
@@ -34,7 +34,8 @@ pub fn table(now: &Counters, prev: &Counters, elapsed: Duration, title: &str) ->
 }
 
 /// One JSON object: `{"timestamp": <unix seconds>, "interval_s": .., "<counter>": total, ...,
-/// "rates": {"<counter>": per-second, ...}}`.
+/// "rates": {"<counter>": per-second, ...}, "families": {"ipv4": {"<counter>": total, ...},
+/// "ipv6": {..}, "other": {..}}}`.
 pub fn json_line(now: &Counters, prev: &Counters, elapsed: Duration, unix_ts: f64) -> String {
     let secs = elapsed.as_secs_f64().max(1e-9);
     let d = now.delta(prev);
@@ -58,6 +59,17 @@ pub fn json_line(now: &Counters, prev: &Counters, elapsed: Duration, unix_ts: f6
         })
         .collect();
     obj.insert("rates".into(), serde_json::Value::Object(rates));
+    let families: serde_json::Map<_, _> = Family::ALL
+        .iter()
+        .map(|&f| {
+            let per: serde_json::Map<_, _> = Counter::ALL
+                .iter()
+                .map(|&c| (c.name().to_owned(), serde_json::json!(now.get_family(f, c))))
+                .collect();
+            (f.name().to_owned(), serde_json::Value::Object(per))
+        })
+        .collect();
+    obj.insert("families".into(), serde_json::Value::Object(families));
     serde_json::Value::Object(obj).to_string()
 }
 
@@ -66,8 +78,8 @@ mod tests {
     use super::*;
 
     fn snap(syn: u64) -> Counters {
-        let mut v = vec![0; Counter::ALL.len()];
-        v[Counter::SynAckSent as usize] = syn;
+        let mut v = vec![0; guard_common::COUNTERS_LEN as usize];
+        v[guard_common::counter_index(Family::Ipv4, Counter::SynAckSent) as usize] = syn;
         Counters::from_values(v)
     }
 
@@ -81,6 +93,8 @@ mod tests {
         assert_eq!(v["synack_sent"], 300);
         assert_eq!(v["rates"]["synack_sent"], 100.0);
         assert_eq!(v["timestamp"], 1.5);
+        assert_eq!(v["families"]["ipv4"]["synack_sent"], 300);
+        assert_eq!(v["families"]["ipv6"]["synack_sent"], 0);
         assert!(!line.contains('\n'));
     }
 

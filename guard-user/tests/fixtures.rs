@@ -1,29 +1,33 @@
-//! The data path, frame by frame, through `BPF_PROG_TEST_RUN`: a table of crafted frames, each
-//! with the verdict, the counters it must move and, for SYN-ACKs, the fields of the reply, which
-//! is parsed with an independent parser (etherparse) and checksum-verified.
+//! The data path, frame by frame, through `BPF_PROG_TEST_RUN`: a table of crafted frames for
+//! IPv4 and IPv6, untagged, 802.1Q-tagged and QinQ-tagged, each with the verdict, the counters
+//! (per address family) it must move and, for SYN-ACKs, the fields of the reply, which is parsed
+//! with an independent parser (etherparse) and checksum-verified.
 //!
 //! Needs root (loads BPF). Each test moves its own thread into a fresh network namespace
-//! (`unshare(CLONE_NEWNET)`), which disappears with the thread: the listener, the sysctl and the
-//! established connection the cases need never touch the host.
+//! (`unshare(CLONE_NEWNET)`), which disappears with the thread: the listeners, the sysctl and the
+//! established connections the cases need never touch the host.
 
 use std::{
-    net::{TcpListener, TcpStream},
+    net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream},
     process::Command,
 };
 
 use etherparse::{
-    Ipv4Header, NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice,
+    Ipv4Header, LinkExtSlice, NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement,
+    TransportSlice,
 };
 use guard_common::{
-    Counter, GuardConfig, Mode, OPT_ECN, OPT_SACK, OPT_TIMESTAMPS, OPT_WSCALE,
+    Counter, Family, GuardConfig, Mode, OPT_ECN, OPT_SACK, OPT_TIMESTAMPS, OPT_WSCALE,
     xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
 };
-use guard_user::{Guard, LoadOptions};
+use guard_user::{Counters, Guard, LoadOptions};
 
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-const CLIENT_IP: [u8; 4] = [10, 99, 0, 1];
-const SERVER_IP: [u8; 4] = [127, 0, 0, 1];
+const CLIENT_V4: [u8; 4] = [10, 99, 0, 1];
+const SERVER_V4: [u8; 4] = [127, 0, 0, 1];
+const CLIENT_V6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const SERVER_V6: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 const CLIENT_PORT: u16 = 40_000;
 const CLIENT_ISN: u32 = 0x1234_5678;
 const CLIENT_TSVAL: u32 = 0x0a0b_0c0d;
@@ -66,11 +70,46 @@ fn loaded_guard(cfg: &GuardConfig) -> Guard {
     g
 }
 
-/// How a test frame is built.
+/// Link-layer framing of a test frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum L2 {
+    Untagged,
+    /// One 802.1Q tag.
+    Dot1q,
+    /// 802.1ad outer tag + 802.1Q inner tag.
+    Qinq,
+}
+
+impl L2 {
+    const ALL: [L2; 3] = [L2::Untagged, L2::Dot1q, L2::Qinq];
+    fn tags(self) -> &'static [[u8; 4]] {
+        match self {
+            L2::Untagged => &[],
+            L2::Dot1q => &[[0x81, 0x00, 0x00, 0x64]],
+            L2::Qinq => &[[0x88, 0xa8, 0x20, 0x0a], [0x81, 0x00, 0x00, 0x64]],
+        }
+    }
+    fn l3(self) -> usize {
+        14 + 4 * self.tags().len()
+    }
+    fn name(self) -> &'static str {
+        match self {
+            L2::Untagged => "untagged",
+            L2::Dot1q => "802.1Q",
+            L2::Qinq => "QinQ",
+        }
+    }
+}
+
+/// How a test segment is built.
 #[derive(Clone, Debug)]
 struct Tcp {
-    src: [u8; 4],
-    dst: [u8; 4],
+    v6: bool,
+    l2: L2,
+    /// Last byte of the client address (to make "another source").
+    src_last: u8,
+    /// Use the server's own address as source (for established flows over loopback).
+    src_is_server: bool,
     sport: u16,
     dport: u16,
     seq: u32,
@@ -81,10 +120,12 @@ struct Tcp {
 }
 
 impl Tcp {
-    fn to(port: u16) -> Self {
+    fn to(v6: bool, l2: L2, port: u16) -> Self {
         Tcp {
-            src: CLIENT_IP,
-            dst: SERVER_IP,
+            v6,
+            l2,
+            src_last: 1,
+            src_is_server: false,
             sport: CLIENT_PORT,
             dport: port,
             seq: CLIENT_ISN,
@@ -110,10 +151,48 @@ impl Tcp {
         self.payload = p.to_vec();
         self
     }
+    fn family(&self) -> Family {
+        if self.v6 { Family::Ipv6 } else { Family::Ipv4 }
+    }
+    fn src(&self) -> Vec<u8> {
+        match (self.v6, self.src_is_server) {
+            (false, true) => SERVER_V4.to_vec(),
+            (true, true) => SERVER_V6.to_vec(),
+            (false, false) => {
+                let mut a = CLIENT_V4;
+                a[3] = self.src_last;
+                a.to_vec()
+            }
+            (true, false) => {
+                let mut a = CLIENT_V6;
+                a[15] = self.src_last;
+                a.to_vec()
+            }
+        }
+    }
+    fn dst(&self) -> Vec<u8> {
+        if self.v6 {
+            SERVER_V6.to_vec()
+        } else {
+            SERVER_V4.to_vec()
+        }
+    }
     fn frame(&self) -> Vec<u8> {
-        let mut b = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
-            .ipv4(self.src, self.dst, 64)
-            .tcp(self.sport, self.dport, self.seq, 64_000);
+        let eth = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC);
+        let ip = if self.v6 {
+            eth.ipv6(
+                self.src().try_into().unwrap(),
+                self.dst().try_into().unwrap(),
+                64,
+            )
+        } else {
+            eth.ipv4(
+                self.src().try_into().unwrap(),
+                self.dst().try_into().unwrap(),
+                64,
+            )
+        };
+        let mut b = ip.tcp(self.sport, self.dport, self.seq, 64_000);
         for c in self.flags.chars() {
             b = match c {
                 'S' => b.syn(),
@@ -132,6 +211,9 @@ impl Tcp {
         }
         let mut out = Vec::new();
         b.write(&mut out, &self.payload).expect("build frame");
+        for (i, tag) in self.l2.tags().iter().enumerate() {
+            out.splice(12 + 4 * i..12 + 4 * i, *tag);
+        }
         out
     }
 }
@@ -147,12 +229,23 @@ fn linux_options() -> Vec<TcpOptionElement> {
     ]
 }
 
-/// Recomputes the IPv4 header checksum after a test mutated the header.
-fn fix_ip_checksum(frame: &mut [u8]) {
-    frame[24] = 0;
-    frame[25] = 0;
-    let (h, _) = Ipv4Header::from_slice(&frame[14..]).expect("ipv4 header");
-    frame[24..26].copy_from_slice(&h.calc_header_checksum().to_be_bytes());
+/// Recomputes the IPv4 header checksum after a test mutated the header at `l3`.
+fn fix_ip_checksum(frame: &mut [u8], l3: usize) {
+    frame[l3 + 10] = 0;
+    frame[l3 + 11] = 0;
+    let (h, _) = Ipv4Header::from_slice(&frame[l3..]).expect("ipv4 header");
+    frame[l3 + 10..l3 + 12].copy_from_slice(&h.calc_header_checksum().to_be_bytes());
+}
+
+/// Inserts an IPv6 extension header of `kind` (8 bytes) right after the fixed header.
+fn insert_v6_ext(frame: &mut Vec<u8>, l3: usize, kind: u8, body: [u8; 6]) {
+    let next = frame[l3 + 6];
+    frame[l3 + 6] = kind;
+    let mut ext = vec![next, 0];
+    ext.extend_from_slice(&body);
+    frame.splice(l3 + 40..l3 + 40, ext);
+    let plen = u16::from_be_bytes([frame[l3 + 4], frame[l3 + 5]]) + 8;
+    frame[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
 }
 
 /// What a SYN-ACK must look like.
@@ -166,8 +259,19 @@ struct Expect {
     ts_low: Option<u32>,
 }
 
-/// Parses a SYN-ACK with etherparse and checks it against the SYN it answers.
-fn check_synack(case: &str, syn: &Tcp, out: &[u8], e: &Expect) -> u32 {
+fn monotonic_ms() -> u32 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // Safety: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    (now.tv_sec as u64 * 1000 + now.tv_nsec as u64 / 1_000_000) as u32
+}
+
+/// Parses a SYN-ACK with etherparse, checks it against the SYN it answers (`input` is the SYN's
+/// frame), and returns its sequence number (the cookie).
+fn check_synack(case: &str, syn: &Tcp, input: &[u8], out: &[u8], e: &Expect) -> u32 {
     let p = SlicedPacket::from_ethernet(out)
         .unwrap_or_else(|err| panic!("{case}: unparsable reply: {err:?}"));
     let eth = match p.link {
@@ -176,34 +280,67 @@ fn check_synack(case: &str, syn: &Tcp, out: &[u8], e: &Expect) -> u32 {
     };
     assert_eq!(eth.destination(), CLIENT_MAC, "{case}: dst mac");
     assert_eq!(eth.source(), SERVER_MAC, "{case}: src mac");
-    let Some(NetSlice::Ipv4(ip)) = p.net else {
-        panic!("{case}: not ipv4")
+    let l3 = syn.l2.l3();
+    assert_eq!(
+        out[12..l3],
+        input[12..l3],
+        "{case}: VLAN tags and ethertype kept"
+    );
+    let vlans = p
+        .link_exts
+        .iter()
+        .filter(|x| matches!(x, LinkExtSlice::Vlan(_)))
+        .count();
+    assert_eq!(vlans, syn.l2.tags().len(), "{case}: VLAN tags parse");
+
+    let (src, dst): (Vec<u8>, Vec<u8>) = match p.net {
+        Some(NetSlice::Ipv4(ref ip)) => {
+            assert!(!syn.v6, "{case}: IPv4 reply to an IPv6 SYN");
+            let iph = ip.header().to_header();
+            assert_eq!(
+                iph.calc_header_checksum(),
+                iph.header_checksum,
+                "{case}: IPv4 checksum"
+            );
+            assert_eq!(iph.time_to_live, CONFIG.ttl as u8, "{case}: ttl");
+            assert!(iph.dont_fragment && !iph.more_fragments, "{case}: DF");
+            assert_eq!(iph.identification, 0, "{case}: IP id");
+            assert_eq!(iph.options.len(), 0, "{case}: no IP options");
+            assert_eq!(u8::from(iph.dscp) | u8::from(iph.ecn), 0, "{case}: TOS 0");
+            assert_eq!(
+                iph.total_len as usize,
+                out.len() - l3,
+                "{case}: total length matches the frame (no trailing bytes)"
+            );
+            (iph.source.to_vec(), iph.destination.to_vec())
+        }
+        Some(NetSlice::Ipv6(ref ip)) => {
+            assert!(syn.v6, "{case}: IPv6 reply to an IPv4 SYN");
+            let h = ip.header();
+            assert_eq!(h.hop_limit(), CONFIG.ttl as u8, "{case}: hop limit");
+            assert_eq!(h.traffic_class(), 0, "{case}: traffic class");
+            assert_eq!(u32::from(h.flow_label()), 0, "{case}: flow label");
+            assert_eq!(u8::from(h.next_header()), 6, "{case}: no extension headers");
+            assert_eq!(
+                h.payload_length() as usize,
+                out.len() - l3 - 40,
+                "{case}: payload length"
+            );
+            (h.source().to_vec(), h.destination().to_vec())
+        }
+        ref other => panic!("{case}: network layer {other:?}"),
     };
-    let iph = ip.header().to_header();
-    assert_eq!(
-        iph.calc_header_checksum(),
-        iph.header_checksum,
-        "{case}: IPv4 checksum"
-    );
-    assert_eq!(iph.source, syn.dst, "{case}: ip src");
-    assert_eq!(iph.destination, syn.src, "{case}: ip dst");
-    assert_eq!(iph.time_to_live, 64, "{case}: ttl");
-    assert!(iph.dont_fragment, "{case}: DF");
-    assert_eq!(iph.identification, 0, "{case}: IP id");
-    assert_eq!(iph.options.len(), 0, "{case}: no IP options");
-    assert_eq!(
-        iph.total_len as usize,
-        out.len() - 14,
-        "{case}: total length matches the frame (no trailing bytes)"
-    );
+    assert_eq!(src, syn.dst(), "{case}: ip src");
+    assert_eq!(dst, syn.src(), "{case}: ip dst");
     let Some(TransportSlice::Tcp(tcp)) = p.transport else {
         panic!("{case}: not tcp")
     };
-    assert_eq!(
-        tcp.calc_checksum_ipv4(iph.source, iph.destination).unwrap(),
-        tcp.checksum(),
-        "{case}: TCP checksum"
-    );
+    let want = if syn.v6 {
+        tcp.calc_checksum_ipv6(src.try_into().unwrap(), dst.try_into().unwrap())
+    } else {
+        tcp.calc_checksum_ipv4(src.try_into().unwrap(), dst.try_into().unwrap())
+    };
+    assert_eq!(want.unwrap(), tcp.checksum(), "{case}: TCP checksum");
     assert!(tcp.syn() && tcp.ack(), "{case}: SYN|ACK");
     assert!(
         !tcp.fin() && !tcp.rst() && !tcp.psh() && !tcp.urg() && !tcp.cwr(),
@@ -231,7 +368,8 @@ fn check_synack(case: &str, syn: &Tcp, out: &[u8], e: &Expect) -> u32 {
             other => panic!("{case}: unexpected option {other:?}"),
         }
     }
-    assert_eq!(mss, Some(CONFIG.mss_v4 as u16), "{case}: our MSS");
+    let our_mss = if syn.v6 { CONFIG.mss_v6 } else { CONFIG.mss_v4 };
+    assert_eq!(mss, Some(our_mss as u16), "{case}: our MSS");
     assert_eq!(
         ws,
         e.wscale.then_some(CONFIG.wscale as u8),
@@ -248,17 +386,11 @@ fn check_synack(case: &str, syn: &Tcp, out: &[u8], e: &Expect) -> u32 {
             assert_eq!(tsval & 0x3f, low, "{case}: options encoded in TSval");
         }
         // TSval is "now" in ms on the monotonic clock, rounded down to 64 ms.
-        let mut now = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // Safety: valid out-pointer.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-        let now_ms = (now.tv_sec as u64 * 1000 + now.tv_nsec as u64 / 1_000_000) as u32;
-        let age = now_ms.wrapping_sub(tsval);
+        let now = monotonic_ms();
+        let age = now.wrapping_sub(tsval);
         assert!(
             age < 5_000,
-            "{case}: TSval {tsval} is {age} ms from now {now_ms}"
+            "{case}: TSval {tsval} is {age} ms from now {now}"
         );
     }
     tcp.sequence_number()
@@ -266,65 +398,80 @@ fn check_synack(case: &str, syn: &Tcp, out: &[u8], e: &Expect) -> u32 {
 
 /// One row of the table.
 struct Case {
-    name: &'static str,
+    name: String,
     frame: Vec<u8>,
     verdict: u32,
-    /// Counters that must move, and by how much; every other counter must stay put.
-    moved: Vec<(Counter, u64)>,
+    /// Counters that must move, per family; every other counter must stay put.
+    moved: Vec<(Family, Counter, u64)>,
     /// For XDP_TX: the SYN that was answered and what its reply must carry.
     synack: Option<(Tcp, Expect)>,
 }
 
-fn case(name: &'static str, frame: Vec<u8>, verdict: u32, moved: &[(Counter, u64)]) -> Case {
+fn case(name: String, frame: Vec<u8>, verdict: u32, family: Family, moved: &[Counter]) -> Case {
     Case {
         name,
         frame,
         verdict,
-        moved: moved.to_vec(),
+        moved: moved.iter().map(|&c| (family, c, 1)).collect(),
         synack: None,
     }
 }
 
-fn syn_case(name: &'static str, syn: Tcp, e: Expect) -> Case {
+fn syn_case(name: String, syn: Tcp, e: Expect) -> Case {
+    let f = syn.family();
     Case {
         name,
         frame: syn.frame(),
         verdict: XDP_TX,
-        moved: vec![(Counter::SynSeen, 1), (Counter::SynAckSent, 1)],
+        moved: vec![(f, Counter::SynSeen, 1), (f, Counter::SynAckSent, 1)],
         synack: Some((syn, e)),
     }
 }
 
-/// Runs the cases, collecting every failure before failing.
-fn run_cases(guard: &Guard, cases: Vec<Case>) -> Vec<(String, Vec<u8>)> {
+/// A SYN case whose frame was mutated after building.
+fn syn_case_frame(name: String, syn: Tcp, frame: Vec<u8>, e: Expect) -> Case {
+    Case {
+        frame,
+        ..syn_case(name, syn, e)
+    }
+}
+
+/// Checks every counter of every family against the expectation.
+fn check_deltas(name: &str, delta: &Counters, moved: &[(Family, Counter, u64)]) {
+    for &f in Family::ALL {
+        for &c in Counter::ALL {
+            let v = delta.get_family(f, c);
+            let want = moved
+                .iter()
+                .find(|(mf, mc, _)| *mf == f && *mc == c)
+                .map_or(0, |m| m.2);
+            assert_eq!(
+                v,
+                want,
+                "{name}: counter {}/{} moved by {v}, expected {want}",
+                f.name(),
+                c.name()
+            );
+        }
+    }
+}
+
+/// Runs the cases, collecting every failure before failing; returns how many ran.
+fn run_cases(guard: &Guard, cases: Vec<Case>) -> usize {
     let mut failures = Vec::new();
-    let mut replies = Vec::new();
+    let n = cases.len();
     for c in cases {
         let before = guard.counters().unwrap();
         let out = guard
             .test_run(&c.frame)
             .unwrap_or_else(|e| panic!("{}: test_run: {e}", c.name));
-        let after = guard.counters().unwrap();
-        let delta = after.delta(&before);
+        let delta = guard.counters().unwrap().delta(&before);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             assert_eq!(out.verdict, c.verdict, "{}: verdict", c.name);
-            for (counter, v) in delta.iter() {
-                let want = c
-                    .moved
-                    .iter()
-                    .find(|(m, _)| *m == counter)
-                    .map_or(0, |(_, n)| *n);
-                assert_eq!(
-                    v,
-                    want,
-                    "{}: counter {} moved by {v}, expected {want}",
-                    c.name,
-                    counter.name()
-                );
-            }
+            check_deltas(&c.name, &delta, &c.moved);
             match &c.synack {
                 Some((syn, e)) => {
-                    check_synack(c.name, syn, &out.data, e);
+                    check_synack(&c.name, syn, &c.frame, &out.data, e);
                 }
                 None => assert_eq!(
                     out.data, c.frame,
@@ -333,41 +480,75 @@ fn run_cases(guard: &Guard, cases: Vec<Case>) -> Vec<(String, Vec<u8>)> {
                 ),
             }
         }));
-        match result {
-            Ok(()) => replies.push((c.name.to_string(), out.data)),
-            Err(e) => failures.push(
+        if let Err(e) = result {
+            failures.push(
                 e.downcast_ref::<String>()
                     .cloned()
                     .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| c.name.to_string()),
-            ),
+                    .unwrap_or_else(|| c.name.clone()),
+            );
         }
     }
     assert!(
         failures.is_empty(),
-        "{} case(s) failed:\n{}",
+        "{} of {n} case(s) failed:\n{}",
         failures.len(),
         failures.join("\n")
     );
-    replies
+    n
 }
 
-#[test]
-fn fixture_table() {
-    use TcpOptionElement::*;
-    enter_private_netns();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let closed_port = {
+/// Listening and connected sockets the cases are addressed to, on 127.0.0.1 and ::1.
+struct Env {
+    _listeners: Vec<TcpListener>,
+    _conns: Vec<(TcpStream, TcpStream)>,
+    /// A port with a listener, the same on both families.
+    port: u16,
+    /// A port nothing listens on.
+    closed: u16,
+    /// Client port of an established connection to `port`, per family (v4, v6).
+    est: (u16, u16),
+}
+
+fn env() -> Env {
+    // Find a port free on both families.
+    let (l4, l6) = loop {
+        let l4 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = l4.local_addr().unwrap().port();
+        if let Ok(l6) = TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, p))) {
+            break (l4, l6);
+        }
+    };
+    let port = l4.local_addr().unwrap().port();
+    let closed = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    // An established connection, to check that its packets pass untouched.
-    let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let (_server_side, _) = listener.accept().unwrap();
-    let est_port = client.local_addr().unwrap().port();
+    let c4 = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (s4, _) = l4.accept().unwrap();
+    let c6 = TcpStream::connect(SocketAddr::from((Ipv6Addr::LOCALHOST, port))).unwrap();
+    let (s6, _) = l6.accept().unwrap();
+    let est = (
+        c4.local_addr().unwrap().port(),
+        c6.local_addr().unwrap().port(),
+    );
+    Env {
+        _listeners: vec![l4, l6],
+        _conns: vec![(c4, s4), (c6, s6)],
+        port,
+        closed,
+        est,
+    }
+}
 
-    let guard = loaded_guard(&CONFIG);
+/// The cases that apply to both families and every framing.
+fn common_cases(env: &Env, v6: bool, l2: L2) -> Vec<Case> {
+    use TcpOptionElement::*;
+    let fam = if v6 { Family::Ipv6 } else { Family::Ipv4 };
+    let tag = format!("[{} {}]", if v6 { "IPv6" } else { "IPv4" }, l2.name());
+    let n = |s: &str| format!("{tag} {s}");
+    let t = |port| Tcp::to(v6, l2, port);
+    let port = env.port;
     let all = Expect {
         ts: true,
         sack: true,
@@ -381,27 +562,59 @@ fn fixture_table() {
         ts_low: Some(0xf),
         ..Default::default()
     };
+    let est = Tcp {
+        src_is_server: true,
+        sport: if v6 { env.est.1 } else { env.est.0 },
+        ..t(port)
+    };
+    let with_ecn_bits = |frame: &mut Vec<u8>| {
+        let l3 = l2.l3();
+        if v6 {
+            frame[l3 + 1] |= 0x20; // traffic class ECN = ECT(0)
+        } else {
+            frame[l3 + 1] |= 0x02;
+            fix_ip_checksum(frame, l3);
+        }
+    };
+    let mut ect = t(port).flags("SEC").opts(&linux_options()).frame();
+    with_ecn_bits(&mut ect);
+    let mut padded = t(port).frame();
+    if padded.len() < 60 {
+        padded.resize(60, 0);
+    } else {
+        padded.extend_from_slice(&[0; 6]);
+    }
+    let mut opt_overrun = t(port).opts(&[Noop, Noop, Noop, Noop]).frame();
+    // Option "kind 2 len 40" runs past the header: parsing stops, the SYN is still answered.
+    let opt_at = opt_overrun.len() - 4;
+    opt_overrun[opt_at] = 2;
+    opt_overrun[opt_at + 1] = 40;
+    let mut doff4 = t(port).opts(&linux_options()).frame();
+    let tcp_at = l2.l3() + if v6 { 40 } else { 20 };
+    doff4[tcp_at + 12] = 0x40 | (doff4[tcp_at + 12] & 0x0f);
+    let mut doff15 = t(port).frame();
+    doff15[tcp_at + 12] = 0xf0;
 
-    let mut cases = vec![
-        syn_case("SYN, no options", Tcp::to(port), mss_only.clone()),
+    vec![
+        syn_case(n("SYN, no options"), t(port), mss_only.clone()),
         syn_case(
-            "SYN, MSS only",
-            Tcp::to(port).opts(&[MaximumSegmentSize(1200)]),
+            n("SYN, MSS only"),
+            t(port).opts(&[MaximumSegmentSize(1200)]),
             mss_only.clone(),
         ),
         syn_case(
-            "SYN, Linux option set",
-            Tcp::to(port).opts(&linux_options()),
+            n("SYN, Linux option set"),
+            t(port).opts(&linux_options()),
             all.clone(),
         ),
         syn_case(
-            "SYN, timestamps only",
-            Tcp::to(port).opts(&[Noop, Noop, Timestamp(CLIENT_TSVAL, 0)]),
+            n("SYN, timestamps only"),
+            t(port).opts(&[Noop, Noop, Timestamp(CLIENT_TSVAL, 0)]),
             ts_only.clone(),
         ),
         syn_case(
-            "SYN, SACK without timestamps (cookie cannot carry it)",
-            Tcp::to(port).opts(&[
+            n("SYN, SACK without timestamps (a cookie cannot carry it)"),
+            t(port).opts(&[
                 MaximumSegmentSize(1460),
                 SelectiveAcknowledgementPermitted,
                 Noop,
@@ -410,13 +623,23 @@ fn fixture_table() {
             mss_only.clone(),
         ),
         syn_case(
-            "SYN, window scale without timestamps",
-            Tcp::to(port).opts(&[MaximumSegmentSize(1460), Noop, WindowScale(9)]),
+            n("SYN, window scale without timestamps"),
+            t(port).opts(&[MaximumSegmentSize(1460), Noop, WindowScale(9)]),
             mss_only.clone(),
         ),
         syn_case(
-            "SYN, TS + window scale 14",
-            Tcp::to(port).opts(&[Timestamp(CLIENT_TSVAL, 0), Noop, WindowScale(14)]),
+            n("SYN, TS + window scale 0"),
+            t(port).opts(&[Timestamp(CLIENT_TSVAL, 0), Noop, WindowScale(0)]),
+            Expect {
+                ts: true,
+                wscale: true,
+                ts_low: Some(0),
+                ..Default::default()
+            },
+        ),
+        syn_case(
+            n("SYN, TS + window scale 15 (clamped to 14)"),
+            t(port).opts(&[Timestamp(CLIENT_TSVAL, 0), Noop, WindowScale(15)]),
             Expect {
                 ts: true,
                 wscale: true,
@@ -425,18 +648,8 @@ fn fixture_table() {
             },
         ),
         syn_case(
-            "SYN, TS + window scale 15 (clamped to 14)",
-            Tcp::to(port).opts(&[Timestamp(CLIENT_TSVAL, 0), Noop, WindowScale(15)]),
-            Expect {
-                ts: true,
-                wscale: true,
-                ts_low: Some(14),
-                ..Default::default()
-            },
-        ),
-        syn_case(
-            "SYN, TS + SACK",
-            Tcp::to(port).opts(&[
+            n("SYN, TS + SACK"),
+            t(port).opts(&[
                 SelectiveAcknowledgementPermitted,
                 Timestamp(CLIENT_TSVAL, 0),
             ]),
@@ -448,8 +661,19 @@ fn fixture_table() {
             },
         ),
         syn_case(
-            "SYN, ECN setup (ECE+CWR) with timestamps",
-            Tcp::to(port).flags("SEC").opts(&linux_options()),
+            n("SYN, options in reverse order"),
+            t(port).opts(&[
+                WindowScale(7),
+                Noop,
+                Timestamp(CLIENT_TSVAL, 0),
+                SelectiveAcknowledgementPermitted,
+                MaximumSegmentSize(1460),
+            ]),
+            all.clone(),
+        ),
+        syn_case(
+            n("SYN, ECN setup (ECE+CWR) with timestamps"),
+            t(port).flags("SEC").opts(&linux_options()),
             Expect {
                 ecn: true,
                 ts_low: Some(7 | 1 << 4 | 1 << 5),
@@ -457,23 +681,29 @@ fn fixture_table() {
             },
         ),
         syn_case(
-            "SYN, ECN setup without timestamps (not negotiated)",
-            Tcp::to(port).flags("SEC"),
+            n("SYN, ECN setup without timestamps (not negotiated)"),
+            t(port).flags("SEC"),
             mss_only.clone(),
         ),
         syn_case(
-            "SYN, ECE alone is not an ECN setup",
-            Tcp::to(port).flags("SE").opts(&linux_options()),
+            n("SYN, ECE alone is not an ECN setup"),
+            t(port).flags("SE").opts(&linux_options()),
+            all.clone(),
+        ),
+        syn_case_frame(
+            n("SYN, ECN setup but the SYN itself is ECT-marked"),
+            t(port).flags("SEC").opts(&linux_options()),
+            ect,
             all.clone(),
         ),
         syn_case(
-            "SYN with payload (TFO-style data is dropped, cookie still sent)",
-            Tcp::to(port).opts(&linux_options()).payload(&[0xab; 100]),
+            n("SYN with payload (data dropped, cookie still sent)"),
+            t(port).opts(&linux_options()).payload(&[0xab; 100]),
             all.clone(),
         ),
         syn_case(
-            "SYN, options with unknown kind and odd NOP padding",
-            Tcp::to(port).opts(&[
+            n("SYN, unusual NOP padding"),
+            t(port).opts(&[
                 Noop,
                 MaximumSegmentSize(1400),
                 Noop,
@@ -486,408 +716,655 @@ fn fixture_table() {
             ts_only.clone(),
         ),
         syn_case(
-            "SYN with PSH and URG",
-            Tcp::to(port).flags("SPU"),
+            n("SYN with PSH and URG"),
+            t(port).flags("SPU"),
             mss_only.clone(),
         ),
         syn_case(
-            "SYN with sequence number 0xffffffff (ack wraps)",
+            n("SYN with ISN 0xffffffff (ack wraps)"),
             Tcp {
                 seq: u32::MAX,
-                ..Tcp::to(port)
+                ..t(port)
             },
             mss_only.clone(),
         ),
+        syn_case_frame(
+            n("SYN in a padded frame"),
+            t(port),
+            padded,
+            mss_only.clone(),
+        ),
+        syn_case_frame(
+            n("SYN whose option length runs past the header"),
+            t(port),
+            opt_overrun,
+            mss_only.clone(),
+        ),
         case(
-            "SYN to a closed port (kernel answers RST)",
-            Tcp::to(closed_port).frame(),
+            n("SYN to a closed port (kernel answers RST)"),
+            t(env.closed).frame(),
             XDP_PASS,
-            &[(Counter::NoSocket, 1)],
+            fam,
+            &[Counter::NoSocket],
         ),
         case(
-            "SYN+RST to a listener",
-            Tcp::to(port).flags("SR").frame(),
+            n("SYN+RST to a listener"),
+            t(port).flags("SR").frame(),
             XDP_DROP,
-            &[(Counter::BadFlags, 1)],
+            fam,
+            &[Counter::BadFlags],
         ),
         case(
-            "SYN+FIN to a listener",
-            Tcp::to(port).flags("SF").frame(),
+            n("SYN+FIN to a listener"),
+            t(port).flags("SF").frame(),
             XDP_DROP,
-            &[(Counter::BadFlags, 1)],
+            fam,
+            &[Counter::BadFlags],
         ),
         case(
-            "SYN-ACK to a listener (reflection is not answered)",
-            Tcp::to(port).flags("SA").ack(1).frame(),
+            n("SYN-ACK to a listener (reflection is not answered)"),
+            t(port).flags("SA").ack(1).frame(),
             XDP_PASS,
-            &[(Counter::ListenerOther, 1)],
+            fam,
+            &[Counter::ListenerOther],
         ),
         case(
-            "forged ACK to a listener",
-            Tcp::to(port).flags("A").ack(0xdead_beef).frame(),
+            n("forged ACK to a listener"),
+            t(port).flags("A").ack(0xdead_beef).frame(),
             XDP_DROP,
-            &[(Counter::AckDropped, 1)],
+            fam,
+            &[Counter::AckDropped],
         ),
         case(
-            "forged ACK with data to a listener",
-            Tcp::to(port)
+            n("forged ACK with data"),
+            t(port)
                 .flags("AP")
                 .ack(0x0bad_cafe)
                 .payload(b"GET / HTTP/1.1\r\n\r\n")
                 .frame(),
             XDP_DROP,
-            &[(Counter::AckDropped, 1)],
+            fam,
+            &[Counter::AckDropped],
         ),
         case(
-            "forged FIN+ACK to a listener",
-            Tcp::to(port).flags("FA").ack(7).frame(),
+            n("forged FIN+ACK"),
+            t(port).flags("FA").ack(7).frame(),
             XDP_DROP,
-            &[(Counter::AckDropped, 1)],
+            fam,
+            &[Counter::AckDropped],
         ),
         case(
-            "RST to a listener",
-            Tcp::to(port).flags("R").frame(),
+            n("RST to a listener"),
+            t(port).flags("R").frame(),
             XDP_PASS,
-            &[(Counter::ListenerOther, 1)],
+            fam,
+            &[Counter::ListenerOther],
         ),
         case(
-            "RST+ACK to a listener",
-            Tcp::to(port).flags("RA").ack(5).frame(),
+            n("RST+ACK to a listener"),
+            t(port).flags("RA").ack(5).frame(),
             XDP_PASS,
-            &[(Counter::ListenerOther, 1)],
+            fam,
+            &[Counter::ListenerOther],
         ),
         case(
-            "FIN without ACK to a listener",
-            Tcp::to(port).flags("F").frame(),
+            n("FIN without ACK to a listener"),
+            t(port).flags("F").frame(),
             XDP_PASS,
-            &[(Counter::ListenerOther, 1)],
+            fam,
+            &[Counter::ListenerOther],
         ),
         case(
-            "no flags to a listener",
-            Tcp::to(port).flags("").frame(),
+            n("no flags to a listener"),
+            t(port).flags("").frame(),
             XDP_PASS,
-            &[(Counter::ListenerOther, 1)],
+            fam,
+            &[Counter::ListenerOther],
         ),
         case(
-            "data on an unknown tuple, closed port",
-            Tcp::to(closed_port)
-                .flags("AP")
-                .ack(1)
-                .payload(b"hello")
-                .frame(),
+            n("data on an unknown tuple"),
+            t(env.closed).flags("AP").ack(1).payload(b"hello").frame(),
             XDP_PASS,
-            &[(Counter::NoSocket, 1)],
+            fam,
+            &[Counter::NoSocket],
         ),
         case(
-            "data on an established connection",
-            Tcp {
-                src: SERVER_IP,
-                sport: est_port,
-                ..Tcp::to(port)
-            }
-            .flags("AP")
-            .ack(1)
-            .payload(b"hello")
-            .frame(),
+            n("data on an established connection"),
+            est.clone().flags("AP").ack(1).payload(b"hello").frame(),
             XDP_PASS,
-            &[(Counter::KnownFlow, 1)],
+            fam,
+            &[Counter::KnownFlow],
         ),
         case(
-            "FIN on an established connection",
-            Tcp {
-                src: SERVER_IP,
-                sport: est_port,
-                ..Tcp::to(port)
-            }
-            .flags("FA")
-            .ack(1)
-            .frame(),
+            n("FIN on an established connection"),
+            est.clone().flags("FA").ack(1).frame(),
             XDP_PASS,
-            &[(Counter::KnownFlow, 1)],
+            fam,
+            &[Counter::KnownFlow],
+        ),
+        case(
+            n("SYN on an established tuple (kernel's business)"),
+            est.clone().frame(),
+            XDP_PASS,
+            fam,
+            &[Counter::KnownFlow],
+        ),
+        case(n("doff 4"), doff4, XDP_DROP, fam, &[Counter::Malformed]),
+        case(
+            n("doff 15 past the segment"),
+            doff15,
+            XDP_DROP,
+            fam,
+            &[Counter::Malformed],
+        ),
+    ]
+}
+
+/// IPv4-only cases: fragments, options, checksum, header fields, truncation.
+fn ipv4_cases(env: &Env, l2: L2) -> Vec<Case> {
+    let l3 = l2.l3();
+    let n = |s: &str| format!("[IPv4 {}] {s}", l2.name());
+    let f = Family::Ipv4;
+    let syn = Tcp::to(false, l2, env.port).opts(&linux_options());
+    let all = Expect {
+        ts: true,
+        sack: true,
+        wscale: true,
+        ecn: false,
+        ts_low: Some(7 | 1 << 4),
+    };
+    let base = syn.frame();
+    let mutate = |m: &dyn Fn(&mut Vec<u8>)| {
+        let mut fr = base.clone();
+        m(&mut fr);
+        fr
+    };
+    let mut cases = vec![
+        case(
+            n("first fragment (MF) of a SYN"),
+            mutate(&|fr| {
+                fr[l3 + 6] |= 0x20;
+                fix_ip_checksum(fr, l3);
+            }),
+            XDP_PASS,
+            f,
+            &[Counter::Fragment],
+        ),
+        case(
+            n("non-first fragment"),
+            mutate(&|fr| {
+                fr[l3 + 6] = 0;
+                fr[l3 + 7] = 0x10;
+                fix_ip_checksum(fr, l3);
+            }),
+            XDP_PASS,
+            f,
+            &[Counter::Fragment],
+        ),
+        syn_case_frame(
+            n("SYN with DF clear is answered like any other"),
+            syn.clone(),
+            mutate(&|fr| {
+                fr[l3 + 6] &= !0x40;
+                fix_ip_checksum(fr, l3);
+            }),
+            all.clone(),
+        ),
+        syn_case_frame(
+            n("SYN with IPv4 options (reply carries none)"),
+            syn.clone(),
+            mutate(&|fr| {
+                fr.splice(l3 + 20..l3 + 20, [1, 1, 1, 0, 0x94, 0x04, 0, 0]); // NOPs, EOL, router alert
+                fr[l3] = 0x47;
+                let tl = u16::from_be_bytes([fr[l3 + 2], fr[l3 + 3]]) + 8;
+                fr[l3 + 2..l3 + 4].copy_from_slice(&tl.to_be_bytes());
+                fix_ip_checksum(fr, l3);
+            }),
+            all.clone(),
+        ),
+        syn_case_frame(
+            n("SYN with 40 bytes of IPv4 options (ihl 15)"),
+            syn.clone(),
+            mutate(&|fr| {
+                fr.splice(l3 + 20..l3 + 20, [1u8; 40]);
+                fr[l3] = 0x4f;
+                let tl = u16::from_be_bytes([fr[l3 + 2], fr[l3 + 3]]) + 40;
+                fr[l3 + 2..l3 + 4].copy_from_slice(&tl.to_be_bytes());
+                fix_ip_checksum(fr, l3);
+            }),
+            all.clone(),
+        ),
+        case(
+            n("SYN with a bad IPv4 header checksum"),
+            mutate(&|fr| fr[l3 + 10] ^= 0xff),
+            XDP_DROP,
+            f,
+            &[Counter::SynSeen, Counter::BadChecksum],
+        ),
+        case(
+            n("IP version 5"),
+            mutate(&|fr| fr[l3] = 0x55),
+            XDP_DROP,
+            f,
+            &[Counter::Malformed],
+        ),
+        case(
+            n("ihl 4"),
+            mutate(&|fr| fr[l3] = 0x44),
+            XDP_DROP,
+            f,
+            &[Counter::Malformed],
+        ),
+        case(
+            n("ihl past the total length"),
+            mutate(&|fr| {
+                fr[l3] = 0x4f;
+                fr[l3 + 2..l3 + 4].copy_from_slice(&40u16.to_be_bytes());
+                fix_ip_checksum(fr, l3);
+            }),
+            XDP_DROP,
+            f,
+            &[Counter::Malformed],
+        ),
+        case(
+            n("IP total length past the frame"),
+            mutate(&|fr| {
+                let tl = u16::from_be_bytes([fr[l3 + 2], fr[l3 + 3]]) + 1;
+                fr[l3 + 2..l3 + 4].copy_from_slice(&tl.to_be_bytes());
+                fix_ip_checksum(fr, l3);
+            }),
+            XDP_DROP,
+            f,
+            &[Counter::Malformed],
+        ),
+        case(
+            n("IP total length below the header"),
+            mutate(&|fr| {
+                fr[l3 + 2..l3 + 4].copy_from_slice(&19u16.to_be_bytes());
+                fix_ip_checksum(fr, l3);
+            }),
+            XDP_DROP,
+            f,
+            &[Counter::Malformed],
         ),
     ];
-
-    // Non-TCP and non-IPv4 traffic.
+    // Truncation inside the IP header, at the TCP header, inside the TCP header and options.
+    for cut in [
+        l3,
+        l3 + 1,
+        l3 + 19,
+        l3 + 20,
+        l3 + 21,
+        l3 + 39,
+        l3 + 40,
+        l3 + 59,
+    ] {
+        cases.push(case(
+            n(&format!("SYN truncated to {cut} bytes")),
+            base[..cut].to_vec(),
+            XDP_DROP,
+            f,
+            &[Counter::Malformed],
+        ));
+    }
     let mut udp = Vec::new();
     PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
-        .ipv4(CLIENT_IP, SERVER_IP, 64)
+        .ipv4(CLIENT_V4, SERVER_V4, 64)
         .udp(5353, 53)
         .write(&mut udp, b"query")
         .unwrap();
-    cases.push(case("UDP", udp, XDP_PASS, &[(Counter::NonTcp, 1)]));
     let mut icmp = Vec::new();
     PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
-        .ipv4(CLIENT_IP, SERVER_IP, 64)
+        .ipv4(CLIENT_V4, SERVER_V4, 64)
         .icmpv4_echo_request(1, 1)
         .write(&mut icmp, b"ping")
         .unwrap();
-    cases.push(case("ICMP echo", icmp, XDP_PASS, &[(Counter::NonTcp, 1)]));
-    let mut arp = vec![0xff; 6];
-    arp.extend_from_slice(&CLIENT_MAC);
-    arp.extend_from_slice(&[0x08, 0x06]);
-    arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
-    arp.extend_from_slice(&[0; 20]);
-    cases.push(case("ARP", arp, XDP_PASS, &[(Counter::NonIp, 1)]));
-    let mut v6 = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
-        .ipv6([0xfd; 16], [0xfe; 16], 64)
-        .tcp(CLIENT_PORT, port, 1, 1000)
-        .syn()
-        .write(&mut v6, &[])
-        .unwrap();
-    cases.push(case(
-        "IPv6 SYN (not guarded yet)",
-        v6,
-        XDP_PASS,
-        &[(Counter::NonIp, 1)],
-    ));
-
-    // IPv4 specials.
-    let syn = Tcp::to(port).opts(&linux_options()).frame();
-    let mut mf = syn.clone();
-    mf[20] |= 0x20; // MF
-    fix_ip_checksum(&mut mf);
-    cases.push(case(
-        "first fragment (MF) of a SYN",
-        mf,
-        XDP_PASS,
-        &[(Counter::Fragment, 1)],
-    ));
-    let mut off = syn.clone();
-    off[20] = 0x00;
-    off[21] = 0x10; // fragment offset 16 (128 bytes), DF clear
-    fix_ip_checksum(&mut off);
-    cases.push(case(
-        "non-first fragment",
-        off,
-        XDP_PASS,
-        &[(Counter::Fragment, 1)],
-    ));
-    let mut nodf = Tcp::to(port).opts(&linux_options()).frame();
-    nodf[20] &= !0x40;
-    fix_ip_checksum(&mut nodf);
-    cases.push(Case {
-        name: "SYN with DF clear is answered like any other",
-        frame: nodf,
-        verdict: XDP_TX,
-        moved: vec![(Counter::SynSeen, 1), (Counter::SynAckSent, 1)],
-        synack: Some((Tcp::to(port).opts(&linux_options()), all.clone())),
-    });
-    let mut ipopt = syn.clone();
-    // Insert 4 bytes of IP options (NOP NOP NOP EOL), ihl = 6.
-    ipopt.splice(34..34, [1, 1, 1, 0]);
-    ipopt[14] = 0x46;
-    let tl = u16::from_be_bytes([ipopt[16], ipopt[17]]) + 4;
-    ipopt[16..18].copy_from_slice(&tl.to_be_bytes());
-    fix_ip_checksum(&mut ipopt);
-    cases.push(case(
-        "SYN with IPv4 options",
-        ipopt,
-        XDP_PASS,
-        &[(Counter::IpOptions, 1)],
-    ));
-    let mut badsum = syn.clone();
-    badsum[24] ^= 0xff;
-    cases.push(case(
-        "SYN with a bad IPv4 checksum",
-        badsum,
-        XDP_DROP,
-        &[(Counter::SynSeen, 1), (Counter::BadChecksum, 1)],
-    ));
-    let mut ect = Tcp::to(port).flags("SEC").opts(&linux_options()).frame();
-    ect[15] |= 0x02; // ECT(0) on the SYN itself: not an ECN setup (tcp_ecn_create_request)
-    fix_ip_checksum(&mut ect);
-    cases.push(Case {
-        name: "ECN-setup SYN that is itself ECT-marked",
-        frame: ect,
-        verdict: XDP_TX,
-        moved: vec![(Counter::SynSeen, 1), (Counter::SynAckSent, 1)],
-        synack: Some((
-            Tcp::to(port).flags("SEC").opts(&linux_options()),
-            all.clone(),
-        )),
-    });
-    let mut padded = Tcp::to(port).frame();
-    padded.resize(60, 0); // Ethernet minimum frame with padding
-    cases.push(Case {
-        name: "SYN in a padded minimum-size frame",
-        frame: padded,
-        verdict: XDP_TX,
-        moved: vec![(Counter::SynSeen, 1), (Counter::SynAckSent, 1)],
-        synack: Some((Tcp::to(port), mss_only.clone())),
-    });
-
-    // Malformed headers: truncation at every boundary and invalid fields. Frames shorter than an
-    // Ethernet header cannot be fed to BPF_PROG_TEST_RUN (the kernel refuses them).
-    let full = Tcp::to(port).opts(&linux_options()).frame();
-    for cut in [14usize, 15, 20, 33, 34, 35, 40, 53, 54, 60, 73] {
-        let name: &'static str =
-            Box::leak(format!("SYN truncated to {cut} bytes").into_boxed_str());
-        cases.push(case(
-            name,
-            full[..cut].to_vec(),
-            XDP_DROP,
-            &[(Counter::Malformed, 1)],
-        ));
+    for (i, tag) in l2.tags().iter().enumerate() {
+        udp.splice(12 + 4 * i..12 + 4 * i, *tag);
+        icmp.splice(12 + 4 * i..12 + 4 * i, *tag);
     }
-    let mut v5 = full.clone();
-    v5[14] = 0x55;
-    cases.push(case(
-        "IP version 5",
-        v5,
-        XDP_DROP,
-        &[(Counter::Malformed, 1)],
-    ));
-    let mut ihl4 = full.clone();
-    ihl4[14] = 0x44;
-    cases.push(case("ihl 4", ihl4, XDP_DROP, &[(Counter::Malformed, 1)]));
-    let mut doff4 = full.clone();
-    doff4[46] = 0x40 | (doff4[46] & 0x0f);
-    cases.push(case("doff 4", doff4, XDP_DROP, &[(Counter::Malformed, 1)]));
-    let mut doff15 = Tcp::to(port).frame();
-    doff15[46] = 0xf0;
-    cases.push(case(
-        "doff 15 past the segment",
-        doff15,
-        XDP_DROP,
-        &[(Counter::Malformed, 1)],
-    ));
-    let mut longlen = full.clone();
-    let tl = u16::from_be_bytes([longlen[16], longlen[17]]) + 1;
-    longlen[16..18].copy_from_slice(&tl.to_be_bytes());
-    fix_ip_checksum(&mut longlen);
-    cases.push(case(
-        "IP total length past the frame",
-        longlen,
-        XDP_DROP,
-        &[(Counter::Malformed, 1)],
-    ));
-    let mut shortlen = full.clone();
-    shortlen[16..18].copy_from_slice(&19u16.to_be_bytes());
-    fix_ip_checksum(&mut shortlen);
-    cases.push(case(
-        "IP total length below the header",
-        shortlen,
-        XDP_DROP,
-        &[(Counter::Malformed, 1)],
-    ));
-    let mut opt_overrun = Tcp::to(port).opts(&[Noop, Noop, Noop, Noop]).frame();
-    // Option "kind 2 len 40" runs past the header: parsing stops, the SYN is still answered.
-    opt_overrun[54] = 2;
-    opt_overrun[55] = 40;
-    cases.push(Case {
-        name: "SYN whose option length runs past the header",
-        frame: opt_overrun,
-        verdict: XDP_TX,
-        moved: vec![(Counter::SynSeen, 1), (Counter::SynAckSent, 1)],
-        synack: Some((Tcp::to(port), mss_only.clone())),
-    });
-
-    let n = cases.len();
-    let replies = run_cases(&guard, cases);
-    assert_eq!(replies.len(), n);
-    eprintln!("{n} fixture cases passed");
-    drop(listener);
+    cases.push(case(n("UDP"), udp, XDP_PASS, f, &[Counter::NonTcp]));
+    cases.push(case(n("ICMP echo"), icmp, XDP_PASS, f, &[Counter::NonTcp]));
+    cases
 }
 
-/// The third ACK carrying a cookie the program itself issued is passed to the kernel; any
-/// other acknowledgement number, or the same ACK from another tuple, is dropped.
+/// IPv6-only cases: extension headers, header fields, truncation.
+fn ipv6_cases(env: &Env, l2: L2) -> Vec<Case> {
+    let l3 = l2.l3();
+    let n = |s: &str| format!("[IPv6 {}] {s}", l2.name());
+    let f = Family::Ipv6;
+    let syn = Tcp::to(true, l2, env.port).opts(&linux_options());
+    let all = Expect {
+        ts: true,
+        sack: true,
+        wscale: true,
+        ecn: false,
+        ts_low: Some(7 | 1 << 4),
+    };
+    let base = syn.frame();
+    let mutate = |m: &dyn Fn(&mut Vec<u8>)| {
+        let mut fr = base.clone();
+        m(&mut fr);
+        fr
+    };
+    let padn = [1, 4, 0, 0, 0, 0];
+    let mut cases = vec![
+        syn_case_frame(
+            n("SYN behind a Hop-by-Hop header"),
+            syn.clone(),
+            mutate(&|fr| insert_v6_ext(fr, l3, 0, padn)),
+            all.clone(),
+        ),
+        syn_case_frame(
+            n("SYN behind Destination Options"),
+            syn.clone(),
+            mutate(&|fr| insert_v6_ext(fr, l3, 60, padn)),
+            all.clone(),
+        ),
+        syn_case_frame(
+            n("SYN behind Hop-by-Hop + Destination Options"),
+            syn.clone(),
+            mutate(&|fr| {
+                insert_v6_ext(fr, l3, 60, padn);
+                insert_v6_ext(fr, l3, 0, padn);
+            }),
+            all.clone(),
+        ),
+        case(
+            n("SYN behind a routing header"),
+            mutate(&|fr| insert_v6_ext(fr, l3, 43, [0, 0, 0, 0, 0, 0])),
+            XDP_PASS,
+            f,
+            &[Counter::Unsupported],
+        ),
+        case(
+            n("SYN in a fragment"),
+            mutate(&|fr| insert_v6_ext(fr, l3, 44, [0, 1, 0, 0, 0, 7])),
+            XDP_PASS,
+            f,
+            &[Counter::Fragment],
+        ),
+        case(
+            n("five Destination Options headers"),
+            mutate(&|fr| {
+                for _ in 0..5 {
+                    insert_v6_ext(fr, l3, 60, padn);
+                }
+            }),
+            XDP_PASS,
+            f,
+            &[Counter::Unsupported],
+        ),
+        case(
+            n("extension header length past the payload"),
+            mutate(&|fr| {
+                insert_v6_ext(fr, l3, 60, padn);
+                fr[l3 + 41] = 200;
+            }),
+            XDP_DROP,
+            f,
+            &[Counter::Malformed],
+        ),
+        case(
+            n("IP version 4 in an IPv6 frame"),
+            mutate(&|fr| fr[l3] = 0x40),
+            XDP_DROP,
+            f,
+            &[Counter::Malformed],
+        ),
+        case(
+            n("payload length 0 (jumbogram)"),
+            mutate(&|fr| fr[l3 + 4..l3 + 6].copy_from_slice(&[0, 0])),
+            XDP_DROP,
+            f,
+            &[Counter::Malformed],
+        ),
+        case(
+            n("payload length past the frame"),
+            mutate(&|fr| {
+                let p = u16::from_be_bytes([fr[l3 + 4], fr[l3 + 5]]) + 1;
+                fr[l3 + 4..l3 + 6].copy_from_slice(&p.to_be_bytes());
+            }),
+            XDP_DROP,
+            f,
+            &[Counter::Malformed],
+        ),
+    ];
+    for cut in [l3, l3 + 39, l3 + 40, l3 + 41, l3 + 59, l3 + 60, l3 + 79] {
+        cases.push(case(
+            n(&format!("SYN truncated to {cut} bytes")),
+            base[..cut].to_vec(),
+            XDP_DROP,
+            f,
+            &[Counter::Malformed],
+        ));
+    }
+    let mut udp = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+        .ipv6(CLIENT_V6, SERVER_V6, 64)
+        .udp(5353, 53)
+        .write(&mut udp, b"query")
+        .unwrap();
+    let mut icmp = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+        .ipv6(CLIENT_V6, SERVER_V6, 64)
+        .icmpv6_echo_request(1, 1)
+        .write(&mut icmp, b"ping")
+        .unwrap();
+    for (i, tag) in l2.tags().iter().enumerate() {
+        udp.splice(12 + 4 * i..12 + 4 * i, *tag);
+        icmp.splice(12 + 4 * i..12 + 4 * i, *tag);
+    }
+    cases.push(case(n("UDP"), udp, XDP_PASS, f, &[Counter::NonTcp]));
+    cases.push(case(
+        n("ICMPv6 echo"),
+        icmp,
+        XDP_PASS,
+        f,
+        &[Counter::NonTcp],
+    ));
+    cases
+}
+
+/// Frames that are not IP or have broken link-layer framing.
+fn link_cases() -> Vec<Case> {
+    let o = Family::Other;
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&CLIENT_MAC);
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&[0; 20]);
+    let mut lldp = arp.clone();
+    lldp[12..14].copy_from_slice(&[0x88, 0xcc]);
+    let mut three_tags = Tcp::to(false, L2::Qinq, 80).frame();
+    three_tags.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
+    let mut tagged_arp = arp.clone();
+    tagged_arp.splice(12..12, [0x81, 0x00, 0x00, 0x64]);
+    let qinq = Tcp::to(false, L2::Qinq, 80).frame();
+    vec![
+        case("ARP".into(), arp, XDP_PASS, o, &[Counter::NonIp]),
+        case("LLDP".into(), lldp, XDP_PASS, o, &[Counter::NonIp]),
+        case(
+            "802.1Q-tagged ARP".into(),
+            tagged_arp,
+            XDP_PASS,
+            o,
+            &[Counter::NonIp],
+        ),
+        case(
+            "three VLAN tags".into(),
+            three_tags,
+            XDP_PASS,
+            o,
+            &[Counter::Unsupported],
+        ),
+        case(
+            "Ethernet header only".into(),
+            vec![0u8; 14],
+            XDP_PASS,
+            o,
+            &[Counter::NonIp],
+        ),
+        case(
+            "802.1Q tag cut short".into(),
+            qinq[..16].to_vec(),
+            XDP_DROP,
+            o,
+            &[Counter::Malformed],
+        ),
+        case(
+            "second tag cut short".into(),
+            qinq[..20].to_vec(),
+            XDP_DROP,
+            o,
+            &[Counter::Malformed],
+        ),
+    ]
+}
+
+#[test]
+fn fixture_table() {
+    enter_private_netns();
+    let env = env();
+    let guard = loaded_guard(&CONFIG);
+    let mut cases = link_cases();
+    for l2 in L2::ALL {
+        for v6 in [false, true] {
+            cases.extend(common_cases(&env, v6, l2));
+        }
+        cases.extend(ipv4_cases(&env, l2));
+        cases.extend(ipv6_cases(&env, l2));
+    }
+    let n = run_cases(&guard, cases);
+    assert!(n >= 80, "the table shrank to {n} cases");
+    eprintln!("{n} fixture cases passed");
+}
+
+/// A listener on the IPv6 wildcard also accepts IPv4 (dual stack): IPv4 SYNs to it are answered.
+#[test]
+fn dual_stack_listener_answers_ipv4() {
+    enter_private_netns();
+    let l = TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))).unwrap();
+    let port = l.local_addr().unwrap().port();
+    let guard = loaded_guard(&CONFIG);
+    let syn = Tcp::to(false, L2::Untagged, port).opts(&linux_options());
+    let input = syn.frame();
+    let r = guard.test_run(&input).unwrap();
+    assert_eq!(r.verdict, XDP_TX);
+    check_synack(
+        "dual stack",
+        &syn,
+        &input,
+        &r.data,
+        &Expect {
+            ts: true,
+            sack: true,
+            wscale: true,
+            ecn: false,
+            ts_low: Some(7 | 1 << 4),
+        },
+    );
+}
+
+/// The third ACK carrying a cookie the program itself issued is passed to the kernel; other
+/// acknowledgement numbers, or the same ACK from another tuple, are dropped. Every family and
+/// framing.
 #[test]
 fn cookie_round_trip() {
     enter_private_netns();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let env = env();
     let guard = loaded_guard(&CONFIG);
+    for l2 in L2::ALL {
+        for v6 in [false, true] {
+            for (i, opts) in [vec![], linux_options()].into_iter().enumerate() {
+                let name = format!(
+                    "{} {} options={}",
+                    if v6 { "IPv6" } else { "IPv4" },
+                    l2.name(),
+                    i
+                );
+                let syn = Tcp {
+                    sport: CLIENT_PORT + i as u16,
+                    ..Tcp::to(v6, l2, env.port).opts(&opts)
+                };
+                let input = syn.frame();
+                let out = guard.test_run(&input).unwrap();
+                assert_eq!(out.verdict, XDP_TX, "{name}");
+                let full = !opts.is_empty();
+                let cookie = check_synack(
+                    &name,
+                    &syn,
+                    &input,
+                    &out.data,
+                    &Expect {
+                        ts: full,
+                        sack: full,
+                        wscale: full,
+                        ecn: false,
+                        ts_low: None,
+                    },
+                );
+                let third = Tcp {
+                    seq: CLIENT_ISN + 1,
+                    ..syn.clone()
+                }
+                .flags("A")
+                .ack(cookie.wrapping_add(1));
+                let before = guard.counters().unwrap();
+                let r = guard.test_run(&third.frame()).unwrap();
+                assert_eq!(r.verdict, XDP_PASS, "{name}: a valid cookie passes");
+                let d = guard.counters().unwrap().delta(&before);
+                assert_eq!(d.get_family(syn.family(), Counter::AckValid), 1, "{name}");
 
-    for (i, opts) in [vec![], linux_options()].into_iter().enumerate() {
-        let syn = Tcp {
-            sport: CLIENT_PORT + i as u16,
-            ..Tcp::to(port).opts(&opts)
-        };
-        let out = guard.test_run(&syn.frame()).unwrap();
-        assert_eq!(out.verdict, XDP_TX);
-        let cookie = check_synack(
-            "round trip",
-            &syn,
-            &out.data,
-            &Expect {
-                ts: !opts.is_empty(),
-                sack: !opts.is_empty(),
-                wscale: !opts.is_empty(),
-                ecn: false,
-                ts_low: None,
-            },
-        );
-        let third = Tcp {
-            seq: CLIENT_ISN + 1,
-            ..syn.clone()
-        }
-        .flags("A")
-        .ack(cookie.wrapping_add(1));
-        let before = guard.counters().unwrap();
-        let r = guard.test_run(&third.frame()).unwrap();
-        assert_eq!(r.verdict, XDP_PASS, "a valid cookie passes");
-        assert_eq!(
-            guard
-                .counters()
-                .unwrap()
-                .delta(&before)
-                .get(Counter::AckValid),
-            1
-        );
-
-        for (what, bad) in [
-            // The low 24 bits are hash + MSS index (0..=3), so a neighbouring value can decode
-            // to another valid MSS, in the kernel as here; change the hash bits instead.
-            (
-                "hash bits changed",
-                third.clone().ack(cookie.wrapping_add(1 + 0x1_0000)),
-            ),
-            (
-                "counter bits changed",
-                third.clone().ack(cookie.wrapping_add(1) ^ 0x5a00_0000),
-            ),
-            (
-                "other source port",
-                Tcp {
-                    sport: 1,
-                    ..third.clone()
-                },
-            ),
-            (
-                "other source address",
-                Tcp {
-                    src: [10, 99, 0, 2],
-                    ..third.clone()
-                },
-            ),
-        ] {
-            let before = guard.counters().unwrap();
-            let r = guard.test_run(&bad.frame()).unwrap();
-            assert_eq!(r.verdict, XDP_DROP, "{what}: dropped");
-            assert_eq!(
-                guard
-                    .counters()
-                    .unwrap()
-                    .delta(&before)
-                    .get(Counter::AckDropped),
-                1,
-                "{what}"
-            );
+                for (what, bad) in [
+                    // The low 24 bits are hash + MSS index (0..=3), so a neighbouring value can
+                    // decode to another valid MSS, in the kernel as here; change the hash bits.
+                    (
+                        "hash bits changed",
+                        third.clone().ack(cookie.wrapping_add(1 + 0x1_0000)),
+                    ),
+                    (
+                        "counter bits changed",
+                        third.clone().ack(cookie.wrapping_add(1) ^ 0x5a00_0000),
+                    ),
+                    (
+                        "other source port",
+                        Tcp {
+                            sport: 1,
+                            ..third.clone()
+                        },
+                    ),
+                    (
+                        "other source address",
+                        Tcp {
+                            src_last: 2,
+                            ..third.clone()
+                        },
+                    ),
+                ] {
+                    let before = guard.counters().unwrap();
+                    let r = guard.test_run(&bad.frame()).unwrap();
+                    assert_eq!(r.verdict, XDP_DROP, "{name}: {what}: dropped");
+                    let d = guard.counters().unwrap().delta(&before);
+                    assert_eq!(d.get(Counter::AckDropped), 1, "{name}: {what}");
+                }
+            }
         }
     }
 }
 
-/// A loaded but unconfigured program (zeroed config map) and mode `off` pass everything.
+/// A loaded but unconfigured program (zeroed config map) passes everything.
 #[test]
 fn unconfigured_program_passes_everything() {
     enter_private_netns();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let env = env();
     let guard = Guard::load(&LoadOptions::default()).expect("load");
     for frame in [
-        Tcp::to(port).frame(),
-        Tcp::to(port).flags("A").ack(1).frame(),
+        Tcp::to(false, L2::Untagged, env.port).frame(),
+        Tcp::to(true, L2::Dot1q, env.port).frame(),
+        Tcp::to(false, L2::Untagged, env.port)
+            .flags("A")
+            .ack(1)
+            .frame(),
         vec![0u8; 14],
     ] {
         let before = guard.counters().unwrap();
@@ -910,15 +1387,17 @@ fn unconfigured_program_passes_everything() {
 fn syncookies_sysctl_off_passes_syn_to_kernel() {
     enter_private_netns();
     std::fs::write("/proc/sys/net/ipv4/tcp_syncookies", "0").unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let env = env();
     let guard = loaded_guard(&CONFIG);
-    let before = guard.counters().unwrap();
-    let r = guard.test_run(&Tcp::to(port).frame()).unwrap();
-    assert_eq!(r.verdict, XDP_PASS);
-    let d = guard.counters().unwrap().delta(&before);
-    assert_eq!(d.get(Counter::HelperError), 1);
-    assert_eq!(d.get(Counter::SynSeen), 1);
+    for v6 in [false, true] {
+        let syn = Tcp::to(v6, L2::Untagged, env.port);
+        let before = guard.counters().unwrap();
+        let r = guard.test_run(&syn.frame()).unwrap();
+        assert_eq!(r.verdict, XDP_PASS);
+        let d = guard.counters().unwrap().delta(&before);
+        assert_eq!(d.get_family(syn.family(), Counter::HelperError), 1);
+        assert_eq!(d.get_family(syn.family(), Counter::SynSeen), 1);
+    }
 }
 
 /// Invalid configurations are refused before they reach the map.
@@ -936,6 +1415,7 @@ fn invalid_config_is_refused() {
             ..CONFIG
         },
         GuardConfig { mode: 9, ..CONFIG },
+        GuardConfig { ttl: 0, ..CONFIG },
     ] {
         let err = guard.set_config(&bad).unwrap_err();
         assert_eq!(err.exit_code(), 2, "{err}");

@@ -1,0 +1,198 @@
+//! Answering a SYN: cookie from the kernel's helper, options negotiated like the kernel would,
+//! SYN-ACK written over the SYN (link-layer header and VLAN tags kept, MACs swapped), XDP_TX.
+
+use aya_ebpf::{
+    bindings::{bpf_sock, xdp_md},
+    helpers::generated::{
+        bpf_ktime_get_ns, bpf_tcp_gen_syncookie, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
+        bpf_xdp_store_bytes,
+    },
+    programs::XdpContext,
+};
+use aya_log_ebpf::debug;
+use guard_common::{Counter, Family, GuardConfig};
+use guard_ebpf::{
+    csum,
+    options::{TCP_HDR_BUF, parse_syn_options},
+    synack::{
+        self, Addrs, IPV4_HLEN, IPV6_HLEN, SYNACK_L34_MAX, SynAckFields, TCP_FLAG_CWR, TCP_FLAG_ECE,
+    },
+};
+
+use crate::{
+    maps::{GUARD_SCRATCH, Scratch},
+    parse::{Segment, frame_len, ptr_at},
+};
+
+/// SYN to a listener: build the cookie SYN-ACK in place of the SYN and send it back.
+#[inline(always)]
+pub fn answer_syn(
+    ctx: &XdpContext,
+    cfg: &GuardConfig,
+    sk: *mut bpf_sock,
+    seg: &Segment,
+    flags: u8,
+) -> Counter {
+    let v4 = seg.family == Family::Ipv4;
+    let Some(scratch) = GUARD_SCRATCH.get_ptr_mut(0) else {
+        return Counter::HelperError;
+    };
+    // Safety: the per-CPU scratch entry is ours for the duration of the program.
+    let Scratch {
+        th,
+        iph,
+        parse,
+        len: len_cell,
+        l34,
+    } = unsafe { &mut *scratch };
+    let xdp = ctx.ctx as *mut xdp_md;
+
+    if v4 && !ipv4_checksum_ok(xdp, seg, iph) {
+        return Counter::BadChecksum;
+    }
+    // XXX: the TCP checksum is not verified: frames from a local veth or virtio peer carry
+    // CHECKSUM_PARTIAL (pseudo-header only), which XDP cannot tell from corruption. A corrupt
+    // SYN costs one stateless SYN-ACK.
+
+    // Verifier: bpf_tcp_gen_syncookie needs the TCP header with its options as memory of a
+    // provable size, so copy it out of the packet. Written so the range [20, 60] is visible on
+    // the register itself: a plain `doff` is bounded only on a copy compared earlier.
+    let th_len = ((seg.doff as u32).wrapping_sub(20) & 0x3c) + 20;
+    if th_len > 60 {
+        return Counter::Malformed;
+    }
+    // Safety: `th` has room for 64 bytes and th_len <= 60.
+    if unsafe { bpf_xdp_load_bytes(xdp, seg.l4 as u32, th.as_mut_ptr() as *mut _, th_len) } != 0 {
+        return Counter::Malformed;
+    }
+    let ip_len = if v4 { IPV4_HLEN } else { IPV6_HLEN };
+    // Safety: `sk` is a referenced listener; `seg.ip` holds ip_len bounds-checked bytes of
+    // packet, `th` th_len bytes of map memory.
+    let cookie = unsafe {
+        bpf_tcp_gen_syncookie(
+            sk as *mut _,
+            seg.ip as *mut _,
+            ip_len as u32,
+            th.as_mut_ptr() as *mut _,
+            th_len,
+        )
+    };
+    if cookie < 0 {
+        debug!(ctx, "bpf_tcp_gen_syncookie failed: {}", cookie);
+        return Counter::HelperError;
+    }
+
+    let syn = parse_syn_options(th, th_len as usize, parse);
+    // ECN is negotiated only for a SYN with ECE+CWR that is itself not ECT-marked
+    // (tcp_ecn_create_request).
+    let ecn_requested =
+        flags & (TCP_FLAG_ECE | TCP_FLAG_CWR) == TCP_FLAG_ECE | TCP_FLAG_CWR && seg.ecn == 0;
+    let neg = synack::negotiate(&syn, ecn_requested, cfg.options);
+    let tsval = if neg.ts {
+        // Safety: helper without arguments.
+        let now_ms = unsafe { bpf_ktime_get_ns() } / 1_000_000;
+        synack::cookie_tsval(now_ms, &neg, syn.wscale)
+    } else {
+        0
+    };
+    let fields = SynAckFields {
+        cookie: cookie as u32,
+        client_seq: u32::from_be_bytes([th[4], th[5], th[6], th[7]]),
+        client_port: u16::from_be_bytes([th[0], th[1]]),
+        local_port: u16::from_be_bytes([th[2], th[3]]),
+        mss: if v4 { cfg.mss_v4 } else { cfg.mss_v6 } as u16,
+        window: cfg.window as u16,
+        wscale: cfg.wscale as u8,
+        neg,
+        tsval,
+        tsecr: syn.tsval.unwrap_or(0),
+    };
+    let len = if v4 {
+        // Safety: 20 bounds-checked bytes.
+        let ip = unsafe { &*(seg.ip as *const [u8; IPV4_HLEN]) };
+        // Safety (both casts): 4-byte windows of the 20-byte header.
+        let a = Addrs {
+            client: unsafe { &*(ip[12..16].as_ptr() as *const [u8; 4]) },
+            local: unsafe { &*(ip[16..20].as_ptr() as *const [u8; 4]) },
+        };
+        synack::build_v4(l34, a, &fields, cfg.ttl as u8)
+    } else {
+        // Safety: 40 bounds-checked bytes.
+        let ip = unsafe { &*(seg.ip as *const [u8; IPV6_HLEN]) };
+        // Safety (both casts): 16-byte windows of the 40-byte header.
+        let a = Addrs {
+            client: unsafe { &*(ip[8..24].as_ptr() as *const [u8; 16]) },
+            local: unsafe { &*(ip[24..40].as_ptr() as *const [u8; 16]) },
+        };
+        synack::build_v6(l34, a, &fields, cfg.ttl as u8)
+    };
+    // Verifier: the store size must be precise, and precision flows back through every value
+    // it was computed from, here the parsed options; that would split the option parser's
+    // states by option layout again. A round trip through map memory ends the chain.
+    let len_cell: *mut usize = len_cell;
+    // Safety: pointer into this CPU's scratch entry.
+    let len = unsafe {
+        core::ptr::write_volatile(len_cell, len);
+        core::ptr::read_volatile(len_cell)
+    };
+    emit(ctx, seg.l3, l34, len)
+}
+
+/// Verifies the IPv4 header checksum of a SYN, over its options too.
+#[inline(always)]
+fn ipv4_checksum_ok(xdp: *mut xdp_md, seg: &Segment, buf: &mut [u8; TCP_HDR_BUF]) -> bool {
+    if seg.ip_hlen == IPV4_HLEN {
+        // Safety: 20 bounds-checked bytes.
+        return csum::ipv4_header_ok(unsafe { &*(seg.ip as *const [u8; IPV4_HLEN]) });
+    }
+    // Options: copy the whole header out (21..=60 bytes; masked for the verifier as for th_len).
+    let hlen = ((seg.ip_hlen as u32).wrapping_sub(20) & 0x3c) + 20;
+    if hlen > 60 {
+        return false;
+    }
+    // Safety: `buf` has room for 64 bytes and hlen <= 60.
+    if unsafe { bpf_xdp_load_bytes(xdp, seg.l3 as u32, buf.as_mut_ptr() as *mut _, hlen) } != 0 {
+        return false;
+    }
+    csum::fold(csum::add_words(0, buf, hlen as usize)) == 0
+}
+
+/// Resizes the frame to `l3 + len` bytes, writes `l34[..len]` at `l3` and swaps the MAC
+/// addresses; the link-layer header with its VLAN tags stays.
+#[inline(always)]
+fn emit(ctx: &XdpContext, l3: usize, l34: &[u8; SYNACK_L34_MAX], len: usize) -> Counter {
+    let xdp = ctx.ctx as *mut xdp_md;
+    // Verifier: sizes and offsets masked into ranges it can check against the buffers.
+    let n = len as u32 & 0x7f;
+    let l3 = l3 as u32 & 0x1f;
+    if n < IPV4_HLEN as u32 + 24 || n as usize > SYNACK_L34_MAX {
+        return Counter::HelperError;
+    }
+    let delta = (l3 + n) as i32 - frame_len(ctx) as i32;
+    // Safety: adjust_tail validates delta itself (fails rather than corrupting); no packet
+    // pointer is kept across it.
+    if delta != 0 && unsafe { bpf_xdp_adjust_tail(xdp, delta) } != 0 {
+        debug!(ctx, "bpf_xdp_adjust_tail({}) failed", delta);
+        return Counter::HelperError;
+    }
+    // Safety: `l34` holds at least `n` bytes, and the frame is now exactly `l3 + n` long.
+    if unsafe { bpf_xdp_store_bytes(xdp, l3, l34.as_ptr() as *mut _, n) } != 0 {
+        return Counter::HelperError;
+    }
+    // Re-derived after adjust_tail: earlier packet pointers are invalid now.
+    let Some(eth) = ptr_at::<[u8; 12]>(ctx, 0) else {
+        return Counter::HelperError;
+    };
+    // Safety: 12 bounds-checked bytes; swap destination and source MAC.
+    unsafe {
+        let eth = &mut *(eth as *mut [u8; 12]);
+        let mut i = 0;
+        while i < 6 {
+            let t = eth[i];
+            eth[i] = eth[i + 6];
+            eth[i + 6] = t;
+            i += 1;
+        }
+    }
+    Counter::SynAckSent
+}
