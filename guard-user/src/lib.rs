@@ -6,6 +6,7 @@
 pub mod counters;
 pub mod error;
 pub mod guard;
+pub mod lab;
 pub mod report;
 pub mod sysctl;
 pub mod tuning;

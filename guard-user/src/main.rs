@@ -3,6 +3,7 @@
 
 use std::{
     io::Write as _,
+    net::Ipv4Addr,
     process::ExitCode,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -10,7 +11,9 @@ use std::{
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use guard_user::{
-    AttachMode, Guard, GuardError, LoadOptions, report,
+    AttachMode, Guard, GuardError, LoadOptions,
+    lab::{self, LabError, packet::Prefix},
+    report,
     sysctl::SysctlSet,
     tuning::{self, Overrides},
 };
@@ -35,6 +38,77 @@ struct Cli {
 enum Command {
     /// Attach the guard to an interface and print its counters until interrupted.
     Run(RunArgs),
+    /// Lab traffic generator: send a bounded flood of spoofed SYNs or forged ACKs on a veth
+    /// (refuses any other interface). Run it inside a lab namespace with `ip netns exec`.
+    Flood(FloodArgs),
+    /// Build a two-namespace lab (nginx behind the guard on a veth), flood it with spoofed SYNs
+    /// while curl clients fetch pages, print a summary, and remove everything (also on Ctrl-C).
+    Lab(LabArgs),
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum FloodKind {
+    /// Connection requests (with Linux's SYN options).
+    Syn,
+    /// Bare ACKs with random acknowledgment numbers (forged third handshake packets).
+    Ack,
+}
+
+#[derive(Debug, Args)]
+struct FloodArgs {
+    /// The veth to send on (in the current network namespace).
+    #[arg(long)]
+    iface: String,
+    /// Destination MAC address: the peer veth's.
+    #[arg(long, value_parser = lab::packet::parse_mac)]
+    dst_mac: [u8; 6],
+    /// Destination IPv4 address.
+    #[arg(long)]
+    dst: Ipv4Addr,
+    /// Destination TCP port.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    dport: u16,
+    /// Prefix the random source addresses are drawn from (e.g. 10.204.0.0/16).
+    #[arg(long)]
+    src_prefix: Prefix,
+    /// What to send.
+    #[arg(long, value_enum)]
+    kind: FloodKind,
+    /// Stop after this many frames.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    count: u64,
+    /// Stop after this many seconds at the latest.
+    #[arg(long, value_parser = parse_duration)]
+    duration: f64,
+    /// Send at most this many frames per second (default: as fast as possible).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pps: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct LabArgs {
+    /// SYNs to send at most (the flood also stops after --duration).
+    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    flood_count: u64,
+    /// Rate limit of the flood in frames per second (default: as fast as possible).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    flood_pps: Option<u64>,
+    /// Concurrent curl clients.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    clients: u16,
+    /// Seconds the flood and the clients run.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_duration)]
+    duration: f64,
+}
+
+fn parse_duration(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(0.1..=3600.0).contains(&v) {
+        return Err(format!("{v} is out of range (0.1 to 3600 seconds)"));
+    }
+    Ok(v)
 }
 
 #[derive(Debug, Args)]
@@ -97,13 +171,18 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => rt.block_on(run(args, cli.verbose)),
+        Command::Flood(args) => flood(args),
+        Command::Lab(args) => run_lab(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let code = e
-                .downcast_ref::<GuardError>()
-                .map_or(1, GuardError::exit_code);
+            let code = match (e.downcast_ref::<GuardError>(), e.downcast_ref::<LabError>()) {
+                (Some(g), _) => g.exit_code(),
+                (None, Some(LabError::Interrupted)) => 130,
+                (None, Some(LabError::Refused(_) | LabError::NotRoot)) => 2,
+                _ => 1,
+            };
             eprintln!("guard: error: {e:#}");
             ExitCode::from(code as u8)
         }
@@ -233,6 +312,48 @@ async fn report_loop(guard: &Guard, args: &RunArgs) -> anyhow::Result<()> {
     }
 }
 
+fn flood(args: FloodArgs) -> anyhow::Result<()> {
+    let stop = lab::install_stop_handler();
+    let spec = lab::flood::FloodSpec {
+        iface: args.iface,
+        dst_mac: args.dst_mac,
+        dst: args.dst,
+        dport: args.dport,
+        src_prefix: args.src_prefix,
+        kind: match args.kind {
+            FloodKind::Syn => lab::packet::Kind::Syn,
+            FloodKind::Ack => lab::packet::Kind::Ack,
+        },
+        count: args.count,
+        duration: Duration::from_secs_f64(args.duration),
+        pps: args.pps,
+    };
+    let report = lab::flood::run(&spec, stop)?;
+    println!("{report}");
+    Ok(())
+}
+
+fn run_lab(args: LabArgs) -> anyhow::Result<()> {
+    let stop = lab::install_stop_handler();
+    let opts = lab::demo::DemoOptions {
+        exe: std::env::current_exe().context("locating the guard binary")?,
+        flood_count: args.flood_count,
+        flood_pps: args.flood_pps,
+        clients: args.clients.into(),
+        duration: Duration::from_secs_f64(args.duration),
+    };
+    let summary = lab::demo::run(&opts, stop, &|msg| println!("lab: {msg}"));
+    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+        // Everything the lab created is gone by now: `demo::run` owns it all.
+        println!("lab: interrupted; namespaces, veths, processes and files removed");
+        return Err(LabError::Interrupted.into());
+    }
+    let summary = summary?;
+    println!("{summary}");
+    println!("lab: namespaces, veths, processes and files removed");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory as _;
@@ -264,5 +385,53 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(ok.verbose, 2);
+    }
+
+    #[test]
+    fn flood_and_lab_arguments() {
+        let flood = [
+            "guard",
+            "flood",
+            "--iface",
+            "v0",
+            "--dst-mac",
+            "02:00:00:00:00:02",
+            "--dst",
+            "10.203.0.2",
+            "--dport",
+            "80",
+            "--src-prefix",
+            "10.204.0.0/16",
+            "--kind",
+            "syn",
+            "--count",
+            "10",
+            "--duration",
+            "1",
+        ];
+        let Command::Flood(a) = Cli::try_parse_from(flood).unwrap().command else {
+            panic!("not flood")
+        };
+        assert_eq!(a.dst_mac, [2, 0, 0, 0, 0, 2]);
+        assert_eq!(a.src_prefix.len, 16);
+        for (i, bad) in [
+            (5, "02:00:00:00:02"),
+            (9, "0"),
+            (11, "10.204.0.0"),
+            (13, "fin"),
+            (15, "0"),
+            (17, "0"),
+        ] {
+            let mut args = flood.to_vec();
+            args[i] = bad;
+            let err = Cli::try_parse_from(&args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+        let Command::Lab(l) = Cli::try_parse_from(["guard", "lab"]).unwrap().command else {
+            panic!("not lab")
+        };
+        assert_eq!((l.clients, l.duration), (4, 10.0));
+        assert!(Cli::try_parse_from(["guard", "lab", "--clients", "0"]).is_err());
+        assert!(Cli::try_parse_from(["guard", "lab", "--duration", "0"]).is_err());
     }
 }

@@ -1,0 +1,136 @@
+//! nginx inside a lab namespace, with its own configuration, web root and logs in a temporary
+//! directory: `/index.html` and a 10 MiB `/big.bin` of pseudo-random bytes.
+
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use super::{ChildGuard, LabError, Netns, Result, TempDir, io_err, packet::Rng, wait_until};
+
+/// Size of `/big.bin`.
+pub const BIG_SIZE: usize = 10 * 1024 * 1024;
+/// Body of `/index.html`.
+pub const INDEX_BODY: &str = "<html><body>synguard lab</body></html>\n";
+
+/// A running nginx; stopped (SIGTERM, fast shutdown) and its directory removed on drop.
+#[derive(Debug)]
+pub struct Nginx {
+    // Declared first: the process stops before its directory goes.
+    child: ChildGuard,
+    dir: TempDir,
+    addr: Ipv4Addr,
+    port: u16,
+}
+
+impl Nginx {
+    /// Writes the configuration and content under a temp dir named after `tag`, starts nginx in
+    /// `ns` listening on `addr:port`, and waits until it listens.
+    pub fn start(ns: &Netns, addr: Ipv4Addr, port: u16, tag: &str) -> Result<Self> {
+        let dir = TempDir::new(&format!("{tag}-nginx"))?;
+        let d = dir.path();
+        let www = d.join("www");
+        std::fs::create_dir_all(&www).map_err(io_err("creating the web root"))?;
+        std::fs::create_dir_all(d.join("tmp")).map_err(io_err("creating nginx temp dirs"))?;
+        std::fs::write(www.join("index.html"), INDEX_BODY).map_err(io_err("writing index.html"))?;
+        let mut big = vec![0u8; BIG_SIZE];
+        let mut rng = Rng::new(0x5eed);
+        for chunk in big.chunks_mut(8) {
+            let v = rng.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+        std::fs::write(www.join("big.bin"), &big).map_err(io_err("writing big.bin"))?;
+        let conf = d.join("nginx.conf");
+        std::fs::write(&conf, config(d, addr, port)).map_err(io_err("writing nginx.conf"))?;
+
+        let mut cmd = ns.command("nginx");
+        cmd.arg("-p")
+            .arg(d)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(d.join("error.log"));
+        let mut child = ChildGuard::spawn("nginx", &mut cmd)?;
+        let listen = format!("{addr}:{port}");
+        let ready = wait_until(
+            &format!("nginx to listen on {listen}"),
+            Duration::from_secs(15),
+            || {
+                if let Some(st) = child.try_status() {
+                    let log = std::fs::read_to_string(d.join("error.log")).unwrap_or_default();
+                    return Err(LabError::Refused(format!(
+                        "nginx exited ({st}) before listening: {} {}",
+                        child.stderr().trim(),
+                        log.trim()
+                    )));
+                }
+                let ss = ns.exec(&["ss", "-Htln"])?;
+                Ok(ss.split_whitespace().any(|w| w == listen).then_some(()))
+            },
+        );
+        ready?;
+        Ok(Self {
+            child,
+            dir,
+            addr,
+            port,
+        })
+    }
+
+    /// Path of a file served at `/<name>`.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join("www").join(name)
+    }
+
+    /// The temp dir with config, logs and web root.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `addr:port` it listens on.
+    pub fn listen(&self) -> String {
+        format!("{}:{}", self.addr, self.port)
+    }
+
+    /// The nginx master process.
+    pub fn child(&mut self) -> &mut ChildGuard {
+        &mut self.child
+    }
+}
+
+fn config(d: &Path, addr: Ipv4Addr, port: u16) -> String {
+    let d = d.display();
+    format!(
+        r#"# synguard lab: generated, removed with its directory.
+daemon off;
+master_process on;
+worker_processes 2;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    types {{
+        text/html html;
+        application/octet-stream bin;
+    }}
+    default_type application/octet-stream;
+    sendfile on;
+    keepalive_timeout 5s;
+    server {{
+        listen {addr}:{port} backlog=4096;
+        root {d}/www;
+        location / {{ }}
+    }}
+}}
+"#
+    )
+}
