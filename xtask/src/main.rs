@@ -1,1 +1,189 @@
-fn main() {}
+//! `cargo xtask`: project automation that must work on a fresh machine before the BPF toolchain
+//! exists, so it depends on nothing of the project itself.
+//!
+//! - `setup`: Debian packages the lab and tests use, `rust-src` for nightly, and bpf-linker built
+//!   against the nightly's own LLVM in `.tools/bpf-linker` (each step skipped when done);
+//! - `build`: setup, then the release `guard` binary;
+//! - `test`: setup, formatting, clippy, every test (the integration tests need root);
+//! - `lab`: setup, release build, then `guard lab` with the given arguments.
+
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "synguard project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install what building and testing need; fast when nothing is missing.
+    Setup,
+    /// Setup, then `cargo build --release` of the guard binary.
+    Build,
+    /// Setup, then fmt check, clippy and every test (as root: the lab tests create namespaces).
+    Test {
+        /// Test threads for the test binaries (the lab tests are heavy: keep it small).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
+        test_threads: u16,
+    },
+    /// Setup, release build, then `guard lab ARGS...` (e.g. `cargo xtask lab --duration 5`).
+    Lab {
+        /// Arguments for `guard lab` (see `guard lab --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// The workspace root (the parent of this crate).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Prints a step banner.
+pub fn step(msg: &str) {
+    println!("==> {msg}");
+}
+
+/// Runs `cmd`, echoing it, and fails with its exit status.
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = describe(cmd);
+    println!("    $ {shown}");
+    let st = cmd
+        .status()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    if !st.success() {
+        bail!("`{shown}` failed ({st})");
+    }
+    Ok(())
+}
+
+/// `program arg arg...` for messages.
+pub fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut c = Command::new("cargo");
+    c.current_dir(root);
+    c
+}
+
+fn is_root() -> bool {
+    // /proc/self/status: "Uid: real effective saved fs".
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|u| u.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+fn build(root: &Path) -> anyhow::Result<PathBuf> {
+    step("build: cargo build --release (guard-user embeds the XDP object built with nightly)");
+    run(cargo(root).args(["build", "--release", "-p", "guard-user", "--bin", "guard"]))?;
+    let exe = target_dir(root).join("release/guard");
+    if !exe.exists() {
+        bail!("the build succeeded but {} is missing", exe.display());
+    }
+    Ok(exe)
+}
+
+fn test(root: &Path, test_threads: u16) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!(
+            "cargo xtask test must run as root: the tests load XDP programs and create network \
+             namespaces, veths and nginx servers (try `sudo -E cargo xtask test`)"
+        );
+    }
+    setup::setup(root)?;
+    step("test: formatting");
+    run(cargo(root).args(["fmt", "--all", "--", "--check"]))
+        .context("formatting differs: run `cargo fmt --all`")?;
+    step("test: clippy (host crates; guard-ebpf's host-testable library)");
+    run(cargo(root).args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "guard-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo(root).args([
+        "clippy",
+        "-p",
+        "guard-ebpf",
+        "--lib",
+        "--tests",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    step(&format!(
+        "test: cargo test (default members; lab integration tests as root, {test_threads} threads)"
+    ));
+    let threads = format!("--test-threads={test_threads}");
+    run(cargo(root).args(["test", "--", &threads]))?;
+    step("test: guard-ebpf pure data-path code on the host");
+    run(cargo(root).args(["test", "-p", "guard-ebpf", "--lib"]))?;
+    step("test: all passed");
+    Ok(())
+}
+
+fn lab(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("the lab creates network namespaces and attaches XDP programs: run it as root");
+    }
+    setup::setup(root)?;
+    let exe = build(root)?;
+    step(&format!("lab: {} lab {}", exe.display(), args.join(" ")));
+    // Replace this process: Ctrl-C then reaches only `guard lab`, which cleans up and reports.
+    let err = std::os::unix::process::CommandExt::exec(Command::new(&exe).arg("lab").args(args));
+    Err(err).with_context(|| format!("starting {}", exe.display()))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let root = root();
+    match cli.command {
+        Task::Setup => setup::setup(&root),
+        Task::Build => {
+            setup::setup(&root)?;
+            let exe = build(&root)?;
+            step(&format!(
+                "built {} (run it as root, e.g. `sudo {} run eth0`)",
+                exe.display(),
+                exe.display()
+            ));
+            Ok(())
+        }
+        Task::Test { test_threads } => test(&root, test_threads),
+        Task::Lab { args } => lab(&root, &args),
+    }
+}

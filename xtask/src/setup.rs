@@ -1,0 +1,276 @@
+//! `cargo xtask setup`: everything the build and the tests need that cargo does not fetch by
+//! itself. Each step checks first and is skipped when already done, so a second run takes well
+//! under a second.
+//!
+//! 1. Debian packages for the lab (nginx, curl, ethtool, iproute2, ...), installed with apt-get
+//!    only when one of their commands is missing.
+//! 2. `rust-src` for the nightly toolchain (guard-ebpf is built with `-Z build-std=core`).
+//! 3. bpf-linker in `<repo>/.tools/bpf-linker`, built against the nightly's own LLVM: the
+//!    nightly ships `libLLVM.so.<ver>-rust-<rustc ver>-nightly`; bpf-linker's build script links
+//!    `$LLVM_PREFIX/lib/libLLVM.so` and records that directory as rpath, so two symlinks to the
+//!    nightly's library make a bpf-linker that reads exactly the bitcode rustc writes.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{describe, run, step};
+
+/// Commands the lab and tests use, with the Debian package providing each.
+const TOOLS: &[(&str, &str)] = &[
+    ("nginx", "nginx-light"),
+    ("curl", "curl"),
+    ("ethtool", "ethtool"),
+    ("tcpdump", "tcpdump"),
+    ("ip", "iproute2"),
+    ("ss", "iproute2"),
+    ("nstat", "iproute2"),
+    ("ping", "iputils-ping"),
+    ("nft", "nftables"),
+    ("iperf3", "iperf3"),
+    ("socat", "socat"),
+    ("bpftool", "bpftool"),
+    ("perf", "linux-perf"),
+];
+
+/// bpf-linker release verified with the pinned aya versions; bump together with the nightly
+/// when its LLVM major is no longer supported (0.13 has features llvm-21..=llvm-23).
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Runs every step.
+pub fn setup(root: &Path) -> anyhow::Result<()> {
+    debian_packages()?;
+    rust_src()?;
+    bpf_linker(root)?;
+    step("setup: done");
+    Ok(())
+}
+
+/// True if `cmd` is an executable on PATH or in the sbin directories (which a non-login PATH
+/// may lack).
+fn have_command(cmd: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .any(|d| {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::metadata(d.join(cmd))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+fn missing_packages() -> Vec<(&'static str, &'static str)> {
+    TOOLS
+        .iter()
+        .copied()
+        .filter(|(cmd, _)| !have_command(cmd))
+        .collect()
+}
+
+fn debian_packages() -> anyhow::Result<()> {
+    let missing = missing_packages();
+    if missing.is_empty() {
+        let cmds: Vec<&str> = TOOLS.iter().map(|(c, _)| *c).collect();
+        step(&format!(
+            "setup: system tools present ({})",
+            cmds.join(", ")
+        ));
+        return Ok(());
+    }
+    let mut pkgs: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
+    pkgs.dedup();
+    let cmds: Vec<&str> = missing.iter().map(|(c, _)| *c).collect();
+    step(&format!(
+        "setup: missing commands {}: installing Debian packages {}",
+        cmds.join(", "),
+        pkgs.join(" ")
+    ));
+    if !crate::is_root() {
+        bail!(
+            "installing packages needs root: run `sudo apt-get install {}` or run this as root",
+            pkgs.join(" ")
+        );
+    }
+    if !have_command("apt-get") {
+        bail!(
+            "no apt-get here (synguard's setup targets Debian): install the packages providing \
+             {} by hand",
+            cmds.join(", ")
+        );
+    }
+    let apt = |args: &[&str]| {
+        let mut c = Command::new("apt-get");
+        c.args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            // invoke-rc.d starts no service in runlevel 1: no stray nginx on the host's port 80.
+            .env("RUNLEVEL", "1")
+            .stdin(Stdio::null());
+        c
+    };
+    run(&mut apt(&["-q", "update"])).context("apt-get update failed (network? proxy?)")?;
+    let mut install = apt(&["-q", "-y", "--no-install-recommends", "install"]);
+    install.args(&pkgs);
+    run(&mut install).with_context(|| {
+        format!(
+            "apt-get could not install {}; check the package names for this release \
+             (`apt-cache policy <name>`)",
+            pkgs.join(" ")
+        )
+    })?;
+    let still: Vec<&str> = missing_packages().iter().map(|(c, _)| *c).collect();
+    if !still.is_empty() {
+        bail!(
+            "still missing after apt-get install: {} (is /usr/sbin on PATH?)",
+            still.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> anyhow::Result<String> {
+    let shown = describe(cmd);
+    let o = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    if !o.status.success() {
+        bail!(
+            "`{shown}` failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+fn nightly_rustc(args: &[&str]) -> anyhow::Result<String> {
+    output(Command::new("rustc").arg("+nightly").args(args)).context(
+        "the nightly toolchain is needed to build the eBPF program: \
+         `rustup toolchain install nightly --profile minimal`",
+    )
+}
+
+fn rust_src() -> anyhow::Result<()> {
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .context("listing the nightly's components (is rustup installed, with a nightly toolchain?)")?;
+    if installed.lines().any(|l| l.trim() == "rust-src") {
+        step("setup: rust-src for nightly present");
+        return Ok(());
+    }
+    step("setup: adding rust-src to the nightly toolchain");
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+/// The LLVM major version from `rustc -vV` output (`LLVM version: 22.1.4`).
+fn llvm_major(version_output: &str) -> Option<u32> {
+    version_output
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version:"))
+        .and_then(|v| v.trim().split('.').next())
+        .and_then(|m| m.parse().ok())
+}
+
+/// The nightly's shared LLVM (`libLLVM.so.<ver>-rust-<...>`) in `<sysroot>/lib`.
+fn nightly_libllvm(sysroot: &Path) -> anyhow::Result<PathBuf> {
+    let lib = sysroot.join("lib");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&lib)
+        .with_context(|| format!("reading {}", lib.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with("libLLVM") && n.contains(".so") && n.contains("-rust-")
+            })
+        })
+        .collect();
+    found.sort();
+    match found.pop() {
+        Some(p) => Ok(p),
+        None => bail!(
+            "no libLLVM.so.*-rust-* in {}: is the nightly toolchain complete?",
+            lib.display()
+        ),
+    }
+}
+
+/// Replaces `link` (file or stale symlink) by a symlink to `target`.
+fn symlink(target: &Path, link: &Path) -> anyhow::Result<()> {
+    if link.symlink_metadata().is_ok() {
+        std::fs::remove_file(link).with_context(|| format!("removing {}", link.display()))?;
+    }
+    std::os::unix::fs::symlink(target, link)
+        .with_context(|| format!("linking {} -> {}", link.display(), target.display()))
+}
+
+fn bpf_linker(root: &Path) -> anyhow::Result<()> {
+    let prefix = root.join(".tools/bpf-linker");
+    let bin = prefix.join("bin/bpf-linker");
+    if let Ok(v) = output(Command::new(&bin).arg("--version")) {
+        step(&format!(
+            "setup: {} present in {}",
+            v.trim(),
+            prefix.display()
+        ));
+        return Ok(());
+    }
+    let vv = nightly_rustc(&["-vV"])?;
+    let major = llvm_major(&vv).with_context(|| format!("no `LLVM version:` line in:\n{vv}"))?;
+    let sysroot = PathBuf::from(nightly_rustc(&["--print", "sysroot"])?.trim());
+    let libllvm = nightly_libllvm(&sysroot)?;
+    step(&format!(
+        "setup: building bpf-linker {BPF_LINKER_VERSION} against the nightly's LLVM {major} ({}) \
+         into {} (takes a minute or two)",
+        libllvm.display(),
+        prefix.display()
+    ));
+    let lib = prefix.join("lib");
+    std::fs::create_dir_all(&lib).with_context(|| format!("creating {}", lib.display()))?;
+    let name = libllvm.file_name().expect("a file name");
+    symlink(&libllvm, &lib.join("libLLVM.so"))?;
+    symlink(&libllvm, &lib.join(name))?;
+    run(Command::new("cargo")
+        .args(["install", "bpf-linker", "--locked", "--force"])
+        .args(["--version", BPF_LINKER_VERSION])
+        .args(["--no-default-features", "--features"])
+        .arg(format!("llvm-{major}"))
+        .arg("--root")
+        .arg(&prefix)
+        .env("LLVM_PREFIX", &prefix)
+        .stdin(Stdio::null()))
+    .context(
+        "building bpf-linker failed; it needs a C compiler (gcc) and an LLVM major version it \
+         supports",
+    )?;
+    let v = output(Command::new(&bin).arg("--version"))
+        .context("bpf-linker was installed but does not run")?;
+    step(&format!("setup: {} installed", v.trim()));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_llvm_major() {
+        let vv = "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)\nbinary: rustc\n\
+                  host: x86_64-unknown-linux-gnu\nrelease: 1.97.0-nightly\nLLVM version: 22.1.4\n";
+        assert_eq!(llvm_major(vv), Some(22));
+        assert_eq!(llvm_major("rustc 1.0\n"), None);
+    }
+
+    #[test]
+    fn finds_commands() {
+        assert!(have_command("sh"));
+        assert!(!have_command("synguard-no-such-command"));
+    }
+}
