@@ -67,6 +67,21 @@ pub fn ipv6_pseudo(src: &[u8; 16], dst: &[u8; 16], tcp_len: u32) -> u32 {
     sum
 }
 
+/// Updates a checksum field (host order, as read from the wire with `from_be_bytes`) for one
+/// 16-bit word changing from `old` to `new` (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')).
+#[inline(always)]
+pub fn update16(check: u16, old: u16, new: u16) -> u16 {
+    let sum = (!check as u32) + (!old as u32) + new as u32;
+    fold(sum)
+}
+
+/// [`update16`] for a 32-bit field, as two words.
+#[inline(always)]
+pub fn update32(check: u16, old: u32, new: u32) -> u16 {
+    let c = update16(check, (old >> 16) as u16, (new >> 16) as u16);
+    update16(c, old as u16, new as u16)
+}
+
 /// True if a 20-byte IPv4 header (checksum field included) sums to 0xffff.
 #[inline(always)]
 pub fn ipv4_header_ok(hdr: &[u8; 20]) -> bool {
@@ -131,6 +146,31 @@ mod tests {
             ipv6_pseudo(&src, &dst, 0x1_0002),
             0xfe00 + 1 + 0xfe00 + 2 + 1 + 2 + 6
         );
+    }
+
+    #[test]
+    fn incremental_updates_match_recomputation() {
+        let mut h = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        let mut x = 0x1234_5678u32;
+        for _ in 0..1000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let old = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+            let check = u16::from_be_bytes([h[10], h[11]]);
+            let new_check = update32(check, old, x);
+            h[12..16].copy_from_slice(&x.to_be_bytes());
+            h[10..12].copy_from_slice(&new_check.to_be_bytes());
+            assert!(ipv4_header_ok(&h), "after {x:#x}");
+            let old16 = u16::from_be_bytes([h[4], h[5]]);
+            let c = update16(u16::from_be_bytes([h[10], h[11]]), old16, x as u16);
+            h[4..6].copy_from_slice(&(x as u16).to_be_bytes());
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            assert!(ipv4_header_ok(&h));
+        }
     }
 
     #[test]

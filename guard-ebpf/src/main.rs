@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod flood;
 mod guard;
 mod maps;
 mod parse;
@@ -14,6 +15,13 @@ use aya_ebpf::{macros::xdp, programs::XdpContext};
 #[xdp]
 pub fn synguard(ctx: XdpContext) -> u32 {
     stats::finish(guard::try_guard(&ctx))
+}
+
+/// The lab traffic generator (see `flood.rs`); never attached to an interface, only run with
+/// `BPF_PROG_RUN` live frames by `guard flood`.
+#[xdp]
+pub fn synguard_flood(ctx: XdpContext) -> u32 {
+    flood::generate(&ctx)
 }
 
 #[cfg(not(test))]

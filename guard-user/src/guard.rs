@@ -13,7 +13,7 @@ use guard_common::{CONFIG_MAP, COUNTERS_MAP, GuardConfig, PROGRAM_NAME};
 use crate::{counters::Counters, error::GuardError};
 
 /// The compiled data path, embedded at build time by `build.rs`.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard"));
+pub(crate) static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard"));
 
 /// The reader of the program's aya-log stream, forwarding records to the `log` crate.
 pub type Logger = EbpfLogger<&'static dyn log::Log>;
@@ -246,9 +246,7 @@ impl Guard {
     /// Attaches to `iface`. Fails without side effects if the interface is unknown or already
     /// runs an XDP program.
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<(), GuardError> {
-        if std::fs::metadata(format!("/sys/class/net/{iface}")).is_err() {
-            return Err(GuardError::NoSuchInterface(iface.to_owned()));
-        }
+        crate::tuning::interface_index(iface)?;
         let flags = match mode {
             AttachMode::Native => XdpMode::Driver,
             AttachMode::Skb => XdpMode::Skb,

@@ -7,6 +7,7 @@ pub mod counters;
 pub mod error;
 pub mod guard;
 pub mod lab;
+pub mod livegen;
 pub mod report;
 pub mod sysctl;
 pub mod tuning;

@@ -3,8 +3,6 @@
 //! ACK time (`tcp_select_initial_window`), which options are enabled, and the sysctls the
 //! hand-off needs (see HANDSHAKE notes in the README).
 
-use std::fs;
-
 use guard_common::{GuardConfig, Mode, OPT_ECN, OPT_SACK, OPT_TIMESTAMPS, OPT_WSCALE};
 
 use crate::{
@@ -40,14 +38,55 @@ pub fn synack_window(tcp_rmem_default: u64, mss: u32) -> u32 {
     w.clamp(1, u16::MAX as u32)
 }
 
-/// Reads an interface's MTU.
+/// Index of an interface in the calling thread's network namespace (`if_nametoindex`, which
+/// asks the kernel through a socket: unlike /sys/class/net it follows `setns`).
+pub fn interface_index(iface: &str) -> Result<u32, GuardError> {
+    let name =
+        std::ffi::CString::new(iface).map_err(|_| GuardError::NoSuchInterface(iface.to_owned()))?;
+    // Safety: valid NUL-terminated string.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => Err(GuardError::NoSuchInterface(iface.to_owned())),
+        i => Ok(i),
+    }
+}
+
+/// Reads an interface's MTU (SIOCGIFMTU on a socket of the calling thread's namespace).
 pub fn interface_mtu(iface: &str) -> Result<u32, GuardError> {
-    let path = format!("/sys/class/net/{iface}/mtu");
-    let s = fs::read_to_string(&path).map_err(|_| GuardError::NoSuchInterface(iface.to_owned()))?;
-    s.trim().parse().map_err(|_| GuardError::Io {
-        what: format!("reading {path}"),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, s.trim().to_owned()),
-    })
+    if iface.is_empty() || iface.len() >= libc::IFNAMSIZ {
+        return Err(GuardError::NoSuchInterface(iface.to_owned()));
+    }
+    interface_index(iface)?;
+    // Safety: a datagram socket used for one ioctl and closed by OwnedFd.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(GuardError::Io {
+            what: "socket for SIOCGIFMTU".into(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // Safety: fd is a fresh, owned descriptor.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // Safety: ifreq is plain data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(iface.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // Safety: valid fd and ifreq pointer.
+    let rc = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::SIOCGIFMTU,
+            &mut req,
+        )
+    };
+    if rc != 0 {
+        return Err(GuardError::Io {
+            what: format!("SIOCGIFMTU {iface}"),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // Safety: SIOCGIFMTU filled the mtu arm of the union.
+    Ok(unsafe { req.ifr_ifru.ifru_mtu } as u32)
 }
 
 /// Values the operator may force instead of deriving them.
