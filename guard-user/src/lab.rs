@@ -266,10 +266,11 @@ impl Netns {
             .count())
     }
 
-    /// Established TCP connections with their negotiated options (`ss -tin`), optionally
-    /// narrowed by an `ss` filter such as `( sport = :80 )`.
+    /// Established TCP connections with their negotiated options (`ss -tino`), optionally
+    /// narrowed by an `ss` filter such as `( sport = :80 )`. (`-o` is needed: without it,
+    /// iproute2 6.1's ss leaves out the `ts` and `sack` flags.)
     pub fn tcp_info(&self, filter: &[&str]) -> Result<Vec<SsConn>> {
-        let mut argv = vec!["ss", "-Htin", "state", "established"];
+        let mut argv = vec!["ss", "-Htino", "state", "established"];
         argv.extend_from_slice(filter);
         Ok(parse_ss_tin(&self.exec(&argv)?))
     }
@@ -632,7 +633,7 @@ impl Snmp {
     }
 }
 
-/// One line of `ss -tin`: a connection and the options it negotiated.
+/// One entry of `ss -tino`: a connection and the options it negotiated.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SsConn {
     pub local: String,
@@ -647,8 +648,8 @@ pub struct SsConn {
     pub info: String,
 }
 
-/// Parses `ss -Htin` output: a socket line (addresses as its last two columns) followed by an
-/// indented line of options.
+/// Parses `ss -Htino` output: a socket line (`[State] Recv-Q Send-Q Local Peer [extra]`)
+/// followed by an indented line of options.
 pub fn parse_ss_tin(text: &str) -> Vec<SsConn> {
     let mut conns: Vec<SsConn> = Vec::new();
     for line in text.lines() {
@@ -657,10 +658,12 @@ pub fn parse_ss_tin(text: &str) -> Vec<SsConn> {
         }
         if !line.starts_with(char::is_whitespace) {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            if cols.len() >= 2 {
+            // [State] Recv-Q Send-Q Local Peer [timer/extended info...]
+            let at = usize::from(cols.first().is_some_and(|c| c.parse::<u64>().is_err()));
+            if let (Some(local), Some(peer)) = (cols.get(at + 2), cols.get(at + 3)) {
                 conns.push(SsConn {
-                    local: cols[cols.len() - 2].to_owned(),
-                    peer: cols[cols.len() - 1].to_owned(),
+                    local: (*local).to_owned(),
+                    peer: (*peer).to_owned(),
                     ..Default::default()
                 });
             }
@@ -985,7 +988,8 @@ mod tests {
         let text = "0      0      10.203.0.2:80  10.203.0.1:43210\n\t cubic wscale:7,10 rto:201 \
                     rtt:0.05/0.025 ato:40 mss:1448 pmtu:1500 rcvmss:536 advmss:1448 cwnd:10 \
                     bytes_sent:1000 ts sack send 2.3Gbps\n\
-                    0 0 10.203.0.2:80 10.203.0.1:43211\n\t cubic rto:201 mss:536\n";
+                    ESTAB 0 0 10.203.0.2:80 10.203.0.1:43211 timer:(on,200ms,0)\n\t cubic \
+                    rto:201 mss:536\n";
         let c = parse_ss_tin(text);
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].local, "10.203.0.2:80");
