@@ -10,6 +10,96 @@ pub const PROGRAM_NAME: &str = "synguard";
 pub const CONFIG_MAP: &str = "GUARD_CONFIG";
 /// Name of the per-CPU `u64` array map of counters, indexed by [`counter_index`].
 pub const COUNTERS_MAP: &str = "GUARD_COUNTERS";
+/// Name of the protected-ports bitmap: [`PORTS_WORDS`] `u64` words, bit `port % 64` of word
+/// `port / 64` set for a protected port (used when `GuardConfig::ports` is [`PORTS_LISTED`]).
+pub const PORTS_MAP: &str = "GUARD_PORTS";
+/// Name of the IPv4 source access list: LPM trie of 4-byte prefixes to an [`Acl`] value.
+pub const ACL_V4_MAP: &str = "GUARD_ACL_V4";
+/// Name of the IPv6 source access list: LPM trie of 16-byte prefixes to an [`Acl`] value.
+pub const ACL_V6_MAP: &str = "GUARD_ACL_V6";
+/// Name of the per-CPU SYN rate windows: one [`RateState`] per destination port, and one at
+/// index [`RATE_OVERALL`] for all ports together.
+pub const RATES_MAP: &str = "GUARD_RATES";
+/// Name of the one-entry array holding [`AutoState`].
+pub const AUTO_MAP: &str = "GUARD_AUTO";
+/// Name of the LRU hash of SYN-ACK budgets per source prefix ([`ReflectKey`] -> [`ReflectBucket`]).
+pub const REFLECT_MAP: &str = "GUARD_REFLECT";
+/// Every map of the guard, for pinning.
+pub const GUARD_MAPS: &[&str] = &[
+    CONFIG_MAP,
+    COUNTERS_MAP,
+    PORTS_MAP,
+    ACL_V4_MAP,
+    ACL_V6_MAP,
+    RATES_MAP,
+    AUTO_MAP,
+    REFLECT_MAP,
+];
+
+/// Words of the protected-ports bitmap.
+pub const PORTS_WORDS: u32 = 65536 / 64;
+/// Index of the all-ports window in [`RATES_MAP`].
+pub const RATE_OVERALL: u32 = 65536;
+/// Length of a SYN rate window.
+pub const RATE_WINDOW_NS: u64 = 100_000_000;
+/// CPUs whose rate windows are summed at most (the map is per-CPU; more CPUs are not summed).
+pub const MAX_CPUS: u32 = 64;
+/// Entries of the source access lists.
+pub const ACL_MAX_ENTRIES: u32 = 65536;
+/// Source prefixes tracked by the reflection limit at once (least recently used evicted).
+pub const REFLECT_MAX_ENTRIES: u32 = 65536;
+
+/// What an access-list entry does for matching sources (longest prefix wins).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acl {
+    /// Bypass the guard: the kernel handles the handshake.
+    Allow = 1,
+    /// Drop the handshake packets (counted).
+    Deny = 2,
+}
+
+/// A SYN rate window of one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateState {
+    /// Window number (`ktime_ns / RATE_WINDOW_NS`) the counts belong to.
+    pub window: u64,
+    /// SYNs in `window`.
+    pub count: u32,
+    /// SYNs in `window - 1`.
+    pub prev: u32,
+}
+
+/// Auto-mode engagement, shared by all CPUs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AutoState {
+    /// The guard answers SYNs until this time (`bpf_ktime_get_ns`).
+    pub engaged_until_ns: u64,
+    /// 1 while engaged (to count transitions).
+    pub engaged: u32,
+    pub _pad: u32,
+}
+
+/// Key of [`REFLECT_MAP`]: the client's address with host bits cleared.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ReflectKey {
+    /// 4 or 6.
+    pub family: u32,
+    /// The masked address, IPv4 in the first 4 bytes.
+    pub addr: [u8; 16],
+}
+
+/// Value of [`REFLECT_MAP`]: SYN-ACKs sent to a prefix in one second.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReflectBucket {
+    /// Second (`ktime_ns >> 30`, about 1.07 s) the count belongs to.
+    pub second: u32,
+    pub count: u32,
+}
 /// Name of the lab traffic generator's XDP program (run with `BPF_PROG_RUN` live frames).
 pub const FLOOD_PROGRAM_NAME: &str = "synguard_flood";
 /// Name of the one-entry array map holding [`FloodConfig`].
@@ -84,8 +174,14 @@ pub const FLOOD_COUNTER_COUNT: u32 = 2;
 pub enum Mode {
     /// Pass everything, count only the verdict (`Counter::Disabled`).
     Off = 0,
-    /// Answer every SYN to a listener with a cookie SYN-ACK and validate every third ACK.
+    /// Answer every SYN to a protected listener with a cookie SYN-ACK, validate every third ACK.
     Always = 1,
+    /// SYNs go to the kernel until the SYN rate (overall, or for one port) exceeds its
+    /// threshold; then as `Always` until the rate has stayed below for the hold-down time.
+    /// Third ACKs are validated all along.
+    Auto = 2,
+    /// Count SYNs and handshake ACKs, pass everything.
+    Monitor = 3,
 }
 
 impl Mode {
@@ -94,10 +190,31 @@ impl Mode {
         match raw {
             0 => Some(Self::Off),
             1 => Some(Self::Always),
+            2 => Some(Self::Auto),
+            3 => Some(Self::Monitor),
             _ => None,
         }
     }
+
+    /// Name used on the command line and in reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Always => "always",
+            Mode::Auto => "auto",
+            Mode::Monitor => "monitor",
+        }
+    }
 }
+
+/// `GuardConfig::ports`: every listening port is protected.
+pub const PORTS_ALL: u32 = 0;
+/// `GuardConfig::ports`: only the ports set in [`PORTS_MAP`] are protected.
+pub const PORTS_LISTED: u32 = 1;
+/// `GuardConfig::acl` bit: the IPv4 access list has entries.
+pub const ACL_V4: u32 = 1 << 0;
+/// `GuardConfig::acl` bit: the IPv6 access list has entries.
+pub const ACL_V6: u32 = 1 << 1;
 
 /// `GuardConfig::options` bit: the local stack accepts TCP timestamps (`tcp_timestamps != 0`).
 pub const OPT_TIMESTAMPS: u32 = 1 << 0;
@@ -127,6 +244,25 @@ pub struct GuardConfig {
     pub window: u32,
     /// TTL / hop limit of the SYN-ACK.
     pub ttl: u32,
+    /// `Auto` engages above this many SYNs per second to protected listeners, all ports
+    /// together (0: never on the overall rate).
+    pub auto_syn_rate: u32,
+    /// `Auto` engages above this many SYNs per second to one port (0: no per-port threshold).
+    pub auto_port_rate: u32,
+    /// `Auto` stays engaged until the rate has been below the thresholds this long (ms).
+    pub auto_hold_ms: u32,
+    /// [`PORTS_ALL`] or [`PORTS_LISTED`].
+    pub ports: u32,
+    /// SYN-ACKs per second per source prefix at most (0: unlimited); excess SYNs are dropped.
+    pub reflect_limit: u32,
+    /// Prefix length grouping IPv4 sources for `reflect_limit` (1..=32).
+    pub reflect_prefix_v4: u32,
+    /// Prefix length grouping IPv6 sources for `reflect_limit` (1..=128).
+    pub reflect_prefix_v6: u32,
+    /// Possible CPUs (per-CPU rate windows summed), 1..=[`MAX_CPUS`].
+    pub ncpus: u32,
+    /// `ACL_V4` / `ACL_V6` bits: which access lists to consult.
+    pub acl: u32,
 }
 
 impl GuardConfig {
@@ -152,6 +288,27 @@ impl GuardConfig {
         }
         if self.ttl == 0 || self.ttl > 255 {
             return Err("ttl");
+        }
+        if self.mode == Mode::Auto as u32 && self.auto_syn_rate == 0 && self.auto_port_rate == 0 {
+            return Err("auto_syn_rate");
+        }
+        if self.auto_hold_ms > 3_600_000 {
+            return Err("auto_hold_ms");
+        }
+        if self.ports > PORTS_LISTED {
+            return Err("ports");
+        }
+        if self.reflect_prefix_v4 == 0 || self.reflect_prefix_v4 > 32 {
+            return Err("reflect_prefix_v4");
+        }
+        if self.reflect_prefix_v6 == 0 || self.reflect_prefix_v6 > 128 {
+            return Err("reflect_prefix_v6");
+        }
+        if self.ncpus == 0 || self.ncpus > MAX_CPUS {
+            return Err("ncpus");
+        }
+        if self.acl & !(ACL_V4 | ACL_V6) != 0 {
+            return Err("acl");
         }
         Ok(())
     }
@@ -221,6 +378,22 @@ counters! {
     HelperError = "helper_error",
     /// Packets passed because the guard is in mode `off` (or not configured yet).
     Disabled = "disabled",
+    /// Handshake packets from an allow-listed source, passed to the kernel.
+    AclAllowed = "acl_allowed",
+    /// Handshake packets from a deny-listed source, dropped.
+    AclDenied = "acl_denied",
+    /// Handshake packets to a listening port that is not protected, passed.
+    Unprotected = "unprotected",
+    /// Handshake packets counted and passed in mode `monitor`.
+    Monitored = "monitored",
+    /// SYNs passed to the kernel in mode `auto` while the rate is below the thresholds.
+    SynPassed = "syn_passed",
+    /// SYNs dropped because their source prefix used up its SYN-ACK budget (reflection limit).
+    ReflectLimited = "reflect_limited",
+    /// Times mode `auto` engaged (counted besides the packet's outcome).
+    AutoEngaged = "auto_engaged",
+    /// Times mode `auto` disengaged after the hold-down time (counted besides the outcome).
+    AutoReleased = "auto_released",
 }
 
 /// Number of counters per address family.
@@ -272,16 +445,19 @@ pub mod xdp_action {
 }
 
 impl Counter {
-    /// The XDP verdict implied by this outcome counter, or `None` for `SynSeen`, which is counted
-    /// besides an outcome.
+    /// The XDP verdict implied by this outcome counter, or `None` for the event counters
+    /// (`SynSeen`, `AutoEngaged`, `AutoReleased`), which are counted besides an outcome.
     pub const fn verdict(self) -> Option<u32> {
         use xdp_action::*;
         Some(match self {
-            Counter::SynSeen => return None,
+            Counter::SynSeen | Counter::AutoEngaged | Counter::AutoReleased => return None,
             Counter::SynAckSent => XDP_TX,
-            Counter::AckDropped | Counter::BadFlags | Counter::Malformed | Counter::BadChecksum => {
-                XDP_DROP
-            }
+            Counter::AckDropped
+            | Counter::BadFlags
+            | Counter::Malformed
+            | Counter::BadChecksum
+            | Counter::AclDenied
+            | Counter::ReflectLimited => XDP_DROP,
             Counter::AckValid
             | Counter::KnownFlow
             | Counter::NoSocket
@@ -291,7 +467,11 @@ impl Counter {
             | Counter::Fragment
             | Counter::Unsupported
             | Counter::HelperError
-            | Counter::Disabled => XDP_PASS,
+            | Counter::Disabled
+            | Counter::AclAllowed
+            | Counter::Unprotected
+            | Counter::Monitored
+            | Counter::SynPassed => XDP_PASS,
         })
     }
 
@@ -326,6 +506,16 @@ const fn str_eq(a: &str, b: &str) -> bool {
 #[cfg(feature = "user")]
 // Safety: GuardConfig is repr(C), Copy, made of u32 only (no padding, every bit pattern valid).
 unsafe impl aya::Pod for GuardConfig {}
+#[cfg(feature = "user")]
+// Safety (these four): repr(C), Copy, integer fields laid out without padding, every bit
+// pattern valid.
+unsafe impl aya::Pod for RateState {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for AutoState {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for ReflectKey {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for ReflectBucket {}
 #[cfg(feature = "user")]
 // Safety: FloodConfig is repr(C), Copy, made of byte arrays and u32s laid out without padding
 // (4 + 4 + 16 + 8 + 4 + 4 + 4 + 128 bytes), every bit pattern valid.
@@ -373,8 +563,40 @@ mod tests {
             options: OPT_TIMESTAMPS | OPT_SACK | OPT_WSCALE,
             window: 64240,
             ttl: 64,
+            auto_syn_rate: 0,
+            auto_port_rate: 0,
+            auto_hold_ms: 5000,
+            ports: PORTS_ALL,
+            reflect_limit: 0,
+            reflect_prefix_v4: 24,
+            reflect_prefix_v6: 64,
+            ncpus: 2,
+            acl: 0,
         };
         assert_eq!(good.validate(), Ok(()));
+        let auto = GuardConfig {
+            mode: Mode::Auto as u32,
+            ..good
+        };
+        assert_eq!(auto.validate(), Err("auto_syn_rate"));
+        assert_eq!(
+            GuardConfig {
+                auto_port_rate: 5,
+                ..auto
+            }
+            .validate(),
+            Ok(())
+        );
+        assert_eq!(GuardConfig { ncpus: 0, ..good }.validate(), Err("ncpus"));
+        assert_eq!(
+            GuardConfig {
+                reflect_prefix_v6: 129,
+                ..good
+            }
+            .validate(),
+            Err("reflect_prefix_v6")
+        );
+        assert_eq!(GuardConfig { ports: 2, ..good }.validate(), Err("ports"));
         assert_eq!(GuardConfig { wscale: 15, ..good }.validate(), Err("wscale"));
         assert_eq!(GuardConfig { window: 0, ..good }.validate(), Err("window"));
         assert_eq!(GuardConfig { mode: 7, ..good }.validate(), Err("mode"));

@@ -8,7 +8,7 @@ use aya_ebpf::{
     helpers::generated::{bpf_sk_release, bpf_skc_lookup_tcp, bpf_tcp_check_syncookie},
     programs::XdpContext,
 };
-use guard_common::{Counter, Family, Mode};
+use guard_common::{Acl, Counter, Family, GuardConfig, Mode};
 use guard_ebpf::synack::{
     IPV4_HLEN, IPV6_HLEN, TCP_FLAG_ACK, TCP_FLAG_FIN, TCP_FLAG_RST, TCP_FLAG_SYN,
 };
@@ -16,6 +16,7 @@ use guard_ebpf::synack::{
 use crate::{
     maps::GUARD_CONFIG,
     parse::{Segment, segment},
+    policy,
     reply::answer_syn,
     stats::count,
 };
@@ -34,7 +35,8 @@ pub fn try_guard(ctx: &XdpContext) -> (Family, Counter) {
     let Some(cfg) = GUARD_CONFIG.get(0) else {
         return (Family::Other, Counter::Disabled);
     };
-    if cfg.mode != Mode::Always as u32 {
+    let mode = cfg.mode;
+    if mode != Mode::Always as u32 && mode != Mode::Auto as u32 && mode != Mode::Monitor as u32 {
         return (Family::Other, Counter::Disabled);
     }
     let seg = match segment(ctx) {
@@ -53,22 +55,61 @@ pub fn try_guard(ctx: &XdpContext) -> (Family, Counter) {
     let state = unsafe { (*sk).state };
     let outcome = if state != BPF_TCP_LISTEN {
         Counter::KnownFlow
-    } else if flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN {
-        if flags & (TCP_FLAG_RST | TCP_FLAG_FIN) != 0 {
-            // The kernel discards SYN+RST and SYN+FIN at a listener; so do we, earlier.
-            Counter::BadFlags
-        } else {
-            count(family, Counter::SynSeen);
-            answer_syn(ctx, cfg, sk, &seg, flags)
-        }
-    } else if flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST) == TCP_FLAG_ACK {
-        check_ack(sk, &seg)
     } else {
-        Counter::ListenerOther
+        listener(ctx, cfg, sk, &seg, flags)
     };
     // Safety: `sk` came from bpf_skc_lookup_tcp and is released exactly once, on every path.
     unsafe { bpf_sk_release(sk as *mut _) };
     (family, outcome)
+}
+
+/// A segment for a listening socket: the handshake path, through the policy.
+#[inline(always)]
+fn listener(
+    ctx: &XdpContext,
+    cfg: &GuardConfig,
+    sk: *mut bpf_sock,
+    seg: &Segment,
+    flags: u8,
+) -> Counter {
+    let family = seg.family;
+    let syn = flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
+    let ack = flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST) == TCP_FLAG_ACK;
+    if !syn && !ack {
+        return Counter::ListenerOther;
+    }
+    if syn && flags & (TCP_FLAG_RST | TCP_FLAG_FIN) != 0 {
+        // The kernel discards SYN+RST and SYN+FIN at a listener; so do we, earlier.
+        return Counter::BadFlags;
+    }
+    // Safety: `seg.tcp` points to 20 bounds-checked bytes.
+    let port = unsafe { u16::from_be_bytes([(*seg.tcp)[2], (*seg.tcp)[3]]) };
+    if !policy::protected(cfg, port) {
+        return Counter::Unprotected;
+    }
+    match policy::acl(cfg, seg) {
+        Some(Acl::Allow) => return Counter::AclAllowed,
+        Some(Acl::Deny) => return Counter::AclDenied,
+        None => {}
+    }
+    if syn {
+        count(family, Counter::SynSeen);
+    }
+    if cfg.mode == Mode::Monitor as u32 {
+        return Counter::Monitored;
+    }
+    if ack {
+        // Validated in `auto` too: cookies issued while engaged, or by the kernel itself
+        // (tcp_syncookies=2), check the same way.
+        return check_ack(sk, seg);
+    }
+    if cfg.mode == Mode::Auto as u32 && !policy::auto_engaged(cfg, family, port) {
+        return Counter::SynPassed;
+    }
+    if !policy::reflect_budget(cfg, seg) {
+        return Counter::ReflectLimited;
+    }
+    answer_syn(ctx, cfg, sk, seg, flags)
 }
 
 /// Looks up the socket for the segment's 4-tuple (remote first, network byte order, as the

@@ -7,6 +7,7 @@ mod flood;
 mod guard;
 mod maps;
 mod parse;
+mod policy;
 mod reply;
 mod stats;
 

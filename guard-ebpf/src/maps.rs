@@ -3,9 +3,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, PerCpuArray},
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray},
 };
-use guard_common::{COUNTERS_LEN, GuardConfig};
+use guard_common::{
+    ACL_MAX_ENTRIES, AutoState, COUNTERS_LEN, GuardConfig, PORTS_WORDS, RATE_OVERALL,
+    REFLECT_MAX_ENTRIES, RateState, ReflectBucket, ReflectKey,
+};
 use guard_ebpf::{
     options::{ParseScratch, TCP_HDR_BUF},
     synack::SYNACK_L34_MAX,
@@ -18,6 +21,31 @@ pub static GUARD_CONFIG: Array<GuardConfig> = Array::with_max_entries(1, 0);
 /// Per-CPU counters, indexed by `guard_common::counter_index(family, counter)`.
 #[map]
 pub static GUARD_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
+
+/// Protected ports bitmap (consulted when the configuration lists ports).
+#[map]
+pub static GUARD_PORTS: Array<u64> = Array::with_max_entries(PORTS_WORDS, 0);
+
+/// Source access lists: longest-prefix match to `guard_common::Acl`.
+#[map]
+pub static GUARD_ACL_V4: LpmTrie<[u8; 4], u32> =
+    LpmTrie::with_max_entries(ACL_MAX_ENTRIES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+#[map]
+pub static GUARD_ACL_V6: LpmTrie<[u8; 16], u32> =
+    LpmTrie::with_max_entries(ACL_MAX_ENTRIES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+
+/// Per-CPU SYN rate windows: per destination port, and all ports at `RATE_OVERALL`.
+#[map]
+pub static GUARD_RATES: PerCpuArray<RateState> = PerCpuArray::with_max_entries(RATE_OVERALL + 1, 0);
+
+/// Auto-mode engagement, shared by all CPUs (plain stores: a lost race costs one window).
+#[map]
+pub static GUARD_AUTO: Array<AutoState> = Array::with_max_entries(1, 0);
+
+/// SYN-ACK budgets per source prefix (reflection limit).
+#[map]
+pub static GUARD_REFLECT: LruHashMap<ReflectKey, ReflectBucket> =
+    LruHashMap::with_max_entries(REFLECT_MAX_ENTRIES, 0);
 
 /// Per-CPU working memory for answering a SYN: the BPF stack (512 bytes) cannot hold these
 /// buffers next to what the compiler spills, and values kept here are deliberately invisible to

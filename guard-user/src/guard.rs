@@ -8,7 +8,13 @@ use aya::{
     programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use aya_log::EbpfLogger;
-use guard_common::{CONFIG_MAP, COUNTERS_MAP, GuardConfig, PROGRAM_NAME};
+use std::net::IpAddr;
+
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use guard_common::{
+    ACL_V4, ACL_V4_MAP, ACL_V6, ACL_V6_MAP, Acl, CONFIG_MAP, COUNTERS_MAP, GuardConfig,
+    PORTS_LISTED, PORTS_MAP, PORTS_WORDS, PROGRAM_NAME,
+};
 
 use crate::{counters::Counters, error::GuardError};
 
@@ -62,6 +68,15 @@ pub struct Guard {
     // Kept alive: dropping the logger closes the log map the program refers to.
     logger: Option<Logger>,
     link: Option<(String, XdpLinkId)>,
+}
+
+/// `addr` with the bits past `prefix_len` cleared (LPM keys must not carry host bits).
+fn mask<const N: usize>(mut addr: [u8; N], prefix_len: u8) -> [u8; N] {
+    for (i, b) in addr.iter_mut().enumerate() {
+        let keep = (prefix_len as usize).saturating_sub(i * 8).min(8);
+        *b &= (0xff00u16 >> keep) as u8;
+    }
+    addr
 }
 
 fn raise_memlock() {
@@ -217,6 +232,202 @@ impl Guard {
             })?;
         arr.get(&0, 0).map_err(|e| GuardError::Map {
             map: "GUARD_CONFIG",
+            reason: e.to_string(),
+        })
+    }
+
+    /// Sets the protected ports: `None` protects every listening port, `Some(list)` only those
+    /// (an empty list protects nothing). Takes effect for the next packet.
+    pub fn set_ports(&mut self, ports: Option<&[u16]>) -> Result<(), GuardError> {
+        let mut words = vec![0u64; PORTS_WORDS as usize];
+        for &p in ports.unwrap_or(&[]) {
+            words[p as usize / 64] |= 1 << (p % 64);
+        }
+        {
+            let map = self.ebpf.map_mut(PORTS_MAP).ok_or(GuardError::Map {
+                map: "GUARD_PORTS",
+                reason: "missing from the object".into(),
+            })?;
+            let mut arr: Array<&mut MapData, u64> =
+                Array::try_from(map).map_err(|e| GuardError::Map {
+                    map: "GUARD_PORTS",
+                    reason: e.to_string(),
+                })?;
+            // The bitmap first, then the switch, so no packet sees a half-written list.
+            for (i, w) in words.iter().enumerate() {
+                arr.set(i as u32, w, 0).map_err(|e| GuardError::Map {
+                    map: "GUARD_PORTS",
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        let mut cfg = self.config()?;
+        cfg.ports = if ports.is_some() {
+            PORTS_LISTED
+        } else {
+            guard_common::PORTS_ALL
+        };
+        self.set_config(&cfg)
+    }
+
+    /// The protected ports, `None` for every listening port.
+    pub fn ports(&self) -> Result<Option<Vec<u16>>, GuardError> {
+        if self.config()?.ports != PORTS_LISTED {
+            return Ok(None);
+        }
+        let map = self.ebpf.map(PORTS_MAP).ok_or(GuardError::Map {
+            map: "GUARD_PORTS",
+            reason: "missing from the object".into(),
+        })?;
+        let arr: Array<&MapData, u64> = Array::try_from(map).map_err(|e| GuardError::Map {
+            map: "GUARD_PORTS",
+            reason: e.to_string(),
+        })?;
+        let mut out = Vec::new();
+        for i in 0..PORTS_WORDS {
+            let w = arr.get(&i, 0).map_err(|e| GuardError::Map {
+                map: "GUARD_PORTS",
+                reason: e.to_string(),
+            })?;
+            for b in 0..64 {
+                if w & (1 << b) != 0 {
+                    out.push((i * 64 + b) as u16);
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Adds (or replaces) an access-list entry for `addr/prefix_len`. The longest matching
+    /// prefix decides; the family's list is consulted from now on.
+    pub fn acl_insert(
+        &mut self,
+        addr: IpAddr,
+        prefix_len: u8,
+        action: Acl,
+    ) -> Result<(), GuardError> {
+        let bad = |max: u8| GuardError::InvalidConfig {
+            field: "acl",
+            reason: format!("prefix length {prefix_len} out of range 0..={max} for {addr}"),
+        };
+        let value = action as u32;
+        let flag = match addr {
+            IpAddr::V4(a) => {
+                if prefix_len > 32 {
+                    return Err(bad(32));
+                }
+                let mut trie = self.acl_v4()?;
+                trie.insert(
+                    &Key::new(prefix_len as u32, mask(a.octets(), prefix_len)),
+                    value,
+                    0,
+                )
+                .map_err(|e| GuardError::Map {
+                    map: "GUARD_ACL_V4",
+                    reason: e.to_string(),
+                })?;
+                ACL_V4
+            }
+            IpAddr::V6(a) => {
+                if prefix_len > 128 {
+                    return Err(bad(128));
+                }
+                let mut trie = self.acl_v6()?;
+                trie.insert(
+                    &Key::new(prefix_len as u32, mask(a.octets(), prefix_len)),
+                    value,
+                    0,
+                )
+                .map_err(|e| GuardError::Map {
+                    map: "GUARD_ACL_V6",
+                    reason: e.to_string(),
+                })?;
+                ACL_V6
+            }
+        };
+        let mut cfg = self.config()?;
+        cfg.acl |= flag;
+        self.set_config(&cfg)
+    }
+
+    /// The access lists: `(address, prefix length, action)` for every entry.
+    pub fn acl_entries(&self) -> Result<Vec<(IpAddr, u8, Acl)>, GuardError> {
+        let mut out = Vec::new();
+        let decode = |v: u32| {
+            if v == Acl::Deny as u32 {
+                Acl::Deny
+            } else {
+                Acl::Allow
+            }
+        };
+        if let Some(map) = self.ebpf.map(ACL_V4_MAP) {
+            let trie: LpmTrie<&MapData, [u8; 4], u32> =
+                LpmTrie::try_from(map).map_err(|e| GuardError::Map {
+                    map: "GUARD_ACL_V4",
+                    reason: e.to_string(),
+                })?;
+            for kv in trie.iter() {
+                let (k, v) = kv.map_err(|e| GuardError::Map {
+                    map: "GUARD_ACL_V4",
+                    reason: e.to_string(),
+                })?;
+                out.push((IpAddr::from(k.data()), k.prefix_len() as u8, decode(v)));
+            }
+        }
+        if let Some(map) = self.ebpf.map(ACL_V6_MAP) {
+            let trie: LpmTrie<&MapData, [u8; 16], u32> =
+                LpmTrie::try_from(map).map_err(|e| GuardError::Map {
+                    map: "GUARD_ACL_V6",
+                    reason: e.to_string(),
+                })?;
+            for kv in trie.iter() {
+                let (k, v) = kv.map_err(|e| GuardError::Map {
+                    map: "GUARD_ACL_V6",
+                    reason: e.to_string(),
+                })?;
+                out.push((IpAddr::from(k.data()), k.prefix_len() as u8, decode(v)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes every access-list entry.
+    pub fn acl_clear(&mut self) -> Result<(), GuardError> {
+        let mut cfg = self.config()?;
+        cfg.acl = 0;
+        self.set_config(&cfg)?;
+        let entries = self.acl_entries()?;
+        for (addr, len, _) in entries {
+            match addr {
+                IpAddr::V4(a) => {
+                    let _ = self.acl_v4()?.remove(&Key::new(len as u32, a.octets()));
+                }
+                IpAddr::V6(a) => {
+                    let _ = self.acl_v6()?.remove(&Key::new(len as u32, a.octets()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn acl_v4(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 4], u32>, GuardError> {
+        let map = self.ebpf.map_mut(ACL_V4_MAP).ok_or(GuardError::Map {
+            map: "GUARD_ACL_V4",
+            reason: "missing from the object".into(),
+        })?;
+        LpmTrie::try_from(map).map_err(|e| GuardError::Map {
+            map: "GUARD_ACL_V4",
+            reason: e.to_string(),
+        })
+    }
+
+    fn acl_v6(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 16], u32>, GuardError> {
+        let map = self.ebpf.map_mut(ACL_V6_MAP).ok_or(GuardError::Map {
+            map: "GUARD_ACL_V6",
+            reason: "missing from the object".into(),
+        })?;
+        LpmTrie::try_from(map).map_err(|e| GuardError::Map {
+            map: "GUARD_ACL_V6",
             reason: e.to_string(),
         })
     }

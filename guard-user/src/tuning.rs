@@ -3,7 +3,9 @@
 //! ACK time (`tcp_select_initial_window`), which options are enabled, and the sysctls the
 //! hand-off needs (see HANDSHAKE notes in the README).
 
-use guard_common::{GuardConfig, Mode, OPT_ECN, OPT_SACK, OPT_TIMESTAMPS, OPT_WSCALE};
+use guard_common::{
+    GuardConfig, MAX_CPUS, Mode, OPT_ECN, OPT_SACK, OPT_TIMESTAMPS, OPT_WSCALE, PORTS_ALL,
+};
 
 use crate::{
     error::GuardError,
@@ -112,6 +114,37 @@ pub fn prepare_sysctls(set: &mut SysctlSet) -> Result<(), GuardError> {
     Ok(())
 }
 
+/// Possible CPUs (the per-CPU maps' width), capped at what the data path sums.
+pub fn possible_cpus() -> u32 {
+    aya::util::nr_cpus()
+        .map_or(1, |n| n as u32)
+        .clamp(1, MAX_CPUS)
+}
+
+/// Policy fields of a fresh configuration: mode `always`, every listening port protected, no
+/// access lists, no reflection limit; auto thresholds ready for `guard set mode=auto`.
+pub fn policy_defaults() -> GuardConfig {
+    GuardConfig {
+        mode: Mode::Always as u32,
+        auto_syn_rate: DEFAULT_AUTO_SYN_RATE,
+        auto_port_rate: 0,
+        auto_hold_ms: DEFAULT_AUTO_HOLD_MS,
+        ports: PORTS_ALL,
+        reflect_limit: 0,
+        reflect_prefix_v4: 24,
+        reflect_prefix_v6: 64,
+        ncpus: possible_cpus(),
+        acl: 0,
+        ..GuardConfig::default()
+    }
+}
+
+/// Default `auto` threshold: well under what the kernel's own cookie path sustains on one core
+/// (about 350k SYN/s measured here), well over a busy site's legitimate connection rate.
+pub const DEFAULT_AUTO_SYN_RATE: u32 = 20_000;
+/// Default `auto` hold-down.
+pub const DEFAULT_AUTO_HOLD_MS: u32 = 10_000;
+
 /// Builds the program configuration from the live system (call after [`prepare_sysctls`]).
 pub fn config_from_system(iface: &str, o: &Overrides) -> Result<GuardConfig, GuardError> {
     let mtu = interface_mtu(iface)?;
@@ -136,7 +169,6 @@ pub fn config_from_system(iface: &str, o: &Overrides) -> Result<GuardConfig, Gua
     }
     let mss_v4 = o.mss_v4.unwrap_or(mtu.saturating_sub(40)).min(65495);
     let cfg = GuardConfig {
-        mode: Mode::Always as u32,
         mss_v4,
         mss_v6: o.mss_v6.unwrap_or(mtu.saturating_sub(60)).min(65475),
         wscale: o.wscale.unwrap_or(window_scale_shift(rmem_top, rmem_max)),
@@ -146,6 +178,7 @@ pub fn config_from_system(iface: &str, o: &Overrides) -> Result<GuardConfig, Gua
             Some(t) => t,
             None => sysctl::read_u64("net.ipv4.ip_default_ttl")?.min(255) as u32,
         },
+        ..policy_defaults()
     };
     cfg.validate().map_err(|field| GuardError::InvalidConfig {
         field,

@@ -167,6 +167,7 @@ fn randomized_frames_never_abort_and_replies_are_valid() {
             options: OPT_TIMESTAMPS | OPT_SACK | OPT_WSCALE | OPT_ECN,
             window: 64_240,
             ttl: 64,
+            ..guard_user::tuning::policy_defaults()
         })
         .unwrap();
     let seeds = seeds(port);
