@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod baseline;
 mod flood;
 mod guard;
 mod maps;
@@ -23,6 +24,24 @@ pub fn synguard(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn synguard_flood(ctx: XdpContext) -> u32 {
     flood::generate(&ctx)
+}
+
+/// Benchmark baseline: MAC swap and XDP_TX (see `baseline.rs`).
+#[xdp]
+pub fn baseline_hairpin(ctx: XdpContext) -> u32 {
+    baseline::hairpin(&ctx)
+}
+
+/// Benchmark baseline: XDP_DROP.
+#[xdp]
+pub fn baseline_drop(_ctx: XdpContext) -> u32 {
+    aya_ebpf::bindings::xdp_action::XDP_DROP
+}
+
+/// Benchmark baseline and veth receive-side helper: XDP_PASS.
+#[xdp]
+pub fn baseline_pass(_ctx: XdpContext) -> u32 {
+    aya_ebpf::bindings::xdp_action::XDP_PASS
 }
 
 #[cfg(not(test))]
