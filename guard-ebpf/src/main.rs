@@ -10,13 +10,23 @@ mod maps;
 mod parse;
 mod policy;
 mod reply;
+mod states;
 mod stats;
 
-use aya_ebpf::{macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    macros::{tracepoint, xdp},
+    programs::{TracePointContext, XdpContext},
+};
 
 #[xdp]
 pub fn synguard(ctx: XdpContext) -> u32 {
     stats::finish(guard::try_guard(&ctx))
+}
+
+/// Per-state TCP connection gauges of the guarded namespace (see `states.rs`).
+#[tracepoint]
+pub fn synguard_states(ctx: TracePointContext) -> u32 {
+    states::on_set_state(&ctx)
 }
 
 /// The lab traffic generator (see `flood.rs`); never attached to an interface, only run with

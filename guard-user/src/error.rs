@@ -33,6 +33,10 @@ pub enum GuardError {
         #[source]
         source: io::Error,
     },
+    #[error("kernel BTF: {0}")]
+    Btf(String),
+    #[error("{0}")]
+    NotPinned(String),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -48,8 +52,11 @@ impl GuardError {
         match self {
             GuardError::NoSuchInterface(_) | GuardError::InvalidConfig { .. } => 2,
             GuardError::AlreadyAttached { .. } | GuardError::Attach { .. } => 3,
-            GuardError::Permission { .. } | GuardError::Load(_) | GuardError::Map { .. } => 4,
-            GuardError::Sysctl { .. } | GuardError::Io { .. } => 1,
+            GuardError::Permission { .. }
+            | GuardError::Load(_)
+            | GuardError::Map { .. }
+            | GuardError::Btf(_) => 4,
+            GuardError::Sysctl { .. } | GuardError::Io { .. } | GuardError::NotPinned(_) => 1,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! (sysctls, option negotiation inputs). The `guard` binary is a thin CLI over this crate; the
 //! tests and the lab drive the same API.
 
+pub mod btf;
 pub mod counters;
 pub mod error;
 pub mod guard;
