@@ -3,13 +3,17 @@
 //! (sysctls, option negotiation inputs). The `guard` binary is a thin CLI over this crate; the
 //! tests and the lab drive the same API.
 
+pub mod baseline;
 pub mod btf;
 pub mod counters;
 pub mod error;
 pub mod guard;
 pub mod lab;
 pub mod livegen;
+pub mod netns;
+pub mod netstat;
 pub mod report;
+pub mod sockdiag;
 pub mod sysctl;
 pub mod tuning;
 

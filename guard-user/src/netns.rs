@@ -1,0 +1,100 @@
+//! Network namespaces by inode number: the guard is keyed by the namespace of its interface,
+//! and `guard stats`/`guard status` may run elsewhere, so the controller finds the namespace
+//! again (the caller's own, a named one under /run/netns, or any process's) and runs sock_diag
+//! dumps and /proc/net reads on a helper thread moved into it with `setns`.
+
+use std::{
+    fs::File,
+    os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
+    path::{Path, PathBuf},
+};
+
+use crate::error::GuardError;
+
+/// Inode number of the calling thread's network namespace.
+pub fn current_inode() -> Result<u64, GuardError> {
+    let p = "/proc/thread-self/ns/net";
+    std::fs::metadata(p)
+        .map(|m| m.ino())
+        .map_err(|source| GuardError::Io {
+            what: format!("stat {p}"),
+            source,
+        })
+}
+
+/// Candidate files naming network namespaces: our own, the named ones, every process's.
+fn candidates() -> Vec<PathBuf> {
+    let mut out = vec![PathBuf::from("/proc/thread-self/ns/net")];
+    for dir in ["/run/netns", "/var/run/netns"] {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            out.extend(rd.flatten().map(|e| e.path()));
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+            {
+                out.push(e.path().join("ns/net"));
+            }
+        }
+    }
+    out
+}
+
+/// Opens the network namespace with inode `inum`.
+pub fn open_by_inode(inum: u64) -> Result<File, GuardError> {
+    for p in candidates() {
+        if std::fs::metadata(&p).is_ok_and(|m| m.ino() == inum)
+            && let Ok(f) = File::open(&p)
+        {
+            return Ok(f);
+        }
+    }
+    Err(GuardError::NotPinned(format!(
+        "network namespace {inum} not found (no process or /run/netns entry holds it)"
+    )))
+}
+
+/// Runs `f` in the network namespace with inode `inum`: directly if it is the caller's, else on
+/// a helper thread that enters it with `setns` (the caller's thread never changes namespace).
+pub fn run_in<T: Send>(
+    inum: u64,
+    f: impl FnOnce() -> Result<T, GuardError> + Send,
+) -> Result<T, GuardError> {
+    if current_inode()? == inum {
+        return f();
+    }
+    let ns = open_by_inode(inum)?;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            // Safety: plain syscall on an open namespace file; only this thread moves.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(GuardError::Io {
+                    what: format!("setns into network namespace {inum}"),
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(GuardError::NotPinned(
+                "helper thread in the guarded namespace panicked".into(),
+            ))
+        })
+    })
+}
+
+/// True if `path` is on a BPF filesystem.
+pub fn is_bpffs(path: &Path) -> bool {
+    const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // Safety: statfs on a NUL-terminated path into a zeroed struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0) && st.f_type as i64 == BPF_FS_MAGIC
+}
