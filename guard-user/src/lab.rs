@@ -425,6 +425,7 @@ struct Shared {
 #[derive(Debug)]
 pub struct ChildGuard {
     name: String,
+    started: Instant,
     child: Child,
     shared: Arc<Shared>,
     status: Option<ExitStatus>,
@@ -433,6 +434,7 @@ pub struct ChildGuard {
 impl ChildGuard {
     /// Spawns `cmd` (stdin closed, stdout and stderr captured). `name` is used in messages.
     pub fn spawn(name: &str, cmd: &mut Command) -> Result<Self> {
+        let started = Instant::now();
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -468,6 +470,7 @@ impl ChildGuard {
         }
         Ok(Self {
             name: name.to_owned(),
+            started,
             child,
             shared,
             status: None,
@@ -480,6 +483,11 @@ impl ChildGuard {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// When the process was started (a lower bound for every line's arrival).
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// Every stdout line so far.
@@ -803,10 +811,7 @@ impl GuardProc {
             .arg(interval_s.to_string());
         let child = ChildGuard::spawn("guard run", &mut cmd)?;
         let g = Self { child };
-        g.next_report(
-            Instant::now() - Duration::from_secs(3600),
-            Duration::from_secs(30),
-        )?;
+        g.next_report(g.child.started(), Duration::from_secs(30))?;
         Ok(g)
     }
 

@@ -309,11 +309,9 @@ fn run_restores_sysctls_and_detaches_when_done() {
     ]);
     let mut child = ChildGuard::spawn("guard run --count 3", &mut cmd).unwrap();
     child
-        .wait_line(
-            Instant::now() - Duration::from_secs(60),
-            Duration::from_secs(30),
-            |l| Report::parse(l).is_some(),
-        )
+        .wait_line(child.started(), Duration::from_secs(30), |l| {
+            Report::parse(l).is_some()
+        })
         .expect("a first report");
     let during: Vec<String> = names
         .iter()
