@@ -1,22 +1,23 @@
 //! The [`Guard`]: the loaded XDP program with its maps, attached to at most one interface.
 
-use std::time::Duration;
+use std::{net::IpAddr, path::Path, time::Duration};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray},
-    programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{
+        ProgramError, TestRun, TestRunOptions, TracePoint, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        trace_point::TracePointLinkId,
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
 use aya_log::EbpfLogger;
-use std::net::IpAddr;
-
-use aya::maps::lpm_trie::{Key, LpmTrie};
 use guard_common::{
-    ACL_V4, ACL_V4_MAP, ACL_V6, ACL_V6_MAP, Acl, CONFIG_MAP, COUNTERS_MAP, GuardConfig,
-    PORTS_LISTED, PORTS_MAP, PORTS_WORDS, PROGRAM_NAME,
+    Acl, GLOBAL_NETNS_INUM, GLOBAL_OFF_NET_INUM, GLOBAL_OFF_SK_NET, GUARD_MAPS, GuardConfig,
+    PROGRAM_NAME, STATE_MAPS, STATES_PROGRAM_NAME,
 };
 
-use crate::{counters::Counters, error::GuardError};
+use crate::{counters::Counters, error::GuardError, maps::GuardMaps as _};
 
 /// The compiled data path, embedded at build time by `build.rs`.
 pub(crate) static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard"));
@@ -62,21 +63,53 @@ pub struct TestRunOutput {
     pub duration: Duration,
 }
 
+/// Where the state tracepoint program counts: the namespace and the kernel's struct offsets
+/// (see [`crate::btf::netns_offsets`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatesTarget {
+    /// Inode of the network namespace whose sockets are counted.
+    pub netns_inum: u32,
+    /// Offset of `struct net *` in `struct sock`.
+    pub off_sk_net: u32,
+    /// Offset of `ns.inum` in `struct net`.
+    pub off_net_inum: u32,
+}
+
+impl StatesTarget {
+    /// The target for the calling thread's namespace, offsets from the running kernel's BTF.
+    pub fn here() -> Result<Self, GuardError> {
+        let btf = crate::btf::Btf::from_sys()?;
+        let (off_sk_net, off_net_inum) = crate::btf::netns_offsets(&btf)?;
+        Ok(Self {
+            netns_inum: crate::netns::current_inode()? as u32,
+            off_sk_net,
+            off_net_inum,
+        })
+    }
+}
+
+/// How [`Guard::attach_pinned`] attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinnedAttach {
+    /// A new link was created and pinned.
+    New,
+    /// The pinned link was kept and atomically switched to this program (`BPF_LINK_UPDATE`);
+    /// `old_program` is the program it ran before.
+    Replaced { old_program: Option<u32> },
+}
+
 /// The synguard XDP program, loaded into the kernel.
 pub struct Guard {
     ebpf: Ebpf,
     // Kept alive: dropping the logger closes the log map the program refers to.
     logger: Option<Logger>,
     link: Option<(String, XdpLinkId)>,
-}
-
-/// `addr` with the bits past `prefix_len` cleared (LPM keys must not carry host bits).
-fn mask<const N: usize>(mut addr: [u8; N], prefix_len: u8) -> [u8; N] {
-    for (i, b) in addr.iter_mut().enumerate() {
-        let keep = (prefix_len as usize).saturating_sub(i * 8).min(8);
-        *b &= (0xff00u16 >> keep) as u8;
-    }
-    addr
+    /// The pinned XDP link (closing our descriptor leaves it attached).
+    pinned_link: Option<FdLink>,
+    /// The state tracepoint's link while this process owns it unpinned.
+    states_link: Option<TracePointLinkId>,
+    /// The pinned state tracepoint link.
+    pinned_states_link: Option<FdLink>,
 }
 
 fn raise_memlock() {
@@ -126,10 +159,32 @@ fn is_errno(e: &ProgramError, errno: i32) -> bool {
     text.contains(&format!("code: {errno}")) || text.contains(&format!("os error {errno}"))
 }
 
+fn load_error(e: ProgramError) -> GuardError {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => GuardError::Load(format!("{io_error}\nverifier log:\n{verifier_log}")),
+        other => GuardError::Load(format!("{other:#}")),
+    }
+}
+
 impl Guard {
     /// Loads the embedded program into the kernel (not attached, mode off until
     /// [`Guard::set_config`]).
     pub fn load(opts: &LoadOptions) -> Result<Self, GuardError> {
+        Self::load_with(opts, None, None)
+    }
+
+    /// Like [`Guard::load`], with the maps pinned in `pin_dir` (maps already pinned there are
+    /// reused with their contents: configuration and counters survive a controller restart),
+    /// and, with `states`, the TCP state tracepoint program loaded for that namespace (attach
+    /// it with [`Guard::attach_states`]).
+    pub fn load_with(
+        opts: &LoadOptions,
+        pin_dir: Option<&Path>,
+        states: Option<&StatesTarget>,
+    ) -> Result<Self, GuardError> {
         if !have_privileges() {
             return Err(GuardError::Permission {
                 what: "loading a BPF program needs privileges".into(),
@@ -140,8 +195,28 @@ impl Guard {
             None => 0,
             Some(l) => l as u8,
         };
-        let mut ebpf = EbpfLoader::new()
+        let target = states.copied().unwrap_or_default();
+        let pins: Vec<(&'static str, std::path::PathBuf)> = match pin_dir {
+            Some(dir) => {
+                crate::pin::ensure_pin_dir(dir)?;
+                GUARD_MAPS
+                    .iter()
+                    .chain(STATE_MAPS)
+                    .map(|&n| (n, dir.join(n)))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global(aya_log::LEVEL, &level, false)
+            .override_global(GLOBAL_NETNS_INUM, &target.netns_inum, false)
+            .override_global(GLOBAL_OFF_SK_NET, &target.off_sk_net, false)
+            .override_global(GLOBAL_OFF_NET_INUM, &target.off_net_inum, false);
+        for (name, path) in &pins {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| GuardError::Load(format!("{e:#}")))?;
         let logger = match EbpfLogger::init(&mut ebpf) {
@@ -158,18 +233,79 @@ impl Guard {
             })?
             .try_into()
             .map_err(|e: ProgramError| GuardError::Load(e.to_string()))?;
-        prog.load().map_err(|e| match e {
-            ProgramError::LoadError {
-                io_error,
-                verifier_log,
-            } => GuardError::Load(format!("{io_error}\nverifier log:\n{verifier_log}")),
-            other => GuardError::Load(format!("{other:#}")),
-        })?;
+        prog.load().map_err(load_error)?;
+        if states.is_some() {
+            let tp: &mut TracePoint = ebpf
+                .program_mut(STATES_PROGRAM_NAME)
+                .ok_or_else(|| {
+                    GuardError::Load(format!(
+                        "program `{STATES_PROGRAM_NAME}` missing from the object"
+                    ))
+                })?
+                .try_into()
+                .map_err(|e: ProgramError| GuardError::Load(e.to_string()))?;
+            tp.load().map_err(load_error)?;
+        }
         Ok(Self {
             ebpf,
             logger,
             link: None,
+            pinned_link: None,
+            states_link: None,
+            pinned_states_link: None,
         })
+    }
+
+    /// Attaches the state tracepoint program (loaded by [`Guard::load_with`] with a target).
+    /// With `pin`, the link is pinned there and outlives this process; if a link is already
+    /// pinned there, it is kept as it is (its program counts into the same pinned maps) and
+    /// this returns its program id.
+    pub fn attach_states(&mut self, pin: Option<&Path>) -> Result<Option<u32>, GuardError> {
+        if let Some(path) = pin
+            && path.exists()
+        {
+            let link = PinnedLink::from_pin(path).map_err(|e| GuardError::Attach {
+                iface: "sock:inet_sock_set_state".into(),
+                mode: "tracepoint",
+                reason: format!("opening {}: {e}", path.display()),
+                hint: "",
+            })?;
+            let fd: FdLink = link.into();
+            let prog = fd.info().ok().map(|i| i.program_id());
+            self.pinned_states_link = Some(fd);
+            return Ok(prog);
+        }
+        let attach_err = |e: String| GuardError::Attach {
+            iface: "sock:inet_sock_set_state".into(),
+            mode: "tracepoint",
+            reason: e,
+            hint: "",
+        };
+        let tp: &mut TracePoint = self
+            .ebpf
+            .program_mut(STATES_PROGRAM_NAME)
+            .and_then(|p| <&mut TracePoint>::try_from(p).ok())
+            .ok_or_else(|| attach_err("the state program was not loaded".into()))?;
+        let id = tp
+            .attach("sock", "inet_sock_set_state")
+            .map_err(|e| attach_err(format!("{e:#}")))?;
+        let prog_id = tp.info().ok().map(|i| i.id());
+        match pin {
+            Some(path) => {
+                let link = tp.take_link(id).map_err(|e| attach_err(format!("{e:#}")))?;
+                let fd = FdLink::try_from(link).map_err(|e| {
+                    attach_err(format!(
+                        "{e}: pinning needs perf-event bpf_links (kernel 5.15+)"
+                    ))
+                })?;
+                let pinned = fd
+                    .pin(path)
+                    .map_err(|e| attach_err(format!("pinning at {}: {e}", path.display())))?;
+                self.pinned_states_link = Some(pinned.into());
+            }
+            None => self.states_link = Some(id),
+        }
+        Ok(prog_id)
     }
 
     fn program(&self) -> &Xdp {
@@ -200,102 +336,23 @@ impl Guard {
 
     /// Validates and writes the runtime configuration; takes effect for the next packet.
     pub fn set_config(&mut self, cfg: &GuardConfig) -> Result<(), GuardError> {
-        cfg.validate().map_err(|field| GuardError::InvalidConfig {
-            field,
-            reason: format!("out of range: {cfg:?}"),
-        })?;
-        let map = self.ebpf.map_mut(CONFIG_MAP).ok_or(GuardError::Map {
-            map: "GUARD_CONFIG",
-            reason: "missing from the object".into(),
-        })?;
-        let mut arr: Array<&mut MapData, GuardConfig> =
-            Array::try_from(map).map_err(|e| GuardError::Map {
-                map: "GUARD_CONFIG",
-                reason: e.to_string(),
-            })?;
-        arr.set(0, cfg, 0).map_err(|e| GuardError::Map {
-            map: "GUARD_CONFIG",
-            reason: e.to_string(),
-        })
+        self.ebpf.set_config(cfg)
     }
 
     /// The configuration the program currently uses.
     pub fn config(&self) -> Result<GuardConfig, GuardError> {
-        let map = self.ebpf.map(CONFIG_MAP).ok_or(GuardError::Map {
-            map: "GUARD_CONFIG",
-            reason: "missing from the object".into(),
-        })?;
-        let arr: Array<&MapData, GuardConfig> =
-            Array::try_from(map).map_err(|e| GuardError::Map {
-                map: "GUARD_CONFIG",
-                reason: e.to_string(),
-            })?;
-        arr.get(&0, 0).map_err(|e| GuardError::Map {
-            map: "GUARD_CONFIG",
-            reason: e.to_string(),
-        })
+        self.ebpf.config()
     }
 
     /// Sets the protected ports: `None` protects every listening port, `Some(list)` only those
     /// (an empty list protects nothing). Takes effect for the next packet.
     pub fn set_ports(&mut self, ports: Option<&[u16]>) -> Result<(), GuardError> {
-        let mut words = vec![0u64; PORTS_WORDS as usize];
-        for &p in ports.unwrap_or(&[]) {
-            words[p as usize / 64] |= 1 << (p % 64);
-        }
-        {
-            let map = self.ebpf.map_mut(PORTS_MAP).ok_or(GuardError::Map {
-                map: "GUARD_PORTS",
-                reason: "missing from the object".into(),
-            })?;
-            let mut arr: Array<&mut MapData, u64> =
-                Array::try_from(map).map_err(|e| GuardError::Map {
-                    map: "GUARD_PORTS",
-                    reason: e.to_string(),
-                })?;
-            // The bitmap first, then the switch, so no packet sees a half-written list.
-            for (i, w) in words.iter().enumerate() {
-                arr.set(i as u32, w, 0).map_err(|e| GuardError::Map {
-                    map: "GUARD_PORTS",
-                    reason: e.to_string(),
-                })?;
-            }
-        }
-        let mut cfg = self.config()?;
-        cfg.ports = if ports.is_some() {
-            PORTS_LISTED
-        } else {
-            guard_common::PORTS_ALL
-        };
-        self.set_config(&cfg)
+        self.ebpf.set_ports(ports)
     }
 
     /// The protected ports, `None` for every listening port.
     pub fn ports(&self) -> Result<Option<Vec<u16>>, GuardError> {
-        if self.config()?.ports != PORTS_LISTED {
-            return Ok(None);
-        }
-        let map = self.ebpf.map(PORTS_MAP).ok_or(GuardError::Map {
-            map: "GUARD_PORTS",
-            reason: "missing from the object".into(),
-        })?;
-        let arr: Array<&MapData, u64> = Array::try_from(map).map_err(|e| GuardError::Map {
-            map: "GUARD_PORTS",
-            reason: e.to_string(),
-        })?;
-        let mut out = Vec::new();
-        for i in 0..PORTS_WORDS {
-            let w = arr.get(&i, 0).map_err(|e| GuardError::Map {
-                map: "GUARD_PORTS",
-                reason: e.to_string(),
-            })?;
-            for b in 0..64 {
-                if w & (1 << b) != 0 {
-                    out.push((i * 64 + b) as u16);
-                }
-            }
-        }
-        Ok(Some(out))
+        self.ebpf.ports()
     }
 
     /// Adds (or replaces) an access-list entry for `addr/prefix_len`. The longest matching
@@ -306,152 +363,32 @@ impl Guard {
         prefix_len: u8,
         action: Acl,
     ) -> Result<(), GuardError> {
-        let bad = |max: u8| GuardError::InvalidConfig {
-            field: "acl",
-            reason: format!("prefix length {prefix_len} out of range 0..={max} for {addr}"),
-        };
-        let value = action as u32;
-        let flag = match addr {
-            IpAddr::V4(a) => {
-                if prefix_len > 32 {
-                    return Err(bad(32));
-                }
-                let mut trie = self.acl_v4()?;
-                trie.insert(
-                    &Key::new(prefix_len as u32, mask(a.octets(), prefix_len)),
-                    value,
-                    0,
-                )
-                .map_err(|e| GuardError::Map {
-                    map: "GUARD_ACL_V4",
-                    reason: e.to_string(),
-                })?;
-                ACL_V4
-            }
-            IpAddr::V6(a) => {
-                if prefix_len > 128 {
-                    return Err(bad(128));
-                }
-                let mut trie = self.acl_v6()?;
-                trie.insert(
-                    &Key::new(prefix_len as u32, mask(a.octets(), prefix_len)),
-                    value,
-                    0,
-                )
-                .map_err(|e| GuardError::Map {
-                    map: "GUARD_ACL_V6",
-                    reason: e.to_string(),
-                })?;
-                ACL_V6
-            }
-        };
-        let mut cfg = self.config()?;
-        cfg.acl |= flag;
-        self.set_config(&cfg)
+        self.ebpf.acl_insert(addr, prefix_len, action)
     }
 
     /// The access lists: `(address, prefix length, action)` for every entry.
     pub fn acl_entries(&self) -> Result<Vec<(IpAddr, u8, Acl)>, GuardError> {
-        let mut out = Vec::new();
-        let decode = |v: u32| {
-            if v == Acl::Deny as u32 {
-                Acl::Deny
-            } else {
-                Acl::Allow
-            }
-        };
-        if let Some(map) = self.ebpf.map(ACL_V4_MAP) {
-            let trie: LpmTrie<&MapData, [u8; 4], u32> =
-                LpmTrie::try_from(map).map_err(|e| GuardError::Map {
-                    map: "GUARD_ACL_V4",
-                    reason: e.to_string(),
-                })?;
-            for kv in trie.iter() {
-                let (k, v) = kv.map_err(|e| GuardError::Map {
-                    map: "GUARD_ACL_V4",
-                    reason: e.to_string(),
-                })?;
-                out.push((IpAddr::from(k.data()), k.prefix_len() as u8, decode(v)));
-            }
-        }
-        if let Some(map) = self.ebpf.map(ACL_V6_MAP) {
-            let trie: LpmTrie<&MapData, [u8; 16], u32> =
-                LpmTrie::try_from(map).map_err(|e| GuardError::Map {
-                    map: "GUARD_ACL_V6",
-                    reason: e.to_string(),
-                })?;
-            for kv in trie.iter() {
-                let (k, v) = kv.map_err(|e| GuardError::Map {
-                    map: "GUARD_ACL_V6",
-                    reason: e.to_string(),
-                })?;
-                out.push((IpAddr::from(k.data()), k.prefix_len() as u8, decode(v)));
-            }
-        }
-        Ok(out)
+        self.ebpf.acl_entries()
     }
 
     /// Removes every access-list entry.
     pub fn acl_clear(&mut self) -> Result<(), GuardError> {
-        let mut cfg = self.config()?;
-        cfg.acl = 0;
-        self.set_config(&cfg)?;
-        let entries = self.acl_entries()?;
-        for (addr, len, _) in entries {
-            match addr {
-                IpAddr::V4(a) => {
-                    let _ = self.acl_v4()?.remove(&Key::new(len as u32, a.octets()));
-                }
-                IpAddr::V6(a) => {
-                    let _ = self.acl_v6()?.remove(&Key::new(len as u32, a.octets()));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn acl_v4(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 4], u32>, GuardError> {
-        let map = self.ebpf.map_mut(ACL_V4_MAP).ok_or(GuardError::Map {
-            map: "GUARD_ACL_V4",
-            reason: "missing from the object".into(),
-        })?;
-        LpmTrie::try_from(map).map_err(|e| GuardError::Map {
-            map: "GUARD_ACL_V4",
-            reason: e.to_string(),
-        })
-    }
-
-    fn acl_v6(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 16], u32>, GuardError> {
-        let map = self.ebpf.map_mut(ACL_V6_MAP).ok_or(GuardError::Map {
-            map: "GUARD_ACL_V6",
-            reason: "missing from the object".into(),
-        })?;
-        LpmTrie::try_from(map).map_err(|e| GuardError::Map {
-            map: "GUARD_ACL_V6",
-            reason: e.to_string(),
-        })
+        self.ebpf.acl_clear()
     }
 
     /// Reads every counter, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, GuardError> {
-        let map = self.ebpf.map(COUNTERS_MAP).ok_or(GuardError::Map {
-            map: "GUARD_COUNTERS",
-            reason: "missing from the object".into(),
-        })?;
-        let arr: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(map).map_err(|e| GuardError::Map {
-                map: "GUARD_COUNTERS",
-                reason: e.to_string(),
-            })?;
-        let mut values = Vec::with_capacity(guard_common::COUNTERS_LEN as usize);
-        for i in 0..guard_common::COUNTERS_LEN {
-            let per_cpu = arr.get(&i, 0).map_err(|e| GuardError::Map {
-                map: "GUARD_COUNTERS",
-                reason: e.to_string(),
-            })?;
-            values.push(per_cpu.iter().sum());
-        }
-        Ok(Counters::from_values(values))
+        self.ebpf.counters()
+    }
+
+    /// The maps, for the operations of [`GuardMaps`].
+    pub fn maps(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    /// The maps, mutable.
+    pub fn maps_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
     }
 
     /// Attaches to `iface`. Fails without side effects if the interface is unknown or already
@@ -484,13 +421,77 @@ impl Guard {
         }
     }
 
+    /// Attaches to `iface` through a bpf_link pinned at `link_path`, which keeps the program
+    /// attached after this process exits. If a link is already pinned there (a guard left by an
+    /// earlier controller), it is switched to this program atomically (`BPF_LINK_UPDATE`):
+    /// no packet sees the interface without a program.
+    pub fn attach_pinned(
+        &mut self,
+        iface: &str,
+        mode: AttachMode,
+        link_path: &Path,
+    ) -> Result<PinnedAttach, GuardError> {
+        let fail = |reason: String| GuardError::Attach {
+            iface: iface.to_owned(),
+            mode: mode.as_str(),
+            reason,
+            hint: "",
+        };
+        if link_path.exists() {
+            let pinned = PinnedLink::from_pin(link_path)
+                .map_err(|e| fail(format!("opening {}: {e}", link_path.display())))?;
+            let fd: FdLink = pinned.into();
+            let old_program = fd.info().ok().map(|i| i.program_id());
+            let link = XdpLink::try_from(fd)
+                .map_err(|e| fail(format!("{} is not an XDP link: {e}", link_path.display())))?;
+            let id = self
+                .program_mut()
+                .attach_to_link(link)
+                .map_err(|e| fail(format!("BPF_LINK_UPDATE: {e:#}")))?;
+            let link = self
+                .program_mut()
+                .take_link(id)
+                .map_err(|e| fail(format!("{e:#}")))?;
+            self.pinned_link = Some(FdLink::try_from(link).map_err(|e| fail(format!("{e:#}")))?);
+            return Ok(PinnedAttach::Replaced { old_program });
+        }
+        self.attach(iface, mode)?;
+        let (_, id) = self.link.take().expect("attached");
+        let link = self
+            .program_mut()
+            .take_link(id)
+            .map_err(|e| fail(format!("{e:#}")))?;
+        // A netlink-attached program (no bpf_link support) cannot be pinned; dropping the link
+        // detaches it again.
+        let fd = FdLink::try_from(link).map_err(|e| {
+            fail(format!(
+                "{e}: pinning needs XDP bpf_links (kernel 5.9+); run without --pin"
+            ))
+        })?;
+        let pinned = fd
+            .pin(link_path)
+            .map_err(|e| fail(format!("pinning at {}: {e}", link_path.display())))?;
+        self.pinned_link = Some(pinned.into());
+        Ok(PinnedAttach::New)
+    }
+
     /// The interface the program is attached to, if any.
     pub fn attached_to(&self) -> Option<&str> {
         self.link.as_ref().map(|(i, _)| i.as_str())
     }
 
-    /// Detaches from the interface (no-op when not attached).
+    /// Detaches from the interface (no-op when not attached; a pinned link stays attached) and
+    /// detaches an unpinned state tracepoint.
     pub fn detach(&mut self) -> Result<(), GuardError> {
+        if let Some(id) = self.states_link.take()
+            && let Some(tp) = self
+                .ebpf
+                .program_mut(STATES_PROGRAM_NAME)
+                .and_then(|p| <&mut TracePoint>::try_from(p).ok())
+            && let Err(e) = tp.detach(id)
+        {
+            log::warn!("detaching the state tracepoint: {e}");
+        }
         if let Some((iface, id)) = self.link.take() {
             self.program_mut()
                 .detach(id)

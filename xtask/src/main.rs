@@ -18,7 +18,11 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "xtask", bin_name = "cargo xtask", about = "synguard project tasks")]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "synguard project tasks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Task,

@@ -1,0 +1,462 @@
+//! The guard's maps as the controller reads and writes them, whether they belong to a freshly
+//! loaded object ([`aya::Ebpf`]) or were opened from their pins by another process
+//! ([`PinnedMaps`]): configuration, protected ports, access lists, counters, TCP state gauges.
+
+use std::{collections::HashMap, net::IpAddr, path::Path};
+
+use aya::{
+    Ebpf,
+    maps::{
+        Array, Map, MapData, PerCpuArray,
+        lpm_trie::{Key, LpmTrie},
+    },
+};
+use guard_common::{
+    ACL_V4, ACL_V4_MAP, ACL_V6, ACL_V6_MAP, AUTO_MAP, Acl, AutoState, CONFIG_MAP, COUNTERS_MAP,
+    GUARD_MAPS, GuardConfig, PORTS_LISTED, PORTS_MAP, PORTS_WORDS, STATE_BASE_MAP,
+    STATE_DELTAS_MAP, STATE_MAPS, TCP_STATE_SLOTS, TRANSITIONS_LEN, TRANSITIONS_MAP,
+};
+
+use crate::{counters::Counters, error::GuardError, sockdiag::StateCounts};
+
+/// Anything that hands out the guard's maps by name.
+pub trait MapSource {
+    fn map(&self, name: &str) -> Option<&Map>;
+    fn map_mut(&mut self, name: &str) -> Option<&mut Map>;
+}
+
+impl MapSource for Ebpf {
+    fn map(&self, name: &str) -> Option<&Map> {
+        Ebpf::map(self, name)
+    }
+    fn map_mut(&mut self, name: &str) -> Option<&mut Map> {
+        Ebpf::map_mut(self, name)
+    }
+}
+
+/// The maps of a pinned guard, opened from `/sys/fs/bpf/synguard/<key>/` by any process.
+pub struct PinnedMaps {
+    maps: HashMap<&'static str, Map>,
+}
+
+impl PinnedMaps {
+    /// Opens every map pinned in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, GuardError> {
+        let mut maps = HashMap::new();
+        for &name in GUARD_MAPS.iter().chain(STATE_MAPS) {
+            let path = dir.join(name);
+            let data = MapData::from_pin(&path).map_err(|e| GuardError::Map {
+                map: name,
+                reason: format!("opening {}: {e}", path.display()),
+            })?;
+            let map = Map::from_map_data(data).map_err(|e| GuardError::Map {
+                map: name,
+                reason: e.to_string(),
+            })?;
+            maps.insert(name, map);
+        }
+        Ok(Self { maps })
+    }
+}
+
+impl MapSource for PinnedMaps {
+    fn map(&self, name: &str) -> Option<&Map> {
+        self.maps.get(name)
+    }
+    fn map_mut(&mut self, name: &str) -> Option<&mut Map> {
+        self.maps.get_mut(name)
+    }
+}
+
+fn missing(map: &'static str) -> GuardError {
+    GuardError::Map {
+        map,
+        reason: "missing from the object".into(),
+    }
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> GuardError {
+    move |e| GuardError::Map {
+        map,
+        reason: e.to_string(),
+    }
+}
+
+/// Per-state gauges and transition counts of the guarded namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpStates {
+    /// Connections by kernel state number (`base + deltas`).
+    pub gauges: [i64; TCP_STATE_SLOTS as usize],
+    /// Transitions, index `from * 16 + to`.
+    pub transitions: Vec<u64>,
+}
+
+impl Default for TcpStates {
+    fn default() -> Self {
+        Self {
+            gauges: [0; TCP_STATE_SLOTS as usize],
+            transitions: vec![0; TRANSITIONS_LEN as usize],
+        }
+    }
+}
+
+impl TcpStates {
+    /// Gauge of one state.
+    pub fn gauge(&self, st: guard_common::TcpState) -> i64 {
+        self.gauges[st as usize]
+    }
+
+    /// Transitions `from -> to`.
+    pub fn transition(&self, from: guard_common::TcpState, to: guard_common::TcpState) -> u64 {
+        self.transitions[from as usize * TCP_STATE_SLOTS as usize + to as usize]
+    }
+
+    /// Every transition.
+    pub fn total_transitions(&self) -> u64 {
+        self.transitions.iter().sum()
+    }
+}
+
+/// Operations on the guard's maps (implemented for every [`MapSource`]).
+pub trait GuardMaps: MapSource {
+    /// Validates and writes the runtime configuration; takes effect for the next packet.
+    fn set_config(&mut self, cfg: &GuardConfig) -> Result<(), GuardError> {
+        cfg.validate().map_err(|field| GuardError::InvalidConfig {
+            field,
+            reason: format!("out of range: {cfg:?}"),
+        })?;
+        let map = self.map_mut(CONFIG_MAP).ok_or(GuardError::Map {
+            map: "GUARD_CONFIG",
+            reason: "missing from the object".into(),
+        })?;
+        let mut arr: Array<&mut MapData, GuardConfig> =
+            Array::try_from(map).map_err(|e| GuardError::Map {
+                map: "GUARD_CONFIG",
+                reason: e.to_string(),
+            })?;
+        arr.set(0, cfg, 0).map_err(|e| GuardError::Map {
+            map: "GUARD_CONFIG",
+            reason: e.to_string(),
+        })
+    }
+
+    /// The configuration the program currently uses.
+    fn config(&self) -> Result<GuardConfig, GuardError> {
+        let map = self.map(CONFIG_MAP).ok_or(GuardError::Map {
+            map: "GUARD_CONFIG",
+            reason: "missing from the object".into(),
+        })?;
+        let arr: Array<&MapData, GuardConfig> =
+            Array::try_from(map).map_err(|e| GuardError::Map {
+                map: "GUARD_CONFIG",
+                reason: e.to_string(),
+            })?;
+        arr.get(&0, 0).map_err(|e| GuardError::Map {
+            map: "GUARD_CONFIG",
+            reason: e.to_string(),
+        })
+    }
+
+    /// Sets the protected ports: `None` protects every listening port, `Some(list)` only those
+    /// (an empty list protects nothing). Takes effect for the next packet.
+    fn set_ports(&mut self, ports: Option<&[u16]>) -> Result<(), GuardError> {
+        let mut words = vec![0u64; PORTS_WORDS as usize];
+        for &p in ports.unwrap_or(&[]) {
+            words[p as usize / 64] |= 1 << (p % 64);
+        }
+        {
+            let map = self.map_mut(PORTS_MAP).ok_or(GuardError::Map {
+                map: "GUARD_PORTS",
+                reason: "missing from the object".into(),
+            })?;
+            let mut arr: Array<&mut MapData, u64> =
+                Array::try_from(map).map_err(|e| GuardError::Map {
+                    map: "GUARD_PORTS",
+                    reason: e.to_string(),
+                })?;
+            // The bitmap first, then the switch, so no packet sees a half-written list.
+            for (i, w) in words.iter().enumerate() {
+                arr.set(i as u32, w, 0).map_err(|e| GuardError::Map {
+                    map: "GUARD_PORTS",
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        let mut cfg = self.config()?;
+        cfg.ports = if ports.is_some() {
+            PORTS_LISTED
+        } else {
+            guard_common::PORTS_ALL
+        };
+        self.set_config(&cfg)
+    }
+
+    /// The protected ports, `None` for every listening port.
+    fn ports(&self) -> Result<Option<Vec<u16>>, GuardError> {
+        if self.config()?.ports != PORTS_LISTED {
+            return Ok(None);
+        }
+        let map = self.map(PORTS_MAP).ok_or(GuardError::Map {
+            map: "GUARD_PORTS",
+            reason: "missing from the object".into(),
+        })?;
+        let arr: Array<&MapData, u64> = Array::try_from(map).map_err(|e| GuardError::Map {
+            map: "GUARD_PORTS",
+            reason: e.to_string(),
+        })?;
+        let mut out = Vec::new();
+        for i in 0..PORTS_WORDS {
+            let w = arr.get(&i, 0).map_err(|e| GuardError::Map {
+                map: "GUARD_PORTS",
+                reason: e.to_string(),
+            })?;
+            for b in 0..64 {
+                if w & (1 << b) != 0 {
+                    out.push((i * 64 + b) as u16);
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Adds (or replaces) an access-list entry for `addr/prefix_len`. The longest matching
+    /// prefix decides; the family's list is consulted from now on.
+    fn acl_insert(&mut self, addr: IpAddr, prefix_len: u8, action: Acl) -> Result<(), GuardError> {
+        let bad = |max: u8| GuardError::InvalidConfig {
+            field: "acl",
+            reason: format!("prefix length {prefix_len} out of range 0..={max} for {addr}"),
+        };
+        let value = action as u32;
+        let flag = match addr {
+            IpAddr::V4(a) => {
+                if prefix_len > 32 {
+                    return Err(bad(32));
+                }
+                let mut trie = self.acl_v4()?;
+                trie.insert(
+                    &Key::new(prefix_len as u32, mask(a.octets(), prefix_len)),
+                    value,
+                    0,
+                )
+                .map_err(|e| GuardError::Map {
+                    map: "GUARD_ACL_V4",
+                    reason: e.to_string(),
+                })?;
+                ACL_V4
+            }
+            IpAddr::V6(a) => {
+                if prefix_len > 128 {
+                    return Err(bad(128));
+                }
+                let mut trie = self.acl_v6()?;
+                trie.insert(
+                    &Key::new(prefix_len as u32, mask(a.octets(), prefix_len)),
+                    value,
+                    0,
+                )
+                .map_err(|e| GuardError::Map {
+                    map: "GUARD_ACL_V6",
+                    reason: e.to_string(),
+                })?;
+                ACL_V6
+            }
+        };
+        let mut cfg = self.config()?;
+        cfg.acl |= flag;
+        self.set_config(&cfg)
+    }
+
+    /// The access lists: `(address, prefix length, action)` for every entry.
+    fn acl_entries(&self) -> Result<Vec<(IpAddr, u8, Acl)>, GuardError> {
+        let mut out = Vec::new();
+        let decode = |v: u32| {
+            if v == Acl::Deny as u32 {
+                Acl::Deny
+            } else {
+                Acl::Allow
+            }
+        };
+        if let Some(map) = self.map(ACL_V4_MAP) {
+            let trie: LpmTrie<&MapData, [u8; 4], u32> =
+                LpmTrie::try_from(map).map_err(|e| GuardError::Map {
+                    map: "GUARD_ACL_V4",
+                    reason: e.to_string(),
+                })?;
+            for kv in trie.iter() {
+                let (k, v) = kv.map_err(|e| GuardError::Map {
+                    map: "GUARD_ACL_V4",
+                    reason: e.to_string(),
+                })?;
+                out.push((IpAddr::from(k.data()), k.prefix_len() as u8, decode(v)));
+            }
+        }
+        if let Some(map) = self.map(ACL_V6_MAP) {
+            let trie: LpmTrie<&MapData, [u8; 16], u32> =
+                LpmTrie::try_from(map).map_err(|e| GuardError::Map {
+                    map: "GUARD_ACL_V6",
+                    reason: e.to_string(),
+                })?;
+            for kv in trie.iter() {
+                let (k, v) = kv.map_err(|e| GuardError::Map {
+                    map: "GUARD_ACL_V6",
+                    reason: e.to_string(),
+                })?;
+                out.push((IpAddr::from(k.data()), k.prefix_len() as u8, decode(v)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes every access-list entry.
+    fn acl_clear(&mut self) -> Result<(), GuardError> {
+        let mut cfg = self.config()?;
+        cfg.acl = 0;
+        self.set_config(&cfg)?;
+        let entries = self.acl_entries()?;
+        for (addr, len, _) in entries {
+            match addr {
+                IpAddr::V4(a) => {
+                    let _ = self.acl_v4()?.remove(&Key::new(len as u32, a.octets()));
+                }
+                IpAddr::V6(a) => {
+                    let _ = self.acl_v6()?.remove(&Key::new(len as u32, a.octets()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn acl_v4(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 4], u32>, GuardError> {
+        let map = self.map_mut(ACL_V4_MAP).ok_or(GuardError::Map {
+            map: "GUARD_ACL_V4",
+            reason: "missing from the object".into(),
+        })?;
+        LpmTrie::try_from(map).map_err(|e| GuardError::Map {
+            map: "GUARD_ACL_V4",
+            reason: e.to_string(),
+        })
+    }
+
+    fn acl_v6(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 16], u32>, GuardError> {
+        let map = self.map_mut(ACL_V6_MAP).ok_or(GuardError::Map {
+            map: "GUARD_ACL_V6",
+            reason: "missing from the object".into(),
+        })?;
+        LpmTrie::try_from(map).map_err(|e| GuardError::Map {
+            map: "GUARD_ACL_V6",
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reads every counter, summed over CPUs.
+    fn counters(&self) -> Result<Counters, GuardError> {
+        let map = self.map(COUNTERS_MAP).ok_or(GuardError::Map {
+            map: "GUARD_COUNTERS",
+            reason: "missing from the object".into(),
+        })?;
+        let arr: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).map_err(|e| GuardError::Map {
+                map: "GUARD_COUNTERS",
+                reason: e.to_string(),
+            })?;
+        let mut values = Vec::with_capacity(guard_common::COUNTERS_LEN as usize);
+        for i in 0..guard_common::COUNTERS_LEN {
+            let per_cpu = arr.get(&i, 0).map_err(|e| GuardError::Map {
+                map: "GUARD_COUNTERS",
+                reason: e.to_string(),
+            })?;
+            values.push(per_cpu.iter().sum());
+        }
+        Ok(Counters::from_values(values))
+    }
+
+    /// 1 while mode `auto` is engaged (the data path answers SYNs with cookies).
+    fn auto_engaged(&self) -> Result<bool, GuardError> {
+        let map = self.map(AUTO_MAP).ok_or(missing("GUARD_AUTO"))?;
+        let arr: Array<&MapData, AutoState> =
+            Array::try_from(map).map_err(map_err("GUARD_AUTO"))?;
+        Ok(arr.get(&0, 0).map_err(map_err("GUARD_AUTO"))?.engaged != 0)
+    }
+
+    /// Sum over CPUs of the tracepoint's gauge deltas, and the transition counts.
+    fn state_deltas(&self) -> Result<TcpStates, GuardError> {
+        let mut out = TcpStates::default();
+        let map = self
+            .map(STATE_DELTAS_MAP)
+            .ok_or(missing("GUARD_STATE_DELTAS"))?;
+        let arr: PerCpuArray<&MapData, i64> =
+            PerCpuArray::try_from(map).map_err(map_err("GUARD_STATE_DELTAS"))?;
+        for i in 0..TCP_STATE_SLOTS {
+            let v = arr.get(&i, 0).map_err(map_err("GUARD_STATE_DELTAS"))?;
+            out.gauges[i as usize] = v.iter().sum();
+        }
+        let map = self
+            .map(TRANSITIONS_MAP)
+            .ok_or(missing("GUARD_TRANSITIONS"))?;
+        let arr: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).map_err(map_err("GUARD_TRANSITIONS"))?;
+        for i in 0..TRANSITIONS_LEN {
+            let v = arr.get(&i, 0).map_err(map_err("GUARD_TRANSITIONS"))?;
+            out.transitions[i as usize] = v.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// The gauges (`base + deltas`) and transitions.
+    fn tcp_states(&self) -> Result<TcpStates, GuardError> {
+        let mut st = self.state_deltas()?;
+        let map = self
+            .map(STATE_BASE_MAP)
+            .ok_or(missing("GUARD_STATE_BASE"))?;
+        let arr: Array<&MapData, i64> =
+            Array::try_from(map).map_err(map_err("GUARD_STATE_BASE"))?;
+        for i in 0..TCP_STATE_SLOTS {
+            st.gauges[i as usize] += arr.get(&i, 0).map_err(map_err("GUARD_STATE_BASE"))?;
+        }
+        Ok(st)
+    }
+
+    /// Seeds the gauges from `count` (a sock_diag dump of the guarded namespace) so that
+    /// `base + deltas` equals it. The dump is taken between two reads of the tracepoint's
+    /// counts and retried (up to 5 times) until no transition happened meanwhile, which makes
+    /// the seed exact; returns whether it was (false: seeded from the last try anyway).
+    fn seed_states(
+        &mut self,
+        count: &mut dyn FnMut() -> Result<StateCounts, GuardError>,
+    ) -> Result<bool, GuardError> {
+        let mut exact = false;
+        let mut last = None;
+        for _ in 0..5 {
+            let before = self.state_deltas()?;
+            let counts = count()?;
+            let after = self.state_deltas()?;
+            exact = before.total_transitions() == after.total_transitions();
+            last = Some((counts, after));
+            if exact {
+                break;
+            }
+        }
+        let (counts, deltas) = last.expect("at least one try");
+        let map = self
+            .map_mut(STATE_BASE_MAP)
+            .ok_or(missing("GUARD_STATE_BASE"))?;
+        let mut arr: Array<&mut MapData, i64> =
+            Array::try_from(map).map_err(map_err("GUARD_STATE_BASE"))?;
+        for i in 0..TCP_STATE_SLOTS {
+            let base = counts[i as usize] as i64 - deltas.gauges[i as usize];
+            arr.set(i, base, 0).map_err(map_err("GUARD_STATE_BASE"))?;
+        }
+        Ok(exact)
+    }
+}
+
+impl<T: MapSource + ?Sized> GuardMaps for T {}
+
+/// `addr` with the bits past `prefix_len` cleared (LPM keys must not carry host bits).
+pub fn mask<const N: usize>(mut addr: [u8; N], prefix_len: u8) -> [u8; N] {
+    for (i, b) in addr.iter_mut().enumerate() {
+        let keep = (prefix_len as usize).saturating_sub(i * 8).min(8);
+        *b &= (0xff00u16 >> keep) as u8;
+    }
+    addr
+}

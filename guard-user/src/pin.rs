@@ -1,0 +1,282 @@
+//! Where a pinned guard lives, and what its controller recorded about it.
+//!
+//! A guard is keyed by its interface's network namespace and name, `<netns-inode>-<ifname>`:
+//! - `/sys/fs/bpf/synguard/<key>/`: the pinned maps (every map of `guard_common::GUARD_MAPS`
+//!   and `STATE_MAPS` under its own name), `xdp_link` (the bpf_link attaching the XDP program
+//!   to the interface) and `states_link` (the bpf_link of the TCP state tracepoint program);
+//! - `/run/synguard/<key>.json`: the [`PinState`] (bpffs holds only BPF objects): the sysctls'
+//!   prior values to restore on `guard detach`, attach mode, program ids, times, config file.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{error::GuardError, netns};
+
+/// Mount point of the BPF filesystem.
+pub const BPFFS: &str = "/sys/fs/bpf";
+/// Directory of every guard's pins.
+pub const PIN_ROOT: &str = "/sys/fs/bpf/synguard";
+/// Directory of the controllers' state files.
+pub const STATE_ROOT: &str = "/run/synguard";
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> GuardError {
+    let what = what.into();
+    move |source| GuardError::Io { what, source }
+}
+
+/// Seconds since the epoch.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// The identity of a guard: its interface and the interface's network namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinKey {
+    pub netns: u64,
+    pub iface: String,
+}
+
+impl PinKey {
+    /// The guard of `iface` in the calling thread's network namespace.
+    pub fn here(iface: &str) -> Result<Self, GuardError> {
+        Ok(Self {
+            netns: netns::current_inode()?,
+            iface: iface.to_owned(),
+        })
+    }
+
+    /// Finds the pinned guard of `iface`: the one in the caller's namespace if there is one,
+    /// else the only one of that name in any namespace (`netns` picks one explicitly).
+    pub fn find(iface: &str, netns: Option<u64>) -> Result<Self, GuardError> {
+        if let Some(n) = netns {
+            let k = Self {
+                netns: n,
+                iface: iface.to_owned(),
+            };
+            return if k.pin_dir().exists() {
+                Ok(k)
+            } else {
+                Err(not_pinned(iface, &format!(" in network namespace {n}")))
+            };
+        }
+        let here = Self::here(iface)?;
+        if here.pin_dir().exists() {
+            return Ok(here);
+        }
+        let mut found = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(PIN_ROOT) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some((ns, ifn)) = name.split_once('-')
+                    && ifn == iface
+                    && let Ok(ns) = ns.parse()
+                {
+                    found.push(Self {
+                        netns: ns,
+                        iface: iface.to_owned(),
+                    });
+                }
+            }
+        }
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(not_pinned(iface, "")),
+            _ => Err(GuardError::InvalidConfig {
+                field: "iface",
+                reason: format!(
+                    "`{iface}` has pinned guards in several network namespaces ({}): run the \
+                     command inside the right one (`ip netns exec NS guard ...`) or pass --netns",
+                    found
+                        .iter()
+                        .map(|k| k.netns.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
+        }
+    }
+
+    /// `<netns-inode>-<ifname>`.
+    pub fn name(&self) -> String {
+        format!("{}-{}", self.netns, self.iface)
+    }
+
+    /// The directory of the pins.
+    pub fn pin_dir(&self) -> PathBuf {
+        Path::new(PIN_ROOT).join(self.name())
+    }
+
+    /// The pinned XDP link.
+    pub fn xdp_link(&self) -> PathBuf {
+        self.pin_dir().join("xdp_link")
+    }
+
+    /// The pinned state tracepoint link.
+    pub fn states_link(&self) -> PathBuf {
+        self.pin_dir().join("states_link")
+    }
+
+    /// The controller's state file.
+    pub fn state_file(&self) -> PathBuf {
+        Path::new(STATE_ROOT).join(format!("{}.json", self.name()))
+    }
+
+    /// True if a guard is pinned under this key (its XDP link exists).
+    pub fn is_pinned(&self) -> bool {
+        self.xdp_link().exists()
+    }
+}
+
+fn not_pinned(iface: &str, where_: &str) -> GuardError {
+    GuardError::NotPinned(format!(
+        "no pinned guard on `{iface}`{where_} (start one with `guard run --pin {iface}` or \
+         `guard attach {iface}`)"
+    ))
+}
+
+/// Mounts the BPF filesystem at /sys/fs/bpf unless it is mounted, and creates `dir` on it.
+pub fn ensure_pin_dir(dir: &Path) -> Result<(), GuardError> {
+    if !netns::is_bpffs(Path::new(BPFFS)) {
+        std::fs::create_dir_all(BPFFS).map_err(io(format!("creating {BPFFS}")))?;
+        let src = c"bpf";
+        let target = c"/sys/fs/bpf";
+        // Safety: mount(2) with NUL-terminated strings and no data.
+        let rc = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                target.as_ptr(),
+                src.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            return Err(io(format!("mounting the BPF filesystem at {BPFFS}"))(
+                std::io::Error::last_os_error(),
+            ));
+        }
+        log::info!("mounted the BPF filesystem at {BPFFS}");
+    }
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))
+}
+
+/// What the controller records next to the pins.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PinState {
+    pub iface: String,
+    pub ifindex: u32,
+    pub netns_inode: u64,
+    pub pin_dir: String,
+    /// `native` or `skb`.
+    pub attach_mode: String,
+    /// The XDP program attached through the link.
+    pub program_id: u32,
+    /// The state tracepoint program, if attached.
+    pub states_program_id: Option<u32>,
+    /// When the guard was first attached (Unix seconds); kept across controller restarts.
+    pub attached_unix: f64,
+    /// When the current (or last) controller started.
+    pub controller_unix: f64,
+    /// The controller process, while it runs (`None` after `guard attach`).
+    pub controller_pid: Option<u32>,
+    /// Metrics address of the running controller.
+    pub metrics_addr: Option<String>,
+    /// The configuration file given to the controller, if any.
+    pub config_file: Option<String>,
+    /// Sysctls changed for the guard, with the values to restore on `guard detach`.
+    pub sysctls: Vec<(String, String)>,
+    /// Controller restarts since the first attach.
+    pub restarts: u64,
+}
+
+impl PinState {
+    /// Reads the state file of `key`.
+    pub fn load(key: &PinKey) -> Result<Self, GuardError> {
+        let p = key.state_file();
+        let text = std::fs::read_to_string(&p).map_err(io(format!("reading {}", p.display())))?;
+        serde_json::from_str(&text).map_err(|e| GuardError::Io {
+            what: format!("parsing {}", p.display()),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })
+    }
+
+    /// Writes the state file atomically (temporary file, then rename).
+    pub fn save(&self, key: &PinKey) -> Result<(), GuardError> {
+        std::fs::create_dir_all(STATE_ROOT).map_err(io(format!("creating {STATE_ROOT}")))?;
+        let p = key.state_file();
+        let tmp = p.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(self).expect("plain data serializes");
+        std::fs::write(&tmp, text + "\n").map_err(io(format!("writing {}", tmp.display())))?;
+        std::fs::rename(&tmp, &p).map_err(io(format!("renaming to {}", p.display())))
+    }
+
+    /// The controller process if it is still alive and is a `guard`.
+    pub fn live_controller(&self) -> Option<u32> {
+        let pid = self.controller_pid?;
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let argv0 = cmd.split(|&b| b == 0).next()?;
+        String::from_utf8_lossy(argv0)
+            .ends_with("guard")
+            .then_some(pid)
+    }
+}
+
+/// Removes the pins of `key` (links first: the program detaches when its last link reference
+/// goes) and its directory; missing files are fine.
+pub fn remove_pins(key: &PinKey) -> Result<(), GuardError> {
+    let dir = key.pin_dir();
+    for link in [key.xdp_link(), key.states_link()] {
+        match std::fs::remove_file(&link) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(format!("removing {}", link.display()))(e)),
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            std::fs::remove_file(e.path())
+                .map_err(io(format!("removing {}", e.path().display())))?;
+        }
+    }
+    match std::fs::remove_dir(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(format!("removing {}", dir.display()))(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        let k = PinKey {
+            netns: 4026531840,
+            iface: "eth0".into(),
+        };
+        assert_eq!(
+            k.pin_dir(),
+            Path::new("/sys/fs/bpf/synguard/4026531840-eth0")
+        );
+        assert_eq!(
+            k.state_file(),
+            Path::new("/run/synguard/4026531840-eth0.json")
+        );
+        assert!(k.xdp_link().starts_with(k.pin_dir()));
+        let st = PinState {
+            iface: "eth0".into(),
+            sysctls: vec![("net.ipv4.tcp_syncookies".into(), "1".into())],
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&st).unwrap();
+        assert_eq!(serde_json::from_str::<PinState>(&text).unwrap(), st);
+    }
+}
