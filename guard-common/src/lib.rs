@@ -394,6 +394,8 @@ counters! {
     AutoEngaged = "auto_engaged",
     /// Times mode `auto` disengaged after the hold-down time (counted besides the outcome).
     AutoReleased = "auto_released",
+    /// Mode changes made by the controller (`guard set mode=...`), counted in userspace.
+    ModeSwitches = "mode_switches",
 }
 
 /// Number of counters per address family.
@@ -446,11 +448,15 @@ pub mod xdp_action {
 
 impl Counter {
     /// The XDP verdict implied by this outcome counter, or `None` for the event counters
-    /// (`SynSeen`, `AutoEngaged`, `AutoReleased`), which are counted besides an outcome.
+    /// (`SynSeen`, `AutoEngaged`, `AutoReleased`, `ModeSwitches`), which are counted besides an
+    /// outcome.
     pub const fn verdict(self) -> Option<u32> {
         use xdp_action::*;
         Some(match self {
-            Counter::SynSeen | Counter::AutoEngaged | Counter::AutoReleased => return None,
+            Counter::SynSeen
+            | Counter::AutoEngaged
+            | Counter::AutoReleased
+            | Counter::ModeSwitches => return None,
             Counter::SynAckSent => XDP_TX,
             Counter::AckDropped
             | Counter::BadFlags

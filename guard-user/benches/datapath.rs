@@ -120,14 +120,6 @@ impl Lab {
         let cli = Netns::new(&format!("{tag}c")).map_err(e("netns"))?;
         let veth =
             VethPair::new((&srv, SRV_IF, SRV_IP), (&cli, CLI_IF, CLI_IP), 24).map_err(e("veth"))?;
-        for (ns, iface) in [(&srv, SRV_IF), (&cli, CLI_IF)] {
-            ns.exec(&[
-                "sh",
-                "-c",
-                &format!("echo 1 > /sys/class/net/{iface}/threaded"),
-            ])
-            .map_err(e("threaded NAPI"))?;
-        }
         // Spoofed sources live in 10.204.0.0/16, routed back through the client end, which
         // answers for nothing: SYN-ACKs to them arrive at the client's pass program and stop.
         srv.exec(&[
@@ -156,9 +148,18 @@ impl Lab {
         })
     }
 
+    /// Threaded NAPI for both ends (a veth has NAPI only while an XDP program is attached, so
+    /// this follows every attach; a front without XDP stays in softirq mode), pinned to
+    /// NAPI_CPU.
     fn pin_napi(&self) {
-        pin_napi(SRV_IF, NAPI_CPU);
-        pin_napi(CLI_IF, NAPI_CPU);
+        for (ns, iface) in [(&self.srv, SRV_IF), (&self.cli, CLI_IF)] {
+            let _ = ns.exec(&[
+                "sh",
+                "-c",
+                &format!("echo 1 > /sys/class/net/{iface}/threaded"),
+            ]);
+            pin_napi(iface, NAPI_CPU);
+        }
     }
 
     fn template(&self, syn: bool) -> Vec<u8> {
@@ -247,11 +248,15 @@ impl Drop for Server {
 fn nft_rules() -> String {
     format!(
         "table ip sgbench {{
-  chain pre {{ type filter hook prerouting priority raw; policy accept;
-    tcp dport {PORT} tcp flags syn notrack }}
-  chain in {{ type filter hook input priority filter; policy accept;
+  chain pre {{
+    type filter hook prerouting priority raw; policy accept;
+    tcp dport {PORT} tcp flags syn notrack
+  }}
+  chain in {{
+    type filter hook input priority filter; policy accept;
     tcp dport {PORT} ct state invalid,untracked synproxy mss 1460 wscale 7 timestamp sack-perm
-    ct state invalid drop }}
+    ct state invalid drop
+  }}
 }}
 "
     )

@@ -33,6 +33,8 @@ pub enum GuardError {
         #[source]
         source: io::Error,
     },
+    #[error("refused `{key}`: {reason}; the running configuration is unchanged")]
+    InvalidSetting { key: String, reason: String },
     #[error("kernel BTF: {0}")]
     Btf(String),
     #[error("{0}")]
@@ -50,7 +52,9 @@ impl GuardError {
     /// arguments, 3 for XDP attach failures, 4 for BPF load and permission failures, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            GuardError::NoSuchInterface(_) | GuardError::InvalidConfig { .. } => 2,
+            GuardError::NoSuchInterface(_)
+            | GuardError::InvalidConfig { .. }
+            | GuardError::InvalidSetting { .. } => 2,
             GuardError::AlreadyAttached { .. } | GuardError::Attach { .. } => 3,
             GuardError::Permission { .. }
             | GuardError::Load(_)

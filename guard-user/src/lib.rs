@@ -5,6 +5,7 @@
 
 pub mod baseline;
 pub mod btf;
+pub mod control;
 pub mod counters;
 pub mod error;
 pub mod guard;
