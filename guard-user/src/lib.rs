@@ -16,6 +16,7 @@ pub mod netns;
 pub mod netstat;
 pub mod pin;
 pub mod report;
+pub mod snapshot;
 pub mod sockdiag;
 pub mod sysctl;
 pub mod tuning;

@@ -84,6 +84,13 @@ impl SysctlSet {
         &self.changed
     }
 
+    /// Gives up the changes without restoring them (a pinned guard keeps its sysctls after the
+    /// controller exits; `guard detach` restores them from the recorded values): returns the
+    /// changed sysctls with their previous values, oldest first.
+    pub fn keep(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.changed)
+    }
+
     /// Writes every previous value back, newest first; returns the first failure but tries all.
     pub fn restore(&mut self) -> Result<(), GuardError> {
         let mut first = Ok(());
