@@ -147,10 +147,10 @@ pub fn have_privileges() -> bool {
 fn is_errno(e: &ProgramError, errno: i32) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = src {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.raw_os_error() == Some(errno) {
-                return true;
-            }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.raw_os_error() == Some(errno)
+        {
+            return true;
         }
         src = err.source();
     }
@@ -281,6 +281,7 @@ impl Guard {
             reason: e,
             hint: "",
         };
+        crate::pin::ensure_tracefs()?;
         let tp: &mut TracePoint = self
             .ebpf
             .program_mut(STATES_PROGRAM_NAME)

@@ -1,6 +1,7 @@
 //! Where a pinned guard lives, and what its controller recorded about it.
 //!
 //! A guard is keyed by its interface's network namespace and name, `<netns-inode>-<ifname>`:
+//! (paths are those of the host's mount namespace, see [`host_root`]):
 //! - `/sys/fs/bpf/synguard/<key>/`: the pinned maps (every map of `guard_common::GUARD_MAPS`
 //!   and `STATE_MAPS` under its own name), `xdp_link` (the bpf_link attaching the XDP program
 //!   to the interface) and `states_link` (the bpf_link of the TCP state tracepoint program);
@@ -18,8 +19,66 @@ use crate::{error::GuardError, netns};
 
 /// Mount point of the BPF filesystem.
 pub const BPFFS: &str = "/sys/fs/bpf";
-/// Directory of every guard's pins.
+/// Directory of every guard's pins (in the host's mount namespace).
 pub const PIN_ROOT: &str = "/sys/fs/bpf/synguard";
+
+fn mnt_ns(pid: &str) -> Option<std::ffi::OsString> {
+    std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+        .ok()
+        .map(PathBuf::into_os_string)
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state ppid ...: comm may hold spaces and parentheses; split after the last ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The root of the host's mount namespace as this process can reach it: `/` when the process
+/// runs in it, else `/proc/<pid>/root` of its outermost reachable ancestor.
+///
+/// `ip netns exec` runs its command in a private mount namespace with a fresh /sys, where a BPF
+/// filesystem mounted at /sys/fs/bpf is private too and dies with the process, pins included.
+/// Pins must live on the host's BPF filesystem for another process (`guard set`, `guard stats`,
+/// a restarted controller) to find them.
+pub fn host_root() -> PathBuf {
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let mine = mnt_ns("self");
+        let mut best: Option<(u32, std::ffi::OsString)> = None;
+        let mut pid = std::os::unix::process::parent_id();
+        for _ in 0..64 {
+            if pid <= 1 {
+                break;
+            }
+            let Some(ns) = mnt_ns(&pid.to_string()) else {
+                break;
+            };
+            best = Some((pid, ns));
+            match parent_of(pid) {
+                Some(p) => pid = p,
+                None => break,
+            }
+        }
+        match best {
+            Some((pid, ns)) if Some(&ns) != mine.as_ref() => {
+                PathBuf::from(format!("/proc/{pid}/root"))
+            }
+            _ => PathBuf::from("/"),
+        }
+    })
+    .clone()
+}
+
+/// `path` (absolute, in the host's mount namespace) as this process reaches it.
+pub fn host_path(path: &str) -> PathBuf {
+    host_root().join(path.trim_start_matches('/'))
+}
 /// Directory of the controllers' state files.
 pub const STATE_ROOT: &str = "/run/synguard";
 
@@ -71,7 +130,7 @@ impl PinKey {
             return Ok(here);
         }
         let mut found = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(PIN_ROOT) {
+        if let Ok(rd) = std::fs::read_dir(host_path(PIN_ROOT)) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if let Some((ns, ifn)) = name.split_once('-')
@@ -108,8 +167,13 @@ impl PinKey {
         format!("{}-{}", self.netns, self.iface)
     }
 
-    /// The directory of the pins.
+    /// The directory of the pins, as this process reaches it.
     pub fn pin_dir(&self) -> PathBuf {
+        host_path(PIN_ROOT).join(self.name())
+    }
+
+    /// The directory of the pins in the host's mount namespace (for messages).
+    pub fn pin_dir_display(&self) -> PathBuf {
         Path::new(PIN_ROOT).join(self.name())
     }
 
@@ -141,30 +205,61 @@ fn not_pinned(iface: &str, where_: &str) -> GuardError {
     ))
 }
 
-/// Mounts the BPF filesystem at /sys/fs/bpf unless it is mounted, and creates `dir` on it.
+/// Mounts the BPF filesystem at /sys/fs/bpf of the host's mount namespace unless it is
+/// mounted (with `nsenter` into that namespace when this process runs in another one), and
+/// creates `dir` on it.
 pub fn ensure_pin_dir(dir: &Path) -> Result<(), GuardError> {
-    if !netns::is_bpffs(Path::new(BPFFS)) {
-        std::fs::create_dir_all(BPFFS).map_err(io(format!("creating {BPFFS}")))?;
-        let src = c"bpf";
-        let target = c"/sys/fs/bpf";
-        // Safety: mount(2) with NUL-terminated strings and no data.
-        let rc = unsafe {
-            libc::mount(
-                src.as_ptr(),
-                target.as_ptr(),
-                src.as_ptr(),
-                0,
-                std::ptr::null(),
-            )
+    let bpffs = host_path(BPFFS);
+    if !netns::is_bpffs(&bpffs) {
+        let root = host_root();
+        let mut cmd = if root == Path::new("/") {
+            std::process::Command::new("mount")
+        } else {
+            // /proc/<pid>/root -> /proc/<pid>/ns/mnt
+            let ns = root.with_file_name("ns").join("mnt");
+            let mut c = std::process::Command::new("nsenter");
+            c.arg(format!("--mount={}", ns.display())).arg("mount");
+            c
         };
-        if rc != 0 {
-            return Err(io(format!("mounting the BPF filesystem at {BPFFS}"))(
-                std::io::Error::last_os_error(),
-            ));
+        cmd.args(["-t", "bpf", "bpf", BPFFS]);
+        let out = cmd.output().map_err(io(format!("running {cmd:?}")))?;
+        if !out.status.success() {
+            return Err(io(format!(
+                "mounting the BPF filesystem at {BPFFS}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))(std::io::Error::other("mount failed")));
         }
         log::info!("mounted the BPF filesystem at {BPFFS}");
     }
     std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))
+}
+
+/// Makes tracefs reachable at /sys/kernel/tracing (aya looks there for tracepoint ids):
+/// `ip netns exec` mounts a fresh /sys without it. Mounted in this process's mount namespace.
+pub fn ensure_tracefs() -> Result<(), GuardError> {
+    if Path::new("/sys/kernel/tracing/events").exists()
+        || Path::new("/sys/kernel/debug/tracing/events").exists()
+    {
+        return Ok(());
+    }
+    let src = c"tracefs";
+    let target = c"/sys/kernel/tracing";
+    // Safety: mount(2) with NUL-terminated strings and no data.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            src.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(io("mounting tracefs at /sys/kernel/tracing")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
 }
 
 /// What the controller records next to the pins.
@@ -263,9 +358,10 @@ mod tests {
             iface: "eth0".into(),
         };
         assert_eq!(
-            k.pin_dir(),
+            k.pin_dir_display(),
             Path::new("/sys/fs/bpf/synguard/4026531840-eth0")
         );
+        assert!(k.pin_dir().ends_with("sys/fs/bpf/synguard/4026531840-eth0"));
         assert_eq!(
             k.state_file(),
             Path::new("/run/synguard/4026531840-eth0.json")
