@@ -266,12 +266,18 @@ fn nft_rules() -> String {
 /// HTTP response to every connection (for the legitimate clients).
 fn server(lab: &Lab, front: Front) -> Res<Server> {
     let srv = lab.srv.name().to_owned();
-    let syncookies = if front == Front::Nft { "1" } else { "2" };
+    // What `guard run` sets (see tuning::prepare_sysctls); synproxy wants the classic values.
+    let (syncookies, timestamps) = if front == Front::Nft {
+        ("1", "1")
+    } else {
+        ("2", "2")
+    };
     lab.srv
         .exec(&[
             "sysctl",
             "-qw",
             &format!("net.ipv4.tcp_syncookies={syncookies}"),
+            &format!("net.ipv4.tcp_timestamps={timestamps}"),
         ])
         .map_err(e("sysctl"))?;
     lab.srv
@@ -656,8 +662,16 @@ impl Drop for HostSysctl {
     }
 }
 
+/// Set by SIGINT/SIGTERM: the bench stops at the next scenario and cleans up.
+fn interrupted() -> bool {
+    static STOP: std::sync::OnceLock<&'static AtomicBool> = std::sync::OnceLock::new();
+    STOP.get_or_init(guard_user::lab::install_stop_handler)
+        .load(Ordering::Relaxed)
+}
+
 fn main() {
     let a = args();
+    interrupted();
     assert!(
         guard_user::guard::have_privileges(),
         "cargo xtask bench needs root"
@@ -678,6 +692,7 @@ fn main() {
     let mut results: Vec<Vec<Rate>> = vec![Vec::new(); scenarios.len()];
     for round in 0..a.rounds {
         for (i, (name, front, syn)) in scenarios.iter().enumerate() {
+            assert!(!interrupted(), "interrupted");
             let r = measure(&lab, *front, *syn, a.seconds)
                 .unwrap_or_else(|err| panic!("{name}: {err}"));
             eprintln!(

@@ -155,7 +155,15 @@ pub fn config_from_system(iface: &str, o: &Overrides) -> Result<GuardConfig, Gua
         _ => (131072, 6291456),
     };
     let mut options = 0;
-    if sysctl::read_u64("net.ipv4.tcp_timestamps")? != 0 {
+    // Only with tcp_timestamps=2 can a cookie carry options in TSval: with 1 the kernel
+    // subtracts a per-host-pair offset from the echoed value before decoding it, and the
+    // decoded window scale would be garbage. Without prepare_sysctls, answer without
+    // timestamps (MSS only), which is always decoded right.
+    let ts = sysctl::read_u64("net.ipv4.tcp_timestamps")?;
+    if ts == 1 {
+        log::warn!("net.ipv4.tcp_timestamps=1: SYN-ACKs carry no timestamps (set it to 2)");
+    }
+    if ts == 2 {
         options |= OPT_TIMESTAMPS;
     }
     if sysctl::read_u64("net.ipv4.tcp_sack")? != 0 {
