@@ -48,6 +48,12 @@ pub fn baseline_drop(_ctx: XdpContext) -> u32 {
     aya_ebpf::bindings::xdp_action::XDP_DROP
 }
 
+/// Lab client receive program: drops answers to the spoofed flood prefix (see `baseline.rs`).
+#[xdp]
+pub fn lab_sink(ctx: XdpContext) -> u32 {
+    baseline::sink(&ctx)
+}
+
 /// Benchmark baseline and veth receive-side helper: XDP_PASS.
 #[xdp]
 pub fn baseline_pass(_ctx: XdpContext) -> u32 {

@@ -20,6 +20,8 @@ pub enum Baseline {
     Drop,
     /// XDP_PASS.
     Pass,
+    /// Drop IPv4 frames to a prefix (`BaselineProg::load_sink`), pass the rest.
+    Sink,
 }
 
 impl Baseline {
@@ -29,6 +31,7 @@ impl Baseline {
             Baseline::Hairpin => "baseline_hairpin",
             Baseline::Drop => "baseline_drop",
             Baseline::Pass => "baseline_pass",
+            Baseline::Sink => "lab_sink",
         }
     }
 }
@@ -74,9 +77,25 @@ pub fn run_stats(id: u32) -> Result<RunStats, GuardError> {
 
 impl BaselineProg {
     pub fn load(which: Baseline) -> Result<Self, GuardError> {
+        Self::load_with(which, 0, 0)
+    }
+
+    /// The sink: drops IPv4 frames to `prefix/len`, passes everything else.
+    pub fn load_sink(prefix: std::net::Ipv4Addr, len: u8) -> Result<Self, GuardError> {
+        let mask = if len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - len.min(32) as u32)
+        };
+        Self::load_with(Baseline::Sink, u32::from(prefix), mask)
+    }
+
+    fn load_with(which: Baseline, prefix: u32, mask: u32) -> Result<Self, GuardError> {
         let level = 0u8;
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &level, false)
+            .override_global("SINK_PREFIX", &prefix, true)
+            .override_global("SINK_MASK", &mask, true)
             .load(OBJECT)
             .map_err(|e| GuardError::Load(format!("{e:#}")))?;
         let name = which.program_name();
