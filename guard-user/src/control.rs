@@ -360,6 +360,12 @@ fn plan(
     Ok((new, ports, entries))
 }
 
+/// Checks `settings` against `cfg` (with empty access lists) without writing anything: lets
+/// `guard run --config` refuse a bad file before it loads or changes anything.
+pub fn check(cfg: &GuardConfig, settings: &[Setting]) -> Result<(), GuardError> {
+    plan(cfg, &[], settings).map(|_| ())
+}
+
 /// Applies `settings` to a running guard: everything is checked first (parsing already
 /// happened; here the combined configuration, removals of absent entries), then the ports
 /// bitmap, the access lists, and last the configuration are written. A mode change is counted

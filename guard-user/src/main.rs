@@ -218,6 +218,10 @@ struct StatsArgs {
     /// Seconds between reports.
     #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
     interval: f64,
+    /// Show the gauges as the tracepoint keeps them, without refreshing them from sock_diag
+    /// first (time-wait and request sockets then show their count at the last refresh).
+    #[arg(long)]
+    no_reseed: bool,
 }
 
 fn parse_interval(s: &str) -> Result<f64, String> {
@@ -315,6 +319,21 @@ fn keep_policy(
     }
 }
 
+/// Removes the pins of a guard that never got attached.
+struct PinCleanup {
+    key: Option<PinKey>,
+}
+
+impl Drop for PinCleanup {
+    fn drop(&mut self) {
+        if let Some(k) = &self.key
+            && let Err(e) = pin::remove_pins(k)
+        {
+            log::warn!("{e}");
+        }
+    }
+}
+
 async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
     // Checked first so a typo fails before anything is loaded or changed.
     tuning::interface_mtu(&args.iface)?;
@@ -322,6 +341,23 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
         Some(path) => control::read_config_file(path)?,
         None => Vec::new(),
     };
+    let overrides = Overrides {
+        mss_v4: args.mss,
+        ttl: args.ttl,
+        ..Default::default()
+    };
+    if !settings.is_empty() {
+        // The file against a fresh configuration, before anything is loaded or changed.
+        // (Placeholder values where the system decides: those are not the file's business.)
+        let probe = guard_user::GuardConfig {
+            mss_v4: 1460,
+            mss_v6: 1440,
+            window: 65535,
+            ttl: args.ttl.unwrap_or(64),
+            ..tuning::policy_defaults()
+        };
+        control::check(&probe, &settings)?;
+    }
     let key = PinKey::here(&args.iface)?;
     let prior = if key.is_pinned() {
         if !args.pin {
@@ -355,6 +391,10 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
     };
     let target = StatesTarget::here()?;
     let pin_dir = key.pin_dir();
+    // A new pinned guard that fails before it is attached leaves no pins behind.
+    let mut cleanup = PinCleanup {
+        key: (args.pin && prior.is_none()).then(|| key.clone()),
+    };
     let mut guard = Guard::load_with(
         &LoadOptions { log_level },
         args.pin.then_some(pin_dir.as_path()),
@@ -363,14 +403,7 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
 
     let mut sysctls = SysctlSet::new();
     tuning::prepare_sysctls(&mut sysctls)?;
-    let mut cfg = tuning::config_from_system(
-        &args.iface,
-        &Overrides {
-            mss_v4: args.mss,
-            ttl: args.ttl,
-            ..Default::default()
-        },
-    )?;
+    let mut cfg = tuning::config_from_system(&args.iface, &overrides)?;
     if prior.is_some() {
         // The pinned maps kept the running policy: carry it over, refresh what the system
         // dictates (MSS, window scale, options).
@@ -392,6 +425,7 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
         guard.attach(&args.iface, args.mode)?;
         PinnedAttach::New
     };
+    cleanup.key = None;
     let states_prog = match guard.attach_states(args.pin.then(|| key.states_link()).as_deref()) {
         Ok(id) => id,
         Err(e) => {
@@ -819,6 +853,9 @@ fn stats(a: StatsArgs) -> anyhow::Result<()> {
     let tty = !a.json && std::io::stdout().is_terminal();
     let stdout = std::io::stdout();
     let take = |maps: &mut PinnedMaps| -> anyhow::Result<snapshot::Snapshot> {
+        if a.no_reseed {
+            return Ok(snapshot::take(maps, key.netns)?);
+        }
         if let Err(e) = snapshot::reseed(maps, key.netns) {
             log::debug!("re-seeding the TCP state gauges: {e}");
         }
