@@ -5,8 +5,11 @@
 //!   against the nightly's own LLVM in `.tools/bpf-linker` (each step skipped when done);
 //! - `build`: setup, then the release `guard` binary;
 //! - `test`: setup, formatting, clippy, every test (the integration tests need root);
-//! - `lab`: setup, release build, then `guard lab` with the given arguments.
+//! - `lab`: setup, release build, then `guard lab` with the given arguments;
+//! - `bench <what>`: setup, release build, then a measurement (`controller`: RSS and CPU of the
+//!   controller streaming at 1 Hz).
 
+mod bench;
 mod setup;
 
 use std::{
@@ -40,11 +43,27 @@ enum Task {
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
         test_threads: u16,
     },
+    /// Setup, release build, then a benchmark (as root).
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
     /// Setup, release build, then `guard lab ARGS...` (e.g. `cargo xtask lab --duration 5`).
     Lab {
         /// Arguments for `guard lab` (see `guard lab --help`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+}
+
+/// What `cargo xtask bench` measures.
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// RSS and CPU of `guard run --pin` and `guard stats` streaming at 1 Hz.
+    Controller {
+        /// Seconds to measure.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(3..=600))]
+        seconds: u64,
     },
 }
 
@@ -189,5 +208,15 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Test { test_threads } => test(&root, test_threads),
         Task::Lab { args } => lab(&root, &args),
+        Task::Bench { what } => {
+            if !is_root() {
+                bail!("benchmarks load XDP programs and create network namespaces: run as root");
+            }
+            setup::setup(&root)?;
+            let exe = build(&root)?;
+            match what {
+                Bench::Controller { seconds } => bench::controller(&exe, seconds),
+            }
+        }
     }
 }
