@@ -295,7 +295,7 @@ fn pinned_restart_keeps_counters_and_configuration_and_detach_restores() {
     assert_eq!(st["deny"], serde_json::json!(["10.9.0.0/16"]));
     let s1 = stats(&lab, &[]);
     assert!(
-        counter(&s1, Counter::AckValid) >= counter(&s0, Counter::AckValid) + 1,
+        counter(&s1, Counter::AckValid) > counter(&s0, Counter::AckValid),
         "counters survive the restart: {s0} -> {s1}"
     );
     stop(run);
