@@ -390,6 +390,12 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
         _ => Some(log::Level::Trace),
     };
     let target = StatesTarget::here()?;
+    // The kernel's BTF (several MB) was parsed and dropped: give the memory back.
+    #[cfg(target_env = "gnu")]
+    // Safety: plain glibc call without arguments to check.
+    unsafe {
+        libc::malloc_trim(0)
+    };
     let pin_dir = key.pin_dir();
     // A new pinned guard that fails before it is attached leaves no pins behind.
     let mut cleanup = PinCleanup {
@@ -959,6 +965,17 @@ mod tests {
             &["guard", "run", "eth0", "--ttl", "256"],
             &["guard", "run", "eth0", "--mss", "100"],
             &["guard", "run", "eth0", "--mode", "hw"],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+        for args in [
+            &["guard", "set", "eth0"][..],
+            &["guard", "stats", "eth0", "--count", "0"],
+            &["guard", "stats", "eth0", "--interval", "0"],
+            &["guard", "run", "eth0", "--metrics-addr", "nope"],
+            &["guard", "status"],
+            &["guard", "detach", "eth0", "--netns", "x"],
         ] {
             let err = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");

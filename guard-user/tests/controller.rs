@@ -553,10 +553,32 @@ fn metrics_endpoint_serves_prometheus_text() {
     for _ in 0..5 {
         assert!(lab.curl("index.html", None, &[]).unwrap().ok());
     }
-    let report =
-        lab::run_flood(&mut lab.flood_command(guard_exe(), "syn", 2000, 20.0, Some(20_000)))
-            .expect("guard flood");
-    assert_eq!(report.sent, 2000);
+    // A SYN flood; the live table and a scrape taken while it runs are printed (visible with
+    // --nocapture) as the documentation of both outputs.
+    let mut flood = ChildGuard::spawn(
+        "guard flood",
+        &mut lab.flood_command(guard_exe(), "syn", 60_000, 20.0, Some(20_000)),
+    )
+    .expect("starting guard flood");
+    std::thread::sleep(Duration::from_millis(1500));
+    let table = guard_ok(
+        &lab,
+        &["stats", lab.server_if(), "--count", "1", "--interval", "1"],
+    );
+    let (code, during) = scrape(&lab, port, "/metrics");
+    assert_eq!(code, 200);
+    println!("guard stats during a 20 kpps SYN flood:\n{table}");
+    println!("/metrics during the flood (excerpt):");
+    for l in during.lines().filter(|l| {
+        !l.starts_with('#')
+            && !l.ends_with(" 0")
+            && (l.contains("family=\"ipv4\"") || !l.contains("family="))
+    }) {
+        println!("{l}");
+    }
+    assert!(table.contains("synack_sent"), "{table}");
+    let st = flood.wait(Duration::from_secs(20)).expect("the flood ends");
+    assert!(st.success(), "guard flood: {}", flood.stderr());
     std::thread::sleep(Duration::from_millis(200));
 
     let (code, body) = scrape(&lab, port, "/metrics");
@@ -589,7 +611,7 @@ fn metrics_endpoint_serves_prometheus_text() {
     assert!(
         get(&format!(
             "synguard_synack_sent_total{{iface=\"{iface}\",family=\"ipv4\"}}"
-        )) >= 2005.0
+        )) >= 60_005.0
     );
     assert!(
         get(&format!(
