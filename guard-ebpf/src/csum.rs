@@ -32,6 +32,22 @@ pub fn add_words_at<const N: usize>(mut sum: u32, buf: &[u8; N], start: usize, l
     sum
 }
 
+/// Adds the `LEN` bytes of `buf` from `at` as big-endian words: a fixed-length, branch-free sum
+/// (`LEN` even, `at + LEN <= N`; out-of-range requests add nothing).
+#[inline(always)]
+pub fn sum_fixed<const N: usize, const LEN: usize>(mut sum: u32, buf: &[u8; N], at: usize) -> u32 {
+    if at + LEN > N {
+        return sum;
+    }
+    let b = &buf[at..at + LEN];
+    let mut i = 0;
+    while i + 1 < LEN {
+        sum += u16::from_be_bytes([b[i], b[i + 1]]) as u32;
+        i += 2;
+    }
+    sum
+}
+
 /// Folds a 32-bit one's-complement sum to 16 bits and complements it: the value that goes into a
 /// checksum field (host order; store with `to_be_bytes`).
 #[inline(always)]
@@ -124,6 +140,21 @@ mod tests {
         h[10] = 0xb8;
         h[11] = 0x62;
         assert!(!ipv4_header_ok(&h));
+    }
+
+    #[test]
+    fn fixed_sums_match_variable_ones() {
+        let mut b = [0u8; 44];
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (i * 37 + 11) as u8;
+        }
+        assert_eq!(sum_fixed::<44, 40>(7, &b, 4), add_words_at(7, &b, 4, 40));
+        assert_eq!(sum_fixed::<44, 20>(0, &b, 0), add_words_at(0, &b, 0, 20));
+        assert_eq!(
+            sum_fixed::<44, 40>(5, &b, 8),
+            5,
+            "out of range adds nothing"
+        );
     }
 
     #[test]

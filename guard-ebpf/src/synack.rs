@@ -126,6 +126,8 @@ pub fn write_tcp<const N: usize>(out: &mut [u8; N], at: usize, f: &SynAckFields)
     o[13] = flags;
     o[14..16].copy_from_slice(&f.window.to_be_bytes());
     o[16..20].fill(0);
+    // Unused option space stays zero, so checksums may sum the whole 40 bytes.
+    o[24..SYNACK_TCP_MAX].fill(0);
 
     let mss = f.mss.to_be_bytes();
     o[20..24].copy_from_slice(&[TCPOPT_MSS, 4, mss[0], mss[1]]);
@@ -179,11 +181,12 @@ fn tcp_with_checksum<const N: usize>(
     pseudo: u32,
 ) -> usize {
     let tcp_len = write_tcp(out, at, f);
-    let sum = csum::fold(csum::add_words_at(
+    // The bytes past tcp_len are zero (write_tcp), so a fixed-length, branch-free sum over
+    // the whole 40-byte area is the sum over the header.
+    let sum = csum::fold(csum::sum_fixed::<N, SYNACK_TCP_MAX>(
         pseudo + tcp_len as u32,
         out,
         at,
-        tcp_len,
     ));
     out[at + 16..at + 18].copy_from_slice(&sum.to_be_bytes());
     tcp_len
@@ -206,7 +209,7 @@ pub fn build_v4(
     out[0..12].copy_from_slice(&[0x45, 0, tot_len[0], tot_len[1], 0, 0, 0x40, 0, ttl, 6, 0, 0]);
     out[12..16].copy_from_slice(a.local);
     out[16..20].copy_from_slice(a.client);
-    let ipsum = csum::fold(csum::add_words_at(0, out, 0, IPV4_HLEN));
+    let ipsum = csum::fold(csum::sum_fixed::<SYNACK_L34_MAX, IPV4_HLEN>(0, out, 0));
     out[10..12].copy_from_slice(&ipsum.to_be_bytes());
     IPV4_HLEN + tcp_len
 }
