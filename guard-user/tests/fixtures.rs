@@ -1650,7 +1650,16 @@ fn reflection_limit_caps_synacks_per_source_prefix() {
         reflect_limit: 2,
         ..CONFIG
     });
-    let second = || monotonic_ms() as u64 * 1_000_000 >> 30;
+    // The data path's budget second: bpf_ktime_get_ns() >> 30 (CLOCK_MONOTONIC).
+    let second = || {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // Safety: valid out-pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        (now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64) >> 30
+    };
     // Retry if a budget second (about 1.07 s) rolls over in the middle of the sequence.
     for attempt in 0.. {
         assert!(attempt < 5, "budget seconds kept rolling over");
