@@ -3,7 +3,7 @@
 
 use std::{
     io::{IsTerminal as _, Write as _},
-    net::{Ipv4Addr, SocketAddr},
+    net::SocketAddr,
     path::PathBuf,
     process::ExitCode,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use guard_user::{
     AttachMode, Guard, GuardError, LoadOptions, control,
     guard::{PinnedAttach, StatesTarget},
-    lab::{self, LabError, packet::Prefix},
+    lab::{self, LabError, packet::IpPrefix},
     maps::{GuardMaps as _, PinnedMaps},
     pin::{self, PinKey, PinState},
     report, snapshot,
@@ -79,15 +79,15 @@ struct FloodArgs {
     /// Destination MAC address: the peer veth's.
     #[arg(long, value_parser = lab::packet::parse_mac)]
     dst_mac: [u8; 6],
-    /// Destination IPv4 address.
+    /// Destination address (IPv4 or IPv6, the family of --src-prefix).
     #[arg(long)]
-    dst: Ipv4Addr,
+    dst: std::net::IpAddr,
     /// Destination TCP port.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     dport: u16,
-    /// Prefix the random source addresses are drawn from (e.g. 10.204.0.0/16).
+    /// Prefix the random source addresses are drawn from (e.g. 10.204.0.0/16, fd00:204::/64).
     #[arg(long)]
-    src_prefix: Prefix,
+    src_prefix: IpPrefix,
     /// What to send.
     #[arg(long, value_enum)]
     kind: FloodKind,
@@ -100,6 +100,10 @@ struct FloodArgs {
     /// Send at most this many frames per second (default: as fast as possible).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pps: Option<u64>,
+    /// How to send: `xdp` (BPF_PROG_RUN live frames, line rate; the receiving veth needs an XDP
+    /// program) or `packet` (AF_PACKET socket, slower, any receiver).
+    #[arg(long, value_enum, default_value_t = lab::flood::Engine::Xdp)]
+    engine: lab::flood::Engine,
 }
 
 #[derive(Debug, Args)]
@@ -909,6 +913,7 @@ fn flood(args: FloodArgs) -> anyhow::Result<()> {
         dst: args.dst,
         dport: args.dport,
         src_prefix: args.src_prefix,
+        engine: args.engine,
         kind: match args.kind {
             FloodKind::Syn => lab::packet::Kind::Syn,
             FloodKind::Ack => lab::packet::Kind::Ack,

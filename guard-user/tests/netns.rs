@@ -213,7 +213,13 @@ fn syn_flood_leaves_no_syn_recv_and_clients_get_through() {
         .stdout_lines()
         .iter()
         .find_map(|l| lab::flood::FloodReport::parse_line(l))
-        .expect("guard flood prints a report");
+        .unwrap_or_else(|| {
+            panic!(
+                "guard flood printed no report: stdout {:?}, stderr {:?}",
+                flood.stdout_lines(),
+                flood.stderr()
+            )
+        });
     assert_eq!(report.sent, count, "{report}");
     assert!(during >= 5, "only {during} requests ran during the flood");
 

@@ -1,11 +1,14 @@
 //! The bounded flood generator behind `guard flood`: crafted SYNs or forged ACKs from random
-//! sources of a spoofed prefix, written to a veth with an `AF_PACKET` socket (`sendmmsg` in
-//! batches), stopped by a frame count and a time limit, optionally paced to a rate. It refuses
-//! anything but a veth so it cannot be pointed at a real network.
+//! sources of a spoofed prefix (IPv4 or IPv6), stopped by a frame count and a time limit,
+//! optionally paced to a rate. Two engines: `xdp` (default) runs the `synguard_flood` XDP
+//! program with `BPF_PROG_RUN` live frames (`guard_user::livegen`), millions of frames per second
+//! from one core, and needs an XDP program on the receiving veth; `packet` writes to an
+//! `AF_PACKET` socket with `sendmmsg`, slower but for any receiver. It refuses anything but a
+//! veth so it cannot be pointed at a real network.
 
 use std::{
     fmt,
-    net::Ipv4Addr,
+    net::IpAddr,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
@@ -13,8 +16,21 @@ use std::{
 
 use super::{
     LabError, Result,
-    packet::{self, Kind, MAX_FRAME, Prefix, Rng, Segment},
+    packet::{self, IpPrefix, Kind, MAX_FRAME, Rng, Segment},
 };
+use crate::livegen::{LiveFlood, LiveGenerator};
+use guard_common::FloodConfig;
+
+/// How frames are put on the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    /// XDP program under BPF_PROG_RUN live frames: line rate; the peer veth needs an XDP
+    /// program (the guard, or any pass program) for the frames to arrive.
+    #[default]
+    Xdp,
+    /// AF_PACKET socket with sendmmsg: about a tenth of the rate, any receiver.
+    Packet,
+}
 
 /// Frames per `sendmmsg` call.
 const BATCH: usize = 64;
@@ -26,10 +42,12 @@ pub struct FloodSpec {
     pub iface: String,
     /// Destination MAC: the peer veth's address.
     pub dst_mac: [u8; 6],
-    pub dst: Ipv4Addr,
+    /// Destination address; the same family as `src_prefix`.
+    pub dst: IpAddr,
     pub dport: u16,
     /// Sources are drawn at random from this prefix.
-    pub src_prefix: Prefix,
+    pub src_prefix: IpPrefix,
+    pub engine: Engine,
     pub kind: Kind,
     /// Stop after this many frames...
     pub count: u64,
@@ -195,11 +213,100 @@ pub fn check_veth(iface: &str) -> Result<()> {
 /// Sends the flood; returns when `count` frames were sent, `duration` elapsed, or `stop` is set.
 pub fn run(spec: &FloodSpec, stop: &AtomicBool) -> Result<FloodReport> {
     check_veth(&spec.iface)?;
-    let src_mac = super::packet::parse_mac(
-        &std::fs::read_to_string(format!("/sys/class/net/{}/address", spec.iface))
-            .map_err(super::io_err(format!("reading the MAC of {}", spec.iface)))?,
+    if spec.dst.is_ipv4() != spec.src_prefix.addr.is_ipv4() {
+        return Err(LabError::Refused(format!(
+            "destination {} and source prefix {} are of different address families",
+            spec.dst, spec.src_prefix
+        )));
+    }
+    match spec.engine {
+        Engine::Xdp => run_xdp(spec, stop),
+        Engine::Packet => run_packet(spec, stop),
+    }
+}
+
+fn src_mac_of(iface: &str) -> Result<[u8; 6]> {
+    super::packet::parse_mac(
+        &std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
+            .map_err(super::io_err(format!("reading the MAC of {iface}")))?,
     )
-    .map_err(LabError::Refused)?;
+    .map_err(LabError::Refused)
+}
+
+/// What the live-frames program randomizes, from the prefix: the IPv4 host bits, or the IPv6
+/// host bits inside the low 64 (a prefix shorter than /64 keeps its other bits).
+fn flood_config(p: &IpPrefix, kind: Kind) -> FloodConfig {
+    let mut c = FloodConfig {
+        random_ack: (kind == Kind::Ack) as u32,
+        sport_min: 1024,
+        ..Default::default()
+    };
+    match p.addr {
+        IpAddr::V4(a) => {
+            c.v4_prefix = a.octets();
+            c.v4_host_mask = if p.len == 0 {
+                u32::MAX
+            } else {
+                u32::MAX >> p.len.min(32)
+            };
+            if p.len >= 32 {
+                c.v4_host_mask = 0;
+            }
+        }
+        IpAddr::V6(a) => {
+            c.v6_prefix = a.octets();
+            let host_bits = 128u32.saturating_sub(p.len.into()).min(64);
+            let mask: u64 = if host_bits == 0 {
+                0
+            } else {
+                u64::MAX >> (64 - host_bits)
+            };
+            c.v6_host_mask = [(mask >> 32) as u32, mask as u32];
+        }
+    }
+    c
+}
+
+fn run_xdp(spec: &FloodSpec, stop: &AtomicBool) -> Result<FloodReport> {
+    let mut rng = Rng::from_entropy();
+    let seg = Segment {
+        kind: spec.kind,
+        src_mac: src_mac_of(&spec.iface)?,
+        dst_mac: spec.dst_mac,
+        src: spec.src_prefix.random(&mut rng),
+        dst: spec.dst,
+        sport: 40_000,
+        dport: spec.dport,
+        seq: rng.next_u32(),
+        ack: rng.next_u32(),
+        ip_id: 0,
+        tsval: rng.next_u32(),
+    };
+    let mut frame = [0u8; MAX_FRAME];
+    let n = packet::build(&seg, &mut frame);
+    let flood = LiveFlood {
+        ifindex: crate::tuning::interface_index(&spec.iface)
+            .map_err(|e| LabError::Refused(e.to_string()))?,
+        template: frame[..n].to_vec(),
+        config: flood_config(&spec.src_prefix, spec.kind),
+        count: spec.count,
+        duration: spec.duration,
+        pps: spec.pps,
+    };
+    let mut g = LiveGenerator::load().map_err(|e| LabError::Refused(e.to_string()))?;
+    let r = g
+        .run(&flood, &|| stop.load(Ordering::Relaxed))
+        .map_err(|e| LabError::Refused(e.to_string()))?;
+    Ok(FloodReport {
+        kind: spec.kind,
+        sent: r.sent,
+        elapsed: r.elapsed,
+        retries: 0,
+    })
+}
+
+fn run_packet(spec: &FloodSpec, stop: &AtomicBool) -> Result<FloodReport> {
+    let src_mac = src_mac_of(&spec.iface)?;
     let name = std::ffi::CString::new(spec.iface.as_str())
         .map_err(|_| LabError::Refused(format!("bad interface name {:?}", spec.iface)))?;
     // Safety: NUL-terminated string.
@@ -219,7 +326,12 @@ pub fn run(spec: &FloodSpec, stop: &AtomicBool) -> Result<FloodReport> {
     // Safety: all-zero is a valid sockaddr_ll.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = (libc::ETH_P_IP as u16).to_be();
+    let ethertype = if spec.dst.is_ipv4() {
+        libc::ETH_P_IP
+    } else {
+        libc::ETH_P_IPV6
+    };
+    addr.sll_protocol = (ethertype as u16).to_be();
     addr.sll_ifindex = ifindex as i32;
     addr.sll_halen = 6;
     addr.sll_addr[..6].copy_from_slice(&spec.dst_mac);

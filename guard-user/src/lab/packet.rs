@@ -1,16 +1,18 @@
-//! Crafted Ethernet/IPv4/TCP frames for the flood generator: SYNs with the options Linux sends and
-//! bare ACKs, with the IPv4 and TCP checksums computed here (RFC 1071).
+//! Crafted Ethernet/IPv4-or-IPv6/TCP frames for the flood generator: SYNs with the options Linux
+//! sends and bare ACKs, with the IPv4 and TCP checksums computed here (RFC 1071).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Length of the Ethernet header.
 pub const ETH_LEN: usize = 14;
 /// Length of the IPv4 header (no options).
 pub const IP_LEN: usize = 20;
+/// Length of the IPv6 header.
+pub const IP6_LEN: usize = 40;
 /// TCP options of a Linux SYN: MSS 1460, SACK permitted, timestamps, NOP, window scale 7.
 const SYN_OPTIONS_LEN: usize = 20;
 /// Largest frame [`build`] writes.
-pub const MAX_FRAME: usize = ETH_LEN + IP_LEN + 20 + SYN_OPTIONS_LEN;
+pub const MAX_FRAME: usize = ETH_LEN + IP6_LEN + 20 + SYN_OPTIONS_LEN;
 
 /// Which segment to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,8 +29,9 @@ pub struct Segment {
     pub kind: Kind,
     pub src_mac: [u8; 6],
     pub dst_mac: [u8; 6],
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    /// Source and destination: both IPv4 or both IPv6.
+    pub src: IpAddr,
+    pub dst: IpAddr,
     pub sport: u16,
     pub dport: u16,
     pub seq: u32,
@@ -73,34 +76,62 @@ pub fn tcp_checksum(src: Ipv4Addr, dst: Ipv4Addr, segment: &[u8]) -> u16 {
     fold(sum_words(acc, segment))
 }
 
-/// Writes the frame for `s` at the start of `buf` and returns its length.
+/// The TCP checksum of `segment` over the IPv6 pseudo-header.
+pub fn tcp_checksum_v6(src: Ipv6Addr, dst: Ipv6Addr, segment: &[u8]) -> u16 {
+    let mut acc = sum_words(0, &src.octets());
+    acc = sum_words(acc, &dst.octets());
+    acc += 6;
+    acc += segment.len() as u32;
+    fold(sum_words(acc, segment))
+}
+
+/// Writes the frame for `s` at the start of `buf` and returns its length. Mixed address
+/// families build an IPv4 frame from the IPv4 parts that exist (never sent: callers check).
 pub fn build(s: &Segment, buf: &mut [u8; MAX_FRAME]) -> usize {
     let opt_len = match s.kind {
         Kind::Syn => SYN_OPTIONS_LEN,
         Kind::Ack => 0,
     };
     let tcp_len = 20 + opt_len;
-    let total = ETH_LEN + IP_LEN + tcp_len;
+    let v6 = matches!((s.src, s.dst), (IpAddr::V6(_), IpAddr::V6(_)));
+    let ip_len = if v6 { IP6_LEN } else { IP_LEN };
+    let total = ETH_LEN + ip_len + tcp_len;
     let f = &mut buf[..total];
     f.fill(0);
 
     f[0..6].copy_from_slice(&s.dst_mac);
     f[6..12].copy_from_slice(&s.src_mac);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    f[12..14].copy_from_slice(&(if v6 { 0x86ddu16 } else { 0x0800 }).to_be_bytes());
 
-    let ip = &mut f[ETH_LEN..ETH_LEN + IP_LEN];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&((IP_LEN + tcp_len) as u16).to_be_bytes());
-    ip[4..6].copy_from_slice(&s.ip_id.to_be_bytes());
-    ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // DF
-    ip[8] = 64;
-    ip[9] = 6;
-    ip[12..16].copy_from_slice(&s.src.octets());
-    ip[16..20].copy_from_slice(&s.dst.octets());
-    let c = internet_checksum(ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let ip = &mut f[ETH_LEN..ETH_LEN + ip_len];
+    match (s.src, s.dst) {
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            ip[0] = 0x60;
+            ip[4..6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
+            ip[6] = 6;
+            ip[7] = 64;
+            ip[8..24].copy_from_slice(&src.octets());
+            ip[24..40].copy_from_slice(&dst.octets());
+        }
+        (src, dst) => {
+            let v4 = |a: IpAddr| match a {
+                IpAddr::V4(a) => a,
+                IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+            };
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&((IP_LEN + tcp_len) as u16).to_be_bytes());
+            ip[4..6].copy_from_slice(&s.ip_id.to_be_bytes());
+            ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // DF
+            ip[8] = 64;
+            ip[9] = 6;
+            ip[12..16].copy_from_slice(&v4(src).octets());
+            ip[16..20].copy_from_slice(&v4(dst).octets());
+            let c = internet_checksum(ip);
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+    }
 
-    let tcp = &mut f[ETH_LEN + IP_LEN..];
+    let tcp = &mut f[ETH_LEN + ip_len..];
     tcp[0..2].copy_from_slice(&s.sport.to_be_bytes());
     tcp[2..4].copy_from_slice(&s.dport.to_be_bytes());
     tcp[4..8].copy_from_slice(&s.seq.to_be_bytes());
@@ -123,7 +154,11 @@ pub fn build(s: &Segment, buf: &mut [u8; MAX_FRAME]) -> usize {
             tcp[14..16].copy_from_slice(&502u16.to_be_bytes());
         }
     }
-    let c = tcp_checksum(s.src, s.dst, tcp);
+    let c = match (s.src, s.dst) {
+        (IpAddr::V6(src), IpAddr::V6(dst)) => tcp_checksum_v6(src, dst, tcp),
+        (IpAddr::V4(src), IpAddr::V4(dst)) => tcp_checksum(src, dst, tcp),
+        _ => 0,
+    };
     tcp[16..18].copy_from_slice(&c.to_be_bytes());
     total
 }
@@ -234,6 +269,77 @@ impl std::fmt::Display for Prefix {
     }
 }
 
+/// An IPv4 or IPv6 prefix, `addr/len`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpPrefix {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl IpPrefix {
+    /// The IPv4 prefix, if it is one.
+    pub fn v4(&self) -> Option<Prefix> {
+        match self.addr {
+            IpAddr::V4(addr) => Some(Prefix {
+                addr,
+                len: self.len,
+            }),
+            IpAddr::V6(_) => None,
+        }
+    }
+
+    /// A random address inside the prefix.
+    pub fn random(&self, rng: &mut Rng) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(_) => IpAddr::V4(self.v4().expect("v4").random(rng)),
+            IpAddr::V6(a) => {
+                let bits = 128 - u32::from(self.len);
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u128::MAX >> (128 - bits)
+                };
+                let r = (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64());
+                IpAddr::V6(Ipv6Addr::from((u128::from(a) & !mask) | (r & mask)))
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for IpPrefix {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(p) = s.parse::<Prefix>() {
+            return Ok(Self {
+                addr: IpAddr::V4(p.addr),
+                len: p.len,
+            });
+        }
+        let (a, l) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` is not a prefix like 10.204.0.0/16 or fd00:204::/64"))?;
+        let addr: Ipv6Addr = a
+            .parse()
+            .map_err(|_| format!("`{a}` is not an IPv4 or IPv6 address"))?;
+        let len: u8 = l
+            .parse()
+            .ok()
+            .filter(|l| *l <= 128)
+            .ok_or_else(|| format!("`{l}` is not an IPv6 prefix length (0-128)"))?;
+        Ok(Self {
+            addr: IpAddr::V6(addr),
+            len,
+        })
+    }
+}
+
+impl std::fmt::Display for IpPrefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
 /// Parses a MAC address written `aa:bb:cc:dd:ee:ff`.
 pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     let parts: Vec<&str> = s.trim().split(':').collect();
@@ -260,8 +366,8 @@ mod tests {
             kind,
             src_mac: [2, 0, 0, 0, 0, 1],
             dst_mac: [2, 0, 0, 0, 0, 2],
-            src: Ipv4Addr::new(10, 204, 3, 4),
-            dst: Ipv4Addr::new(10, 203, 0, 2),
+            src: Ipv4Addr::new(10, 204, 3, 4).into(),
+            dst: Ipv4Addr::new(10, 203, 0, 2).into(),
             sport: 40_001,
             dport: 80,
             seq: 0xdead_beef,
@@ -295,7 +401,7 @@ mod tests {
             };
             let iph = ip.header().to_header();
             assert_eq!(iph.header_checksum, iph.calc_header_checksum());
-            assert_eq!(iph.source, s.src.octets());
+            assert_eq!(IpAddr::from(iph.source), s.src);
             assert!(iph.dont_fragment);
             let Some(TransportSlice::Tcp(tcp)) = &p.transport else {
                 panic!("not TCP")
@@ -307,7 +413,7 @@ mod tests {
             match kind {
                 Kind::Syn => {
                     assert!(th.syn && !th.ack);
-                    assert_eq!(n, MAX_FRAME);
+                    assert_eq!(n, ETH_LEN + IP_LEN + 40);
                     assert_eq!(th.options.as_slice().len(), 20);
                 }
                 Kind::Ack => {
@@ -317,6 +423,51 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn ipv6_frames_parse_and_checksums_verify() {
+        use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+        for kind in [Kind::Syn, Kind::Ack] {
+            let s = Segment {
+                src: "fd00:204::7".parse().unwrap(),
+                dst: "fd00:203::1".parse().unwrap(),
+                ..segment(kind)
+            };
+            let mut buf = [0u8; MAX_FRAME];
+            let n = build(&s, &mut buf);
+            let p = SlicedPacket::from_ethernet(&buf[..n]).expect("parses");
+            let Some(NetSlice::Ipv6(ip)) = &p.net else {
+                panic!("not IPv6")
+            };
+            let h = ip.header();
+            let Some(TransportSlice::Tcp(tcp)) = &p.transport else {
+                panic!("not TCP")
+            };
+            assert_eq!(
+                tcp.calc_checksum_ipv6(h.source(), h.destination()).unwrap(),
+                tcp.checksum()
+            );
+            assert_eq!(IpAddr::from(h.source()), s.src);
+            assert_eq!(tcp.syn(), kind == Kind::Syn);
+        }
+    }
+
+    #[test]
+    fn ip_prefixes() {
+        let p: IpPrefix = "fd00:204::/64".parse().unwrap();
+        let mut rng = Rng::new(3);
+        for _ in 0..100 {
+            let IpAddr::V6(a) = p.random(&mut rng) else {
+                panic!("family")
+            };
+            assert_eq!(a.segments()[..4], [0xfd00, 0x204, 0, 0]);
+        }
+        let p4: IpPrefix = "10.204.0.0/16".parse().unwrap();
+        assert_eq!(p4.v4().unwrap().len, 16);
+        assert!(p.v4().is_none());
+        assert!("fd00::/129".parse::<IpPrefix>().is_err());
+        assert_eq!(p.to_string(), "fd00:204::/64");
     }
 
     #[test]
