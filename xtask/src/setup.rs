@@ -34,6 +34,8 @@ const TOOLS: &[(&str, &str)] = &[
     ("socat", "socat"),
     ("bpftool", "bpftool"),
     ("perf", "linux-perf"),
+    // Minimal Debian images (containers) lack procps; the lab sets namespace sysctls with it.
+    ("sysctl", "procps"),
 ];
 
 /// bpf-linker release verified with the pinned aya versions; bump together with the nightly
