@@ -109,7 +109,7 @@ struct FloodArgs {
 #[derive(Debug, Args)]
 struct LabArgs {
     /// SYNs to send at most (the flood also stops after --duration).
-    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    #[arg(long, default_value_t = 100_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     flood_count: u64,
     /// Rate limit of the flood in frames per second (default: as fast as possible).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -120,6 +120,9 @@ struct LabArgs {
     /// Seconds the flood and the clients run.
     #[arg(long, default_value_t = 10.0, value_parser = parse_duration)]
     duration: f64,
+    /// Where to write the SVG chart of the run (pps and connect latency over time).
+    #[arg(long, default_value = "synguard-lab.svg")]
+    plot: std::path::PathBuf,
 }
 
 fn parse_duration(s: &str) -> Result<f64, String> {
@@ -935,6 +938,7 @@ fn run_lab(args: LabArgs) -> anyhow::Result<()> {
         flood_pps: args.flood_pps,
         clients: args.clients.into(),
         duration: Duration::from_secs_f64(args.duration),
+        plot: Some(args.plot),
     };
     let summary = lab::demo::run(&opts, stop, &|msg| println!("lab: {msg}"));
     if stop.load(std::sync::atomic::Ordering::Relaxed) {

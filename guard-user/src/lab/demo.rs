@@ -12,9 +12,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use guard_common::Counter;
+
 use super::{
-    ChildGuard, Lab, LabError, Report, Result, SNMP_KEYS, SPOOF_PREFIX, Snmp, flood::FloodReport,
+    ChildGuard, Lab, LabError, Report, Result, SNMP_KEYS, SPOOF_PREFIX, Snmp,
+    flood::FloodReport,
     percentile,
+    plot::{self, Sample},
 };
 
 /// Parameters of one demo run.
@@ -31,6 +35,8 @@ pub struct DemoOptions {
     pub clients: usize,
     /// Length of the flood and client phase.
     pub duration: Duration,
+    /// Where to write the SVG chart of the run (None: no chart).
+    pub plot: Option<PathBuf>,
 }
 
 /// What a demo run measured.
@@ -52,6 +58,22 @@ pub struct DemoSummary {
     pub snmp_after: Snmp,
     /// Exit status of `guard run` after SIGTERM.
     pub guard_exit: String,
+    /// One sample per second of the flood phase.
+    pub samples: Vec<Sample>,
+    /// The chart written, if any.
+    pub plot: Option<PathBuf>,
+}
+
+impl DemoSummary {
+    /// Mean of a per-second rate over the samples that saw traffic.
+    fn mean(&self, f: impl Fn(&Sample) -> f64) -> f64 {
+        let v: Vec<f64> = self.samples.iter().map(f).filter(|v| *v > 0.0).collect();
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    }
 }
 
 impl fmt::Display for DemoSummary {
@@ -65,6 +87,12 @@ impl fmt::Display for DemoSummary {
             Some(r) => writeln!(f, "flood     {r} (sources {SPOOF_PREFIX})")?,
             None => writeln!(f, "flood     no report")?,
         }
+        writeln!(
+            f,
+            "rates     offered {:.3} Mpps, SYN-ACKs answered in XDP {:.3} Mpps (means over the seconds with traffic)",
+            self.mean(|s| s.offered_pps) / 1e6,
+            self.mean(|s| s.answered_pps) / 1e6
+        )?;
         writeln!(
             f,
             "requests  {}/{} ok; connect p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
@@ -103,6 +131,9 @@ impl fmt::Display for DemoSummary {
             .map(|k| format!("{k} +{}", self.snmp_after.delta(&self.snmp_before, k)))
             .collect();
         writeln!(f, "kernel    {}", deltas.join(", "))?;
+        if let Some(p) = &self.plot {
+            writeln!(f, "chart     {}", p.display())?;
+        }
         write!(f, "guard run exited: {}", self.guard_exit)
     }
 }
@@ -164,8 +195,11 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
     )?;
     let deadline = Instant::now() + opts.duration;
     let requests = AtomicUsize::new(0);
-    let results: Mutex<(Vec<f64>, Vec<String>)> = Mutex::default();
+    // (when, connect seconds) of successes and (when, message) of failures.
+    let results: Mutex<(Vec<(Instant, f64)>, Vec<(Instant, String)>)> = Mutex::default();
+    let flood_start = Instant::now();
     let mut max_syn_recv = 0;
+    let mut samples = Vec::new();
     std::thread::scope(|s| {
         for _ in 0..opts.clients {
             s.spawn(|| {
@@ -173,22 +207,74 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
                     let r = lab.curl("index.html", None, &["--max-time", "10"]);
                     requests.fetch_add(1, Ordering::Relaxed);
                     let mut res = results.lock().unwrap();
+                    let now = Instant::now();
                     match r {
-                        Ok(r) if r.ok() => res.0.push(r.connect_s),
-                        Ok(r) => res.1.push(format!(
-                            "curl exit {}, HTTP {}: {}",
-                            r.exit, r.code, r.stderr
+                        Ok(r) if r.ok() => res.0.push((now, r.connect_s)),
+                        Ok(r) => res.1.push((
+                            now,
+                            format!("curl exit {}, HTTP {}: {}", r.exit, r.code, r.stderr),
                         )),
-                        Err(e) => res.1.push(e.to_string()),
+                        Err(e) => res.1.push((now, e.to_string())),
                     }
                 }
             });
         }
+        // The progress view: one line a second, and the samples for the chart.
+        let tx = || lab.client_tx_frames();
+        let answered = |r: Option<Report>| r.map_or(0, |r| r.get(Counter::SynAckSent));
+        let (mut last_t, mut last_tx, mut last_ans) =
+            (flood_start, tx(), answered(guard.last_report()));
+        let mut next = flood_start + Duration::from_secs(1);
         while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
             if let Ok(n) = lab.server.syn_recv_count() {
                 max_syn_recv = max_syn_recv.max(n);
             }
-            std::thread::sleep(Duration::from_millis(250));
+            if Instant::now() < next {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            next += Duration::from_secs(1);
+            let now = Instant::now();
+            let (t, a) = (tx(), answered(guard.last_report()));
+            let dt = now.duration_since(last_t).as_secs_f64().max(1e-3);
+            let mut conn: Vec<f64> = {
+                let res = results.lock().unwrap();
+                res.0
+                    .iter()
+                    .filter(|(w, _)| *w > last_t && *w <= now)
+                    .map(|(_, c)| c * 1e3)
+                    .collect()
+            };
+            conn.sort_by(f64::total_cmp);
+            let failed = {
+                let res = results.lock().unwrap();
+                res.1
+                    .iter()
+                    .filter(|(w, _)| *w > last_t && *w <= now)
+                    .count()
+            };
+            let sample = Sample {
+                t: now.duration_since(flood_start).as_secs_f64(),
+                offered_pps: t.saturating_sub(last_tx) as f64 / dt,
+                answered_pps: a.saturating_sub(last_ans) as f64 / dt,
+                ok: conn.len(),
+                failed,
+                connect_p50_ms: percentile(&conn, 0.5),
+                connect_max_ms: conn.last().copied().unwrap_or(f64::NAN),
+            };
+            say(&format!(
+                "t={:>4.1}s  offered {:>6.3} Mpps  SYN-ACKs {:>6.3} Mpps  requests {:>3} ok {:>2} failed  connect p50 {:>6.2} ms max {:>6.2} ms  SYN-RECV {}",
+                sample.t,
+                sample.offered_pps / 1e6,
+                sample.answered_pps / 1e6,
+                sample.ok,
+                sample.failed,
+                sample.connect_p50_ms,
+                sample.connect_max_ms,
+                max_syn_recv
+            ));
+            samples.push(sample);
+            (last_t, last_tx, last_ans) = (now, t, a);
         }
     });
     if let Some(e) = interrupted() {
@@ -205,9 +291,25 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
     let last = guard.settled_report().ok();
     let snmp_after = lab.server.snmp()?;
     let guard_exit = guard.stop().to_string();
-    let (mut connect_s, mut failures) = results.into_inner().unwrap();
+    let (ok, failed) = results.into_inner().unwrap();
+    let mut connect_s: Vec<f64> = ok.into_iter().map(|(_, c)| c).collect();
     connect_s.sort_by(f64::total_cmp);
+    let mut failures: Vec<String> = failed.into_iter().map(|(_, m)| m).collect();
+    let requests_failed = failures.len();
     failures.truncate(5);
+    let plot_path = match &opts.plot {
+        Some(p) => {
+            let title = format!(
+                "synguard lab: spoofed SYN flood against nginx, {} requests ok, {} failed",
+                connect_s.len(),
+                requests_failed
+            );
+            std::fs::write(p, plot::svg(&samples, &title))
+                .map_err(super::io_err(format!("writing {}", p.display())))?;
+            Some(p.clone())
+        }
+        None => None,
+    };
     Ok(DemoSummary {
         server_ns: lab.server.name().to_owned(),
         client_ns: lab.client.name().to_owned(),
@@ -221,5 +323,7 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
         snmp_before,
         snmp_after,
         guard_exit,
+        samples,
+        plot: plot_path,
     })
 }
