@@ -6,8 +6,9 @@
 //! - `build`: setup, then the release `guard` binary;
 //! - `test`: setup, formatting, clippy, every test (the integration tests need root);
 //! - `lab`: setup, release build, then `guard lab` with the given arguments;
-//! - `bench <what>`: setup, release build, then a measurement (`controller`: RSS and CPU of the
-//!   controller streaming at 1 Hz).
+//! - `bench [<what>]`: setup, release build, then a measurement (`datapath`, the default: the
+//!   data path beside its alternatives; `controller`: RSS and CPU of the controller streaming at
+//!   1 Hz).
 
 mod bench;
 mod setup;
@@ -43,10 +44,10 @@ enum Task {
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
         test_threads: u16,
     },
-    /// Setup, release build, then a benchmark (as root).
+    /// Setup, release build, then a benchmark (as root); without a target, `datapath`.
     Bench {
         #[command(subcommand)]
-        what: Bench,
+        what: Option<Bench>,
     },
     /// Setup, release build, then `guard lab ARGS...` (e.g. `cargo xtask lab --duration 5`).
     Lab {
@@ -59,6 +60,18 @@ enum Task {
 /// What `cargo xtask bench` measures.
 #[derive(Debug, Subcommand)]
 enum Bench {
+    /// The data path beside its alternatives, interleaved rounds: SYN-ACK and drop rates against
+    /// an XDP hairpin, XDP_DROP, kernel SYN cookies and nftables synproxy; per-packet costs;
+    /// established throughput; legitimate clients under flood. Prints a markdown table and
+    /// writes target/bench/datapath.json.
+    Datapath {
+        /// Rounds of every scenario.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+        rounds: u64,
+        /// Seconds per flood.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
     /// RSS and CPU of `guard run --pin` and `guard stats` streaming at 1 Hz.
     Controller {
         /// Seconds to measure.
@@ -214,8 +227,29 @@ fn main() -> anyhow::Result<()> {
             }
             setup::setup(&root)?;
             let exe = build(&root)?;
-            match what {
+            match what.unwrap_or(Bench::Datapath {
+                rounds: 3,
+                seconds: 3.0,
+            }) {
                 Bench::Controller { seconds } => bench::controller(&exe, seconds),
+                Bench::Datapath { rounds, seconds } => {
+                    if !(0.2..=30.0).contains(&seconds) {
+                        bail!("--seconds must be between 0.2 and 30");
+                    }
+                    step("bench: data path (cargo bench -p guard-user --bench datapath)");
+                    run(cargo(&root).args([
+                        "bench",
+                        "-p",
+                        "guard-user",
+                        "--bench",
+                        "datapath",
+                        "--",
+                        "--rounds",
+                        &rounds.to_string(),
+                        "--seconds",
+                        &seconds.to_string(),
+                    ]))
+                }
             }
         }
     }
