@@ -159,6 +159,10 @@ fn forged_ack_flood_is_dropped_without_sockets_or_resets() {
         lab::run_flood(&mut lab.flood_command(guard_exe(), "ack", 5000, 20.0, Some(20_000)))
             .expect("guard flood --kind ack");
     assert_eq!(report.sent, 5000, "{report}");
+    assert_eq!(
+        report.lost, 0,
+        "paced at 20k pps nothing overflows the veth: {report}"
+    );
 
     let c1 = settled(&guard);
     let k1 = snmp(&lab);

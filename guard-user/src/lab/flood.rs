@@ -66,9 +66,17 @@ pub struct FloodReport {
     pub elapsed: Duration,
     /// `sendmmsg` calls refused with ENOBUFS/EAGAIN and retried.
     pub retries: u64,
+    /// Frames the veth could not hand to its peer because the peer's receive ring was full
+    /// (`xdp` engine; the `packet` engine's frames wait in the qdisc instead).
+    pub lost: u64,
 }
 
 impl FloodReport {
+    /// Frames that reached the receiving end.
+    pub fn delivered(&self) -> u64 {
+        self.sent.saturating_sub(self.lost)
+    }
+
     /// Frames per second.
     pub fn rate(&self) -> f64 {
         self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -85,18 +93,20 @@ impl FloodReport {
             _ => return None,
         };
         let secs: f64 = w.nth(2)?.parse().ok()?;
-        let retries = line
-            .rsplit_once("; ")?
-            .1
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()?;
+        let field = |label: &str| -> Option<u64> {
+            line.split("; ")
+                .find(|part| part.contains(label))?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        };
         Some(Self {
             kind,
             sent,
             elapsed: Duration::from_secs_f64(secs),
-            retries,
+            retries: field("retries")?,
+            lost: field("lost").unwrap_or(0),
         })
     }
 }
@@ -109,11 +119,12 @@ impl fmt::Display for FloodReport {
         };
         write!(
             f,
-            "flood: sent {} {kind} frames in {:.3} s ({:.0} pps); {} retries after ENOBUFS",
+            "flood: sent {} {kind} frames in {:.3} s ({:.0} pps); {} retries after ENOBUFS; {} lost at the receiving veth (ring full)",
             self.sent,
             self.elapsed.as_secs_f64(),
             self.rate(),
-            self.retries
+            self.retries,
+            self.lost
         )
     }
 }
@@ -225,6 +236,23 @@ pub fn run(spec: &FloodSpec, stop: &AtomicBool) -> Result<FloodReport> {
     }
 }
 
+/// The veth's count of XDP frames its peer refused (`ethtool -S`: `*xdp_xmit_errors`); 0 when
+/// unavailable.
+fn xmit_errors(iface: &str) -> u64 {
+    let Ok(out) = std::process::Command::new("ethtool")
+        .args(["-S", iface])
+        .output()
+    else {
+        return 0;
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().split_once(": "))
+        .filter(|(k, _)| k.ends_with("xdp_xmit_errors"))
+        .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+        .sum()
+}
+
 fn src_mac_of(iface: &str) -> Result<[u8; 6]> {
     super::packet::parse_mac(
         &std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
@@ -294,14 +322,18 @@ fn run_xdp(spec: &FloodSpec, stop: &AtomicBool) -> Result<FloodReport> {
         pps: spec.pps,
     };
     let mut g = LiveGenerator::load().map_err(|e| LabError::Refused(e.to_string()))?;
+    let lost0 = xmit_errors(&spec.iface);
     let r = g
         .run(&flood, &|| stop.load(Ordering::Relaxed))
         .map_err(|e| LabError::Refused(e.to_string()))?;
+    // Frames the veth refused are counted once the last batch has been flushed.
+    std::thread::sleep(Duration::from_millis(20));
     Ok(FloodReport {
         kind: spec.kind,
         sent: r.sent,
         elapsed: r.elapsed,
         retries: 0,
+        lost: xmit_errors(&spec.iface).saturating_sub(lost0),
     })
 }
 
@@ -418,6 +450,7 @@ fn run_packet(spec: &FloodSpec, stop: &AtomicBool) -> Result<FloodReport> {
         sent,
         elapsed: start.elapsed(),
         retries,
+        lost: 0,
     })
 }
 
@@ -432,9 +465,11 @@ mod tests {
             sent: 5000,
             elapsed: Duration::from_millis(250),
             retries: 3,
+            lost: 7,
         };
         let line = r.to_string();
         assert!(line.contains("(20000 pps)"), "{line}");
+        assert_eq!(r.delivered(), 4993);
         assert_eq!(FloodReport::parse_line(&line), Some(r));
         assert_eq!(FloodReport::parse_line("flood: nope"), None);
     }
