@@ -13,7 +13,7 @@ pub mod xdp_pass;
 use std::{
     collections::HashMap,
     io::{BufRead as _, BufReader, Read as _},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
@@ -24,7 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_common::Counter;
+use guard_common::{Counter, Family};
 
 pub use self::{nginx::Nginx, xdp_pass::XdpPass};
 
@@ -34,6 +34,12 @@ pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 203, 0, 2);
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 203, 0, 1);
 /// Prefix length of the veth addresses.
 pub const VETH_PREFIX_LEN: u8 = 24;
+/// IPv6 address of the server end of the lab's veth pair (dual-stack labs).
+pub const SERVER_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x203, 0, 0, 0, 0, 0, 2);
+/// IPv6 address of the client end of the lab's veth pair (dual-stack labs).
+pub const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x203, 0, 0, 0, 0, 0, 1);
+/// Prefix length of the veth IPv6 addresses.
+pub const VETH_PREFIX_LEN6: u8 = 64;
 /// Spoofed flood sources: never assigned anywhere, routed back from the server to the client
 /// veth, where the client namespace (not forwarding) drops what is sent to them.
 pub const SPOOF_PREFIX: &str = "10.204.0.0/16";
@@ -241,6 +247,13 @@ impl Netns {
         Ok(self.exec(&["cat", &path])?.trim().to_owned())
     }
 
+    /// Sets a sysctl of the namespace (dotted name). Nothing to restore: it goes with the
+    /// namespace.
+    pub fn set_sysctl(&self, name: &str, value: &str) -> Result<()> {
+        self.exec(&["sysctl", "-qw", &format!("{name}={value}")])?;
+        Ok(())
+    }
+
     /// Pids of the processes inside the namespace.
     pub fn pids(&self) -> Vec<i32> {
         run_text(Command::new("ip").args(["netns", "pids", &self.name]))
@@ -268,7 +281,7 @@ impl Netns {
 
     /// Established TCP connections with their negotiated options (`ss -tino`), optionally
     /// narrowed by an `ss` filter such as `( sport = :80 )`. (`-o` is needed: without it,
-    /// iproute2 6.1's ss leaves out the `ts` and `sack` flags.)
+    /// iproute2 6.1's ss leaves out the `ts`, `sack` and `ecn` flags.)
     pub fn tcp_info(&self, filter: &[&str]) -> Result<Vec<SsConn>> {
         let mut argv = vec!["ss", "-Htino", "state", "established"];
         argv.extend_from_slice(filter);
@@ -318,6 +331,8 @@ pub struct VethEnd {
     pub ns: String,
     pub name: String,
     pub addr: Ipv4Addr,
+    /// IPv6 address, once [`VethPair::add_ipv6`] gave it one.
+    pub addr6: Option<Ipv6Addr>,
     pub mac: [u8; 6],
 }
 
@@ -347,12 +362,14 @@ impl VethPair {
                 ns: ns_a.name.clone(),
                 name: name_a.to_owned(),
                 addr: addr_a,
+                addr6: None,
                 mac: [0; 6],
             },
             b: VethEnd {
                 ns: ns_b.name.clone(),
                 name: name_b.to_owned(),
                 addr: addr_b,
+                addr6: None,
                 mac: [0; 6],
             },
         };
@@ -365,21 +382,55 @@ impl VethPair {
             end.mac = ns.mac(&end.name)?;
         }
         for (ns, end, other) in [(ns_a, &pair.a, &pair.b), (ns_b, &pair.b, &pair.a)] {
-            ns.exec(&[
-                "ip",
-                "neigh",
-                "replace",
-                &other.addr.to_string(),
-                "lladdr",
-                &mac_string(&other.mac),
-                "dev",
-                &end.name,
-                "nud",
-                "permanent",
-            ])?;
+            add_static_neighbour(ns, &end.name, other.addr.into(), &other.mac)?;
         }
         Ok(pair)
     }
+
+    /// Gives end `a` (in `ns_a`) the IPv6 address `addr_a` and end `b` (in `ns_b`) `addr_b`,
+    /// both in a /`prefix_len`, without duplicate address detection (`nodad`: usable at once),
+    /// with a permanent neighbour entry for the other end (no neighbour discovery).
+    pub fn add_ipv6(
+        &mut self,
+        (ns_a, addr_a): (&Netns, Ipv6Addr),
+        (ns_b, addr_b): (&Netns, Ipv6Addr),
+        prefix_len: u8,
+    ) -> Result<()> {
+        for (ns, end, addr) in [(ns_a, &mut self.a, addr_a), (ns_b, &mut self.b, addr_b)] {
+            if ns.name() != end.ns {
+                return Err(LabError::Refused(format!(
+                    "{} lives in {}, not {}",
+                    end.name,
+                    end.ns,
+                    ns.name()
+                )));
+            }
+            let cidr = format!("{addr}/{prefix_len}");
+            ns.exec(&["ip", "-6", "addr", "add", &cidr, "dev", &end.name, "nodad"])?;
+            end.addr6 = Some(addr);
+        }
+        add_static_neighbour(ns_a, &self.a.name, addr_b.into(), &self.b.mac)?;
+        add_static_neighbour(ns_b, &self.b.name, addr_a.into(), &self.a.mac)?;
+        Ok(())
+    }
+}
+
+/// A permanent neighbour entry (`ip neigh replace ... nud permanent`) for `addr` at `mac` on
+/// `dev` in `ns`: no ARP or neighbour discovery needed.
+pub fn add_static_neighbour(ns: &Netns, dev: &str, addr: IpAddr, mac: &[u8; 6]) -> Result<()> {
+    ns.exec(&[
+        "ip",
+        "neigh",
+        "replace",
+        &addr.to_string(),
+        "lladdr",
+        &mac_string(mac),
+        "dev",
+        dev,
+        "nud",
+        "permanent",
+    ])?;
+    Ok(())
 }
 
 impl Drop for VethPair {
@@ -652,6 +703,10 @@ pub struct SsConn {
     pub sack: bool,
     /// `(send shift, receive shift)` when window scaling is negotiated.
     pub wscale: Option<(u8, u8)>,
+    /// ECN negotiated (`ecn`).
+    pub ecn: bool,
+    /// ECN-capable packets received (`ecnseen`).
+    pub ecn_seen: bool,
     /// The raw info line.
     pub info: String,
 }
@@ -682,6 +737,8 @@ pub fn parse_ss_tin(text: &str) -> Vec<SsConn> {
             match tok {
                 "ts" => c.ts = true,
                 "sack" => c.sack = true,
+                "ecn" => c.ecn = true,
+                "ecnseen" => c.ecn_seen = true,
                 _ => {
                     if let Some((a, b)) =
                         tok.strip_prefix("wscale:").and_then(|w| w.split_once(','))
@@ -796,6 +853,13 @@ impl Report {
         Counter::ALL.iter().map(|&c| (c, self.get(c)))
     }
 
+    /// A counter's total for one address family (the `families` object).
+    pub fn family(&self, f: Family, c: Counter) -> u64 {
+        self.json["families"][f.name()][c.name()]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
     /// Packets seen (the `packets` field).
     pub fn packets(&self) -> u64 {
         self.json["packets"].as_u64().unwrap_or(0)
@@ -861,15 +925,34 @@ pub struct Lab {
 impl Lab {
     /// Builds the lab, with nginx listening on [`SERVER_IP`]:[`HTTP_PORT`] if `with_nginx`.
     pub fn new(with_nginx: bool) -> Result<Self> {
+        Self::build(with_nginx, false)
+    }
+
+    /// Builds a dual-stack lab: the veth ends also have [`SERVER_IP6`] and [`CLIENT_IP6`], and
+    /// nginx listens on [`SERVER_IP`] and [`SERVER_IP6`], port [`HTTP_PORT`].
+    pub fn new_dual_stack() -> Result<Self> {
+        Self::build(true, true)
+    }
+
+    fn build(with_nginx: bool, ipv6: bool) -> Result<Self> {
         preflight()?;
         let base = unique_name();
         let server = Netns::new(&format!("{base}s"))?;
         let client = Netns::new(&format!("{base}c"))?;
-        let veth = VethPair::new(
+        let mut veth = VethPair::new(
             (&server, server.name(), SERVER_IP),
             (&client, client.name(), CLIENT_IP),
             VETH_PREFIX_LEN,
         )?;
+        let mut listen = vec![SocketAddr::from((SERVER_IP, HTTP_PORT))];
+        if ipv6 {
+            veth.add_ipv6(
+                (&server, SERVER_IP6),
+                (&client, CLIENT_IP6),
+                VETH_PREFIX_LEN6,
+            )?;
+            listen.push(SocketAddr::from((SERVER_IP6, HTTP_PORT)));
+        }
         server.exec(&[
             "ip",
             "route",
@@ -882,7 +965,7 @@ impl Lab {
         ])?;
         let client_pass = XdpPass::attach(&client, &veth.b.name)?;
         let nginx = if with_nginx {
-            Some(Nginx::start(&server, SERVER_IP, HTTP_PORT, &base)?)
+            Some(Nginx::start_on(&server, &listen, &base)?)
         } else {
             None
         };
@@ -907,13 +990,28 @@ impl Lab {
 
     /// `http://<server>/<path>`.
     pub fn url(&self, path: &str) -> String {
-        format!(
-            "http://{SERVER_IP}:{HTTP_PORT}/{}",
-            path.trim_start_matches('/')
-        )
+        http_url(SERVER_IP.into(), path)
+    }
+
+    /// `http://[<server's IPv6 address>]/<path>` (dual-stack labs; curl needs `-g` for it).
+    pub fn url6(&self, path: &str) -> String {
+        http_url(SERVER_IP6.into(), path)
     }
 
     /// Starts `guard run` on the server end.
+    /// Frames the client end has transmitted through XDP (the live-frames generator's output).
+    pub fn client_tx_frames(&self) -> u64 {
+        let out = self
+            .client
+            .exec(&["ethtool", "-S", self.client_if()])
+            .unwrap_or_default();
+        out.lines()
+            .filter_map(|l| l.trim().split_once(": "))
+            .filter(|(k, _)| k.ends_with("xdp_xmit"))
+            .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+            .sum()
+    }
+
     pub fn start_guard(&self, exe: &Path, interval_s: f64) -> Result<GuardProc> {
         GuardProc::start(exe, &self.server, self.server_if(), interval_s)
     }
@@ -946,6 +1044,15 @@ impl Lab {
         }
         cmd
     }
+}
+
+/// `http://<addr>:<HTTP_PORT>/<path>`, the IPv6 address in brackets.
+pub fn http_url(addr: IpAddr, path: &str) -> String {
+    format!(
+        "http://{}/{}",
+        SocketAddr::from((addr, HTTP_PORT)),
+        path.trim_start_matches('/')
+    )
 }
 
 /// Runs a flood command to completion and returns how many frames it sent.
@@ -1003,6 +1110,14 @@ mod tests {
         assert_eq!(c[0].wscale, Some((7, 10)));
         assert!(!c[1].ts && !c[1].sack);
         assert_eq!(c[1].wscale, None);
+        assert!(!c[0].ecn && !c[1].ecn && !c[0].ecn_seen);
+        let v6 = "ESTAB 0 0 [fd00:203::2]:80 [fd00:203::1]:40001 ino:1 sk:2 <->\n\t ts sack ecn \
+                  ecnseen cubic wscale:7,10 rto:201\n";
+        let c = parse_ss_tin(v6);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].peer, "[fd00:203::1]:40001");
+        assert!(c[0].ts && c[0].sack && c[0].ecn && c[0].ecn_seen);
+        assert_eq!(c[0].wscale, Some((7, 10)));
     }
 
     #[test]
@@ -1053,9 +1168,16 @@ mod tests {
         for (i, c) in Counter::ALL.iter().enumerate() {
             obj.insert(c.name().into(), serde_json::json!(i));
         }
+        obj.insert(
+            "families".into(),
+            serde_json::json!({"ipv4": {"synack_sent": 3}, "ipv6": {"synack_sent": 4}}),
+        );
         let line = serde_json::Value::Object(obj).to_string();
         let r = Report::parse(&line).unwrap();
         assert_eq!(r.get(Counter::AckDropped), Counter::AckDropped as u64);
+        assert_eq!(r.family(Family::Ipv4, Counter::SynAckSent), 3);
+        assert_eq!(r.family(Family::Ipv6, Counter::SynAckSent), 4);
+        assert_eq!(r.family(Family::Ipv6, Counter::AckValid), 0);
         assert!(Report::parse("{\"syn_seen\": 1}").is_none());
         assert!(Report::parse("not json").is_none());
     }

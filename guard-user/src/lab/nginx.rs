@@ -2,7 +2,7 @@
 //! directory: `/index.html` and a 10 MiB `/big.bin` of pseudo-random bytes.
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -20,14 +20,25 @@ pub struct Nginx {
     // Declared first: the process stops before its directory goes.
     child: ChildGuard,
     dir: TempDir,
-    addr: Ipv4Addr,
-    port: u16,
+    /// Addresses it listens on (at least one).
+    listen: Vec<SocketAddr>,
 }
 
 impl Nginx {
     /// Writes the configuration and content under a temp dir named after `tag`, starts nginx in
     /// `ns` listening on `addr:port`, and waits until it listens.
     pub fn start(ns: &Netns, addr: Ipv4Addr, port: u16, tag: &str) -> Result<Self> {
+        Self::start_on(ns, &[SocketAddr::from((addr, port))], tag)
+    }
+
+    /// Like [`Nginx::start`], listening on every address of `listen` (IPv4 or IPv6, wildcards
+    /// allowed: an IPv6 socket is IPv6-only, nginx's default).
+    pub fn start_on(ns: &Netns, listen: &[SocketAddr], tag: &str) -> Result<Self> {
+        if listen.is_empty() {
+            return Err(LabError::Refused(
+                "nginx needs an address to listen on".into(),
+            ));
+        }
         let dir = TempDir::new(&format!("{tag}-nginx"))?;
         let d = dir.path();
         let www = d.join("www");
@@ -42,7 +53,7 @@ impl Nginx {
         }
         std::fs::write(www.join("big.bin"), &big).map_err(io_err("writing big.bin"))?;
         let conf = d.join("nginx.conf");
-        std::fs::write(&conf, config(d, addr, port)).map_err(io_err("writing nginx.conf"))?;
+        std::fs::write(&conf, config(d, listen)).map_err(io_err("writing nginx.conf"))?;
 
         let mut cmd = ns.command("nginx");
         cmd.arg("-p")
@@ -52,9 +63,10 @@ impl Nginx {
             .arg("-e")
             .arg(d.join("error.log"));
         let mut child = ChildGuard::spawn("nginx", &mut cmd)?;
-        let listen = format!("{addr}:{port}");
+        // `ss` prints addresses as `SocketAddr` displays them: `10.0.0.1:80`, `[::]:80`.
+        let want: Vec<String> = listen.iter().map(SocketAddr::to_string).collect();
         let ready = wait_until(
-            &format!("nginx to listen on {listen}"),
+            &format!("nginx to listen on {}", want.join(", ")),
             Duration::from_secs(15),
             || {
                 if let Some(st) = child.try_status() {
@@ -66,15 +78,18 @@ impl Nginx {
                     )));
                 }
                 let ss = ns.exec(&["ss", "-Htln"])?;
-                Ok(ss.split_whitespace().any(|w| w == listen).then_some(()))
+                let words: Vec<&str> = ss.split_whitespace().collect();
+                Ok(want
+                    .iter()
+                    .all(|l| words.contains(&l.as_str()))
+                    .then_some(()))
             },
         );
         ready?;
         Ok(Self {
             child,
             dir,
-            addr,
-            port,
+            listen: listen.to_vec(),
         })
     }
 
@@ -88,9 +103,14 @@ impl Nginx {
         self.dir.path()
     }
 
-    /// `addr:port` it listens on.
+    /// `addr:port` it listens on (the first address given).
     pub fn listen(&self) -> String {
-        format!("{}:{}", self.addr, self.port)
+        self.listen[0].to_string()
+    }
+
+    /// Every address it listens on.
+    pub fn listen_addrs(&self) -> &[SocketAddr] {
+        &self.listen
     }
 
     /// The nginx master process.
@@ -99,8 +119,12 @@ impl Nginx {
     }
 }
 
-fn config(d: &Path, addr: Ipv4Addr, port: u16) -> String {
+fn config(d: &Path, listen: &[SocketAddr]) -> String {
     let d = d.display();
+    let listen: String = listen
+        .iter()
+        .map(|a| format!("        listen {a} backlog=4096;\n"))
+        .collect();
     format!(
         r#"# synguard lab: generated, removed with its directory.
 daemon off;
@@ -126,8 +150,7 @@ http {{
     sendfile on;
     keepalive_timeout 5s;
     server {{
-        listen {addr}:{port} backlog=4096;
-        root {d}/www;
+{listen}        root {d}/www;
         location / {{ }}
     }}
 }}
