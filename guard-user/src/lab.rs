@@ -8,6 +8,7 @@ pub mod demo;
 pub mod flood;
 pub mod nginx;
 pub mod packet;
+pub mod plot;
 pub mod xdp_pass;
 
 use std::{
