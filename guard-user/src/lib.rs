@@ -15,7 +15,6 @@ pub mod maps;
 pub mod netns;
 pub mod netstat;
 pub mod pin;
-pub mod report;
 pub mod snapshot;
 pub mod sockdiag;
 pub mod sysctl;

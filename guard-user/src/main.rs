@@ -6,7 +6,7 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     process::ExitCode,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -17,7 +17,7 @@ use guard_user::{
     lab::{self, LabError, packet::IpPrefix},
     maps::{GuardMaps as _, PinnedMaps},
     pin::{self, PinKey, PinState},
-    report, snapshot,
+    snapshot,
     sysctl::SysctlSet,
     tuning::{self, Overrides},
 };
@@ -634,8 +634,7 @@ async fn report_loop(
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let period = Duration::from_secs_f64(args.interval);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    let mut prev = guard.counters()?;
-    let mut prev_at = Instant::now();
+    let mut prev = snapshot::take(guard.maps(), netns)?;
     let mut reports = 0u64;
     let stdout = std::io::stdout();
     loop {
@@ -663,32 +662,12 @@ async fn report_loop(
         if let Err(e) = snapshot::reseed(guard.maps_mut(), netns) {
             log::debug!("re-seeding the TCP state gauges: {e}");
         }
-        let now = guard.counters()?;
-        let elapsed = prev_at.elapsed();
-        prev_at = Instant::now();
+        // The same report as `guard stats`: counters, TCP state gauges, kernel counters.
+        let now = snapshot::take(guard.maps(), netns)?;
         let line = if args.json {
-            let ts = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs_f64();
-            let mut line = report::json_line(&now, &prev, elapsed, ts);
-            // The state gauges and kernel counters, besides the counter totals.
-            if let (Ok(snap), Ok(serde_json::Value::Object(mut obj))) = (
-                snapshot::take(guard.maps(), netns),
-                serde_json::from_str::<serde_json::Value>(&line),
-            ) {
-                let extra: serde_json::Value =
-                    serde_json::from_str(&snap.json_line(&snap)).unwrap_or_default();
-                for k in ["states", "transitions", "kernel", "mode"] {
-                    obj.insert(k.into(), extra[k].clone());
-                }
-                // `auto_engaged` is the counter's name: the state goes under `engaged`.
-                obj.insert("engaged".into(), extra["auto_engaged"].clone());
-                line = serde_json::Value::Object(obj).to_string();
-            }
-            line + "\n"
+            now.json_line(&prev) + "\n"
         } else {
-            report::table(&now, &prev, elapsed, &format!("synguard on {}", args.iface))
+            now.table(&prev, &format!("synguard on {}", args.iface))
         };
         let mut out = stdout.lock();
         // A closed stdout (e.g. `| head`) ends the run like a signal would.

@@ -129,12 +129,48 @@ impl Snapshot {
         s
     }
 
-    /// One JSON object (no newline): `timestamp`, `mode`, `auto_engaged`, `states` (gauges by
-    /// name), `transitions` (`"FROM->TO": n`, non-zero only), `counters` (totals), `rates`
-    /// (per second since `prev`), `kernel`.
+    /// One JSON object (no newline): `timestamp`, `interval_s`, every counter's total under its
+    /// name, `packets`, `rates` (per second since `prev`), `families` (`ipv4`/`ipv6`/`other`:
+    /// totals per family), `mode`, `engaged` (auto mode), `states` (gauges by name),
+    /// `transitions` (`"FROM->TO": n`, non-zero only), `kernel`.
     pub fn json_line(&self, prev: &Snapshot) -> String {
         let secs = self.secs_since(prev);
         let d = self.counters.delta(&prev.counters);
+        let mut obj = serde_json::Map::new();
+        obj.insert("timestamp".into(), serde_json::json!(self.unix));
+        obj.insert("interval_s".into(), serde_json::json!(secs));
+        for (c, v) in self.counters.iter() {
+            obj.insert(c.name().into(), serde_json::json!(v));
+        }
+        obj.insert("packets".into(), serde_json::json!(self.counters.packets()));
+        let rates: serde_json::Map<_, _> = Counter::ALL
+            .iter()
+            .map(|&c| {
+                (
+                    c.name().to_owned(),
+                    serde_json::json!(d.get(c) as f64 / secs),
+                )
+            })
+            .collect();
+        obj.insert("rates".into(), serde_json::Value::Object(rates));
+        let families: serde_json::Map<_, _> = Family::ALL
+            .iter()
+            .map(|&f| {
+                let per: serde_json::Map<_, _> = Counter::ALL
+                    .iter()
+                    .map(|&c| {
+                        (
+                            c.name().to_owned(),
+                            serde_json::json!(self.counters.get_family(f, c)),
+                        )
+                    })
+                    .collect();
+                (f.name().to_owned(), serde_json::Value::Object(per))
+            })
+            .collect();
+        obj.insert("families".into(), serde_json::Value::Object(families));
+        obj.insert("mode".into(), serde_json::json!(mode_name(&self.config)));
+        obj.insert("engaged".into(), serde_json::json!(self.auto_engaged));
         let states: serde_json::Map<_, _> = TcpState::ALL
             .iter()
             .map(|&st| {
@@ -144,6 +180,7 @@ impl Snapshot {
                 )
             })
             .collect();
+        obj.insert("states".into(), serde_json::Value::Object(states));
         let mut transitions = serde_json::Map::new();
         for &from in TcpState::ALL {
             for &to in TcpState::ALL {
@@ -156,39 +193,15 @@ impl Snapshot {
                 }
             }
         }
-        let counters: serde_json::Map<_, _> = self
-            .counters
-            .iter()
-            .map(|(c, v)| (c.name().to_owned(), serde_json::json!(v)))
-            .collect();
-        let rates: serde_json::Map<_, _> = Counter::ALL
-            .iter()
-            .map(|&c| {
-                (
-                    c.name().to_owned(),
-                    serde_json::json!(d.get(c) as f64 / secs),
-                )
-            })
-            .collect();
+        obj.insert("transitions".into(), serde_json::Value::Object(transitions));
         let kernel: serde_json::Map<_, _> = self
             .kernel
             .iter()
             .flat_map(|k| k.iter())
             .map(|(n, v)| (n.to_owned(), serde_json::json!(v)))
             .collect();
-        serde_json::json!({
-            "timestamp": self.unix,
-            "interval_s": secs,
-            "mode": mode_name(&self.config),
-            "auto_engaged": self.auto_engaged,
-            "states": states,
-            "transitions": transitions,
-            "counters": counters,
-            "packets": self.counters.packets(),
-            "rates": rates,
-            "kernel": kernel,
-        })
-        .to_string()
+        obj.insert("kernel".into(), serde_json::Value::Object(kernel));
+        serde_json::Value::Object(obj).to_string()
     }
 
     /// Prometheus text exposition (format 0.0.4) of the snapshot for interface `iface`.
@@ -333,7 +346,7 @@ mod tests {
         assert!(t.contains("TcpExtListenDrops"));
         let j: serde_json::Value = serde_json::from_str(&b.json_line(&a)).unwrap();
         assert_eq!(j["states"]["ESTABLISHED"], 5);
-        assert_eq!(j["counters"]["ack_valid"], 11);
+        assert_eq!(j["ack_valid"], 11);
         assert_eq!(j["rates"]["ack_valid"], 5.0);
         assert_eq!(j["transitions"]["LISTEN->SYN_RECV"], 4);
         assert_eq!(j["kernel"]["TcpExtSyncookiesRecv"], 2);

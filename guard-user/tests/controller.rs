@@ -150,7 +150,7 @@ fn stats(lab: &Lab, extra: &[&str]) -> serde_json::Value {
 }
 
 fn counter(stats: &serde_json::Value, c: Counter) -> u64 {
-    stats["counters"][c.name()].as_u64().unwrap()
+    stats[c.name()].as_u64().unwrap()
 }
 
 #[test]

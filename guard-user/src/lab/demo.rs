@@ -138,6 +138,13 @@ impl fmt::Display for DemoSummary {
     }
 }
 
+/// What the clients saw: (when, connect seconds) of successes, (when, message) of failures.
+#[derive(Debug, Default)]
+struct Outcomes {
+    ok: Vec<(Instant, f64)>,
+    failed: Vec<(Instant, String)>,
+}
+
 /// Builds the lab, runs the scenario, tears everything down (also when `stop` is set: it is
 /// checked between steps and by every loop).
 pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<DemoSummary> {
@@ -195,8 +202,7 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
     )?;
     let deadline = Instant::now() + opts.duration;
     let requests = AtomicUsize::new(0);
-    // (when, connect seconds) of successes and (when, message) of failures.
-    let results: Mutex<(Vec<(Instant, f64)>, Vec<(Instant, String)>)> = Mutex::default();
+    let results: Mutex<Outcomes> = Mutex::default();
     let flood_start = Instant::now();
     let mut max_syn_recv = 0;
     let mut samples = Vec::new();
@@ -209,12 +215,12 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
                     let mut res = results.lock().unwrap();
                     let now = Instant::now();
                     match r {
-                        Ok(r) if r.ok() => res.0.push((now, r.connect_s)),
-                        Ok(r) => res.1.push((
+                        Ok(r) if r.ok() => res.ok.push((now, r.connect_s)),
+                        Ok(r) => res.failed.push((
                             now,
                             format!("curl exit {}, HTTP {}: {}", r.exit, r.code, r.stderr),
                         )),
-                        Err(e) => res.1.push((now, e.to_string())),
+                        Err(e) => res.failed.push((now, e.to_string())),
                     }
                 }
             });
@@ -239,7 +245,7 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
             let dt = now.duration_since(last_t).as_secs_f64().max(1e-3);
             let mut conn: Vec<f64> = {
                 let res = results.lock().unwrap();
-                res.0
+                res.ok
                     .iter()
                     .filter(|(w, _)| *w > last_t && *w <= now)
                     .map(|(_, c)| c * 1e3)
@@ -248,7 +254,7 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
             conn.sort_by(f64::total_cmp);
             let failed = {
                 let res = results.lock().unwrap();
-                res.1
+                res.failed
                     .iter()
                     .filter(|(w, _)| *w > last_t && *w <= now)
                     .count()
@@ -291,7 +297,7 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
     let last = guard.settled_report().ok();
     let snmp_after = lab.server.snmp()?;
     let guard_exit = guard.stop().to_string();
-    let (ok, failed) = results.into_inner().unwrap();
+    let Outcomes { ok, failed } = results.into_inner().unwrap();
     let mut connect_s: Vec<f64> = ok.into_iter().map(|(_, c)| c).collect();
     connect_s.sort_by(f64::total_cmp);
     let mut failures: Vec<String> = failed.into_iter().map(|(_, m)| m).collect();
