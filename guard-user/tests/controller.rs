@@ -326,12 +326,14 @@ fn thirty_second_download_survives_restarts_sets_and_detach_attach() {
     let out = dir.path().join("big.bin");
     let mut run = Some(start_pinned(&lab, "0.5", &[]));
 
-    // 10 MiB at 280 KiB/s: about 30 s (curl lets the first seconds run faster).
+    // 10 MiB sent by nginx at 200 KiB/s (`/slow/`, nginx's limit_rate: curl's own limiter
+    // proved bursty): 50 s; what matters is that the transfer is still running after the
+    // last change (checked below).
     let mut cmd = lab.client.command("curl");
-    cmd.args(["-sS", "--limit-rate", "280k", "--max-time", "90", "-o"])
+    cmd.args(["-sS", "--max-time", "90", "-o"])
         .arg(&out)
         .args(["-w", "%{http_code} %{size_download}"])
-        .arg(lab.url("big.bin"));
+        .arg(lab.url("slow/big.bin"));
     let mut download = ChildGuard::spawn("slow download", &mut cmd).expect("starting curl");
     let start = Instant::now();
     let at = |s: u64| {
@@ -374,6 +376,15 @@ fn thirty_second_download_survives_restarts_sets_and_detach_attach() {
     at(22);
     run = Some(start_pinned(&lab, "0.5", &[]));
     quick("taking over an attached guard");
+    if let Some(st) = download.try_status() {
+        panic!(
+            "the download must still be running after the last change, to have spanned them \
+             all; it ended after {:?}: {st}, {:?} {}",
+            start.elapsed(),
+            download.stdout_lines(),
+            download.stderr()
+        );
+    }
 
     let st = download
         .wait(Duration::from_secs(80))
@@ -382,10 +393,7 @@ fn thirty_second_download_survives_restarts_sets_and_detach_attach() {
     assert!(st.success(), "curl: {st}; {}", download.stderr());
     let w = download.stdout_lines().join(" ");
     assert_eq!(w.trim(), format!("200 {BIG_SIZE}"), "curl -w");
-    assert!(
-        took >= Duration::from_secs(25),
-        "the download was expected to span the changes, took {took:?}"
-    );
+    eprintln!("download took {took:?}");
     let want = lab.nginx.as_ref().unwrap().file("big.bin");
     assert_eq!(std::fs::metadata(&out).unwrap().len(), BIG_SIZE as u64);
     assert_eq!(sha256(&out), sha256(&want), "downloaded bytes differ");

@@ -152,6 +152,11 @@ http {{
     server {{
 {listen}        root {d}/www;
         location / {{ }}
+        # The same files, sent at 200 KiB/s per connection (long-lived transfers for tests).
+        location /slow/ {{
+            alias {d}/www/;
+            limit_rate 200k;
+        }}
     }}
 }}
 "#
