@@ -6,7 +6,7 @@
 
 use aya_ebpf::{Global, bindings::xdp_action, programs::XdpContext};
 
-use crate::parse::ptr_at;
+use crate::parse::{ptr_at, swap_macs};
 
 /// IPv4 destination prefix the sink drops (host order), set at load time.
 #[unsafe(no_mangle)]
@@ -39,19 +39,9 @@ pub fn sink(ctx: &XdpContext) -> u32 {
 
 #[inline(always)]
 pub fn hairpin(ctx: &XdpContext) -> u32 {
-    let Some(eth) = ptr_at::<[u8; 12]>(ctx, 0) else {
-        return xdp_action::XDP_DROP;
-    };
-    // Safety: 12 bounds-checked bytes; swap destination and source MAC.
-    unsafe {
-        let eth = &mut *(eth as *mut [u8; 12]);
-        let mut i = 0;
-        while i < 6 {
-            let t = eth[i];
-            eth[i] = eth[i + 6];
-            eth[i + 6] = t;
-            i += 1;
-        }
+    if swap_macs(ctx) {
+        xdp_action::XDP_TX
+    } else {
+        xdp_action::XDP_DROP
     }
-    xdp_action::XDP_TX
 }

@@ -34,6 +34,27 @@ pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*const T> {
     Some((start + off) as *const T)
 }
 
+/// Swaps the destination and source MAC addresses in place; false if the frame is shorter than
+/// that. Packet pointers taken before a size change must not be used: this re-derives its own.
+#[inline(always)]
+pub fn swap_macs(ctx: &XdpContext) -> bool {
+    let Some(eth) = ptr_at::<[u8; 12]>(ctx, 0) else {
+        return false;
+    };
+    // Safety: 12 bounds-checked bytes of a frame this program owns.
+    unsafe {
+        let eth = &mut *(eth as *mut [u8; 12]);
+        let mut i = 0;
+        while i < 6 {
+            let t = eth[i];
+            eth[i] = eth[i + 6];
+            eth[i + 6] = t;
+            i += 1;
+        }
+    }
+    true
+}
+
 /// Frame length in bytes.
 #[inline(always)]
 pub fn frame_len(ctx: &XdpContext) -> usize {

@@ -21,7 +21,7 @@ use guard_ebpf::{
 
 use crate::{
     maps::{GUARD_SCRATCH, Scratch},
-    parse::{Segment, frame_len, ptr_at},
+    parse::{Segment, frame_len, swap_macs},
 };
 
 /// SYN to a listener: build the cookie SYN-ACK in place of the SYN and send it back.
@@ -179,20 +179,9 @@ fn emit(ctx: &XdpContext, l3: usize, l34: &[u8; SYNACK_L34_MAX], len: usize) -> 
     if unsafe { bpf_xdp_store_bytes(xdp, l3, l34.as_ptr() as *mut _, n) } != 0 {
         return Counter::HelperError;
     }
-    // Re-derived after adjust_tail: earlier packet pointers are invalid now.
-    let Some(eth) = ptr_at::<[u8; 12]>(ctx, 0) else {
+    // After adjust_tail: swap_macs re-derives its pointer (earlier ones are invalid now).
+    if !swap_macs(ctx) {
         return Counter::HelperError;
-    };
-    // Safety: 12 bounds-checked bytes; swap destination and source MAC.
-    unsafe {
-        let eth = &mut *(eth as *mut [u8; 12]);
-        let mut i = 0;
-        while i < 6 {
-            let t = eth[i];
-            eth[i] = eth[i + 6];
-            eth[i + 6] = t;
-            i += 1;
-        }
     }
     Counter::SynAckSent
 }

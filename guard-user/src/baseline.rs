@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 
 use crate::{error::GuardError, guard::OBJECT, tuning};
@@ -147,17 +147,7 @@ impl BaselineProg {
 
     /// Mean run time over `repeat` `BPF_PROG_TEST_RUN` runs of `frame`.
     pub fn test_run_repeat(&self, frame: &[u8], repeat: u32) -> Result<Duration, GuardError> {
-        let mut out = vec![0u8; frame.len() + 256];
-        let r = self
-            .prog()
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                repeat,
-                ..Default::default()
-            })
-            .map_err(|e| GuardError::Load(format!("BPF_PROG_TEST_RUN: {e:#}")))?;
-        Ok(r.duration)
+        Ok(crate::guard::test_run_xdp(self.prog(), frame, repeat)?.duration)
     }
 }
 

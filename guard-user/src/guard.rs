@@ -514,24 +514,32 @@ impl Guard {
 
     /// Like [`Guard::test_run`], repeated `repeat` times in the kernel; `duration` is the mean.
     pub fn test_run_repeat(&self, frame: &[u8], repeat: u32) -> Result<TestRunOutput, GuardError> {
-        // Room for the largest SYN-ACK whatever the input size.
-        let mut out = vec![0u8; frame.len().max(128) + 256];
-        let res = self
-            .program()
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                repeat,
-                ..Default::default()
-            })
-            .map_err(|e| GuardError::Load(format!("BPF_PROG_TEST_RUN: {e:#}")))?;
-        out.truncate(res.data_size_out as usize);
-        Ok(TestRunOutput {
-            verdict: res.return_value,
-            data: out,
-            duration: res.duration,
-        })
+        test_run_xdp(self.program(), frame, repeat)
     }
+}
+
+/// `BPF_PROG_TEST_RUN` of an XDP program on `frame`, `repeat` times.
+pub(crate) fn test_run_xdp(
+    prog: &Xdp,
+    frame: &[u8],
+    repeat: u32,
+) -> Result<TestRunOutput, GuardError> {
+    // Room for the largest SYN-ACK whatever the input size.
+    let mut out = vec![0u8; frame.len().max(128) + 256];
+    let res = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat,
+            ..Default::default()
+        })
+        .map_err(|e| GuardError::Load(format!("BPF_PROG_TEST_RUN: {e:#}")))?;
+    out.truncate(res.data_size_out as usize);
+    Ok(TestRunOutput {
+        verdict: res.return_value,
+        data: out,
+        duration: res.duration,
+    })
 }
 
 impl Drop for Guard {

@@ -9,6 +9,7 @@ pub mod flood;
 pub mod nginx;
 pub mod packet;
 pub mod plot;
+pub mod rawbpf;
 pub mod xdp_pass;
 
 use std::{

@@ -453,16 +453,13 @@ fn ipv6_every_client_option_combination_downloads_and_negotiates() {
 /// carries nothing untagged. The programs are raw instructions loaded with `bpf()`, attached
 /// with tcx links (kernel 6.6+), detached when dropped.
 mod tagger {
-    use std::{
-        ffi::CString,
-        fs::File,
-        os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    use std::os::fd::OwnedFd;
+
+    use guard_user::lab::{
+        Netns,
+        rawbpf::{self, Insn},
     };
 
-    use guard_user::lab::Netns;
-
-    const BPF_PROG_LOAD: libc::c_long = 5;
-    const BPF_LINK_CREATE: libc::c_long = 28;
     const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
     const BPF_TCX_INGRESS: u32 = 46;
     const BPF_TCX_EGRESS: u32 = 47;
@@ -476,24 +473,8 @@ mod tagger {
     pub const ETH_P_8021Q: u16 = 0x8100;
     pub const ETH_P_8021AD: u16 = 0x88a8;
 
-    /// `struct bpf_insn`.
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Insn {
-        code: u8,
-        /// dst in the low nibble, src in the high one.
-        regs: u8,
-        off: i16,
-        imm: i32,
-    }
-
     const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
-        Insn {
-            code,
-            regs: dst | src << 4,
-            off,
-            imm,
-        }
+        Insn::new(code, dst, src, off, imm)
     }
     const fn mov_reg(dst: u8, src: u8) -> Insn {
         insn(0xbf, dst, src, 0, 0) // BPF_ALU64 | BPF_MOV | BPF_X
@@ -570,74 +551,8 @@ mod tagger {
         finish(p)
     }
 
-    #[repr(C)]
-    #[derive(Default)]
-    struct ProgLoadAttr {
-        prog_type: u32,
-        insn_cnt: u32,
-        insns: u64,
-        license: u64,
-        log_level: u32,
-        log_size: u32,
-        log_buf: u64,
-        kern_version: u32,
-        prog_flags: u32,
-        prog_name: [u8; 16],
-        prog_ifindex: u32,
-        expected_attach_type: u32,
-        _rest: [u64; 8],
-    }
-
-    #[repr(C)]
-    #[derive(Default)]
-    struct LinkCreateAttr {
-        prog_fd: u32,
-        target_ifindex: u32,
-        attach_type: u32,
-        flags: u32,
-        _rest: [u64; 8],
-    }
-
-    fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<i32> {
-        // Safety: `attr` is a live, zero-padded repr(C) member of `union bpf_attr`.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                cmd,
-                attr as *mut T as *mut libc::c_void,
-                std::mem::size_of::<T>() as libc::c_uint,
-            )
-        };
-        if rc < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(rc as i32)
-    }
-
     fn load(name: &str, insns: &[Insn]) -> Result<OwnedFd, String> {
-        let mut log = vec![0u8; 64 * 1024];
-        let mut prog_name = [0u8; 16];
-        prog_name[..name.len()].copy_from_slice(name.as_bytes());
-        let mut attr = ProgLoadAttr {
-            prog_type: BPF_PROG_TYPE_SCHED_CLS,
-            insn_cnt: insns.len() as u32,
-            insns: insns.as_ptr() as u64,
-            license: c"GPL".as_ptr() as u64,
-            log_level: 1,
-            log_size: log.len() as u32,
-            log_buf: log.as_mut_ptr() as u64,
-            prog_name,
-            ..Default::default()
-        };
-        let fd = bpf(BPF_PROG_LOAD, &mut attr).map_err(|e| {
-            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-            format!(
-                "loading {name}: {e}; verifier: {}",
-                String::from_utf8_lossy(&log[..end])
-            )
-        })?;
-        // Safety: a new fd that nothing else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        rawbpf::prog_load(BPF_PROG_TYPE_SCHED_CLS, 0, name, insns).map_err(|e| e.to_string())
     }
 
     /// The two programs of one veth end, attached; detached when dropped.
@@ -655,46 +570,15 @@ mod tagger {
                 load("sg_vlan_push", &push_program(tags))?,
                 load("sg_vlan_pop", &pop_program(tags))?,
             ];
-            let ns_path = format!("/run/netns/{}", ns.name());
-            let iface_c = CString::new(iface).map_err(|e| e.to_string())?;
-            let fds: Vec<u32> = progs.iter().map(|p| p.as_raw_fd() as u32).collect();
-            // The ifindex and the links belong to the namespace of the calling thread: create
-            // them from a short-lived thread moved into `ns`.
-            let links = std::thread::scope(|s| {
-                s.spawn(|| -> Result<Vec<OwnedFd>, String> {
-                    let nsf = File::open(&ns_path).map_err(|e| format!("{ns_path}: {e}"))?;
-                    // Safety: setns on this thread only, with an fd we own.
-                    if unsafe { libc::setns(nsf.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                        return Err(format!(
-                            "setns({ns_path}): {}",
-                            std::io::Error::last_os_error()
-                        ));
-                    }
-                    // Safety: NUL-terminated string.
-                    let ifindex = unsafe { libc::if_nametoindex(iface_c.as_ptr()) };
-                    if ifindex == 0 {
-                        return Err(format!("no interface {iface} in {ns_path}"));
-                    }
-                    [(fds[0], BPF_TCX_EGRESS), (fds[1], BPF_TCX_INGRESS)]
-                        .into_iter()
-                        .map(|(prog_fd, attach_type)| {
-                            let mut attr = LinkCreateAttr {
-                                prog_fd,
-                                target_ifindex: ifindex,
-                                attach_type,
-                                ..Default::default()
-                            };
-                            let fd = bpf(BPF_LINK_CREATE, &mut attr).map_err(|e| {
-                                format!("tcx link (attach type {attach_type}) on {iface}: {e}")
-                            })?;
-                            // Safety: a new fd that nothing else owns.
-                            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-                        })
-                        .collect()
-                })
-                .join()
-                .unwrap_or_else(|_| Err("the tcx attach thread panicked".into()))
-            })?;
+            let links = rawbpf::link_create(
+                ns,
+                iface,
+                &[
+                    (&progs[0], BPF_TCX_EGRESS, 0),
+                    (&progs[1], BPF_TCX_INGRESS, 0),
+                ],
+            )
+            .map_err(|e| e.to_string())?;
             Ok(Self {
                 _links: links,
                 _progs: progs,
