@@ -18,7 +18,7 @@
 //!
 //! Prints a markdown table (medians, min-max, ratios against the targets) and writes the same as
 //! JSON. Needs root. Arguments: `--rounds N` (default 3), `--seconds S` per flood (default 2),
-//! `--json PATH` (default target/bench/datapath.json), `--quick` (1 round, 1 s: a smoke run).
+//! `--json PATH` (default <workspace>/target/bench/datapath.json), `--quick` (1 round, 1 s: a smoke run).
 
 use std::{
     fmt::Write as _,
@@ -654,7 +654,8 @@ fn args() -> Args {
     let mut a = Args {
         rounds: 3,
         seconds: 2.0,
-        json: "target/bench/datapath.json".into(),
+        // The workspace's target directory (cargo bench runs in the package directory).
+        json: concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench/datapath.json").into(),
         only: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
