@@ -7,6 +7,10 @@
 //! Needs root, iproute2, ethtool, curl and nginx (`cargo xtask setup`); without them every test
 //! fails saying so, none is skipped.
 
+mod common;
+
+use common::{guard_exe, new_lab};
+
 use std::{
     collections::BTreeMap,
     path::Path,
@@ -16,19 +20,6 @@ use std::{
 
 use guard_common::{Counter, TcpState};
 use guard_user::lab::{self, ChildGuard, Lab, Report, TempDir, nginx::BIG_SIZE};
-
-fn guard_exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_guard"))
-}
-
-fn new_lab(with_nginx: bool) -> Lab {
-    Lab::new(with_nginx).unwrap_or_else(|e| {
-        panic!(
-            "cannot build the veth lab: {e}\nthese tests need root, iproute2, ethtool, curl and \
-             nginx: run `cargo xtask setup`, then `cargo xtask test` as root"
-        )
-    })
-}
 
 /// Runs `guard <args>` in the server namespace to completion.
 fn guard(lab: &Lab, args: &[&str]) -> Output {

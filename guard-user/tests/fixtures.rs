@@ -7,10 +7,11 @@
 //! (`unshare(CLONE_NEWNET)`), which disappears with the thread: the listeners, the sysctl and the
 //! established connections the cases need never touch the host.
 
-use std::{
-    net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream},
-    process::Command,
-};
+mod common;
+
+use common::enter_private_netns;
+
+use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 
 use etherparse::{
     Ipv4Header, LinkExtSlice, NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement,
@@ -50,28 +51,6 @@ const CONFIG: GuardConfig = GuardConfig {
     ncpus: 2,
     acl: 0,
 };
-
-/// A private network namespace with loopback up and `tcp_syncookies=2`, for this thread only.
-fn enter_private_netns() {
-    assert!(
-        guard_user::guard::have_privileges(),
-        "the fixture tests load BPF programs: run them as root (cargo xtask test does)"
-    );
-    // Safety: affects only the calling thread's namespace membership.
-    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(
-        rc,
-        0,
-        "unshare(CLONE_NEWNET): {}",
-        std::io::Error::last_os_error()
-    );
-    let st = Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .expect("run `ip` (iproute2)");
-    assert!(st.success(), "ip link set lo up");
-    std::fs::write("/proc/sys/net/ipv4/tcp_syncookies", "2").expect("set tcp_syncookies");
-}
 
 fn loaded_guard(cfg: &GuardConfig) -> Guard {
     let mut g = Guard::load(&LoadOptions::default()).expect("load the XDP program");

@@ -5,10 +5,11 @@
 //!
 //! Needs root; runs in a private network namespace like `fixtures.rs`.
 
-use std::{
-    net::{Ipv6Addr, SocketAddr, TcpListener},
-    process::Command,
-};
+mod common;
+
+use common::enter_private_netns;
+
+use std::net::{Ipv6Addr, SocketAddr, TcpListener};
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
 use guard_common::{
@@ -32,24 +33,6 @@ impl Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
-}
-
-fn enter_private_netns() {
-    assert!(
-        guard_user::guard::have_privileges(),
-        "the fuzz test loads BPF programs: run it as root (cargo xtask test does)"
-    );
-    // Safety: affects only the calling thread's namespace membership.
-    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
-    assert!(
-        Command::new("ip")
-            .args(["link", "set", "lo", "up"])
-            .status()
-            .unwrap()
-            .success()
-    );
-    std::fs::write("/proc/sys/net/ipv4/tcp_syncookies", "2").unwrap();
 }
 
 /// Valid seed frames to a listening port: SYNs with various options, and ACKs.

@@ -6,8 +6,11 @@
 //! Needs root, iproute2, ethtool, curl and nginx (`cargo xtask setup` installs them); without
 //! them every test fails with a message saying so, none is skipped.
 
+mod common;
+
+use common::{guard_exe, new_lab};
+
 use std::{
-    path::Path,
     sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
@@ -16,19 +19,6 @@ use guard_common::Counter;
 use guard_user::lab::{
     self, ChildGuard, GuardProc, Lab, Report, Snmp, TempDir, XdpPass, nginx::BIG_SIZE,
 };
-
-fn guard_exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_guard"))
-}
-
-fn new_lab(with_nginx: bool) -> Lab {
-    Lab::new(with_nginx).unwrap_or_else(|e| {
-        panic!(
-            "cannot build the veth lab: {e}\nthese tests need root, iproute2, ethtool, curl and \
-             nginx: run `cargo xtask setup`, then `cargo xtask test` as root"
-        )
-    })
-}
 
 fn start_guard(lab: &Lab) -> GuardProc {
     lab.start_guard(guard_exe(), 0.2)

@@ -15,6 +15,10 @@
 //! sysctl and sha256sum (`cargo xtask setup`); without them every test fails saying so, and a
 //! kernel without tcx (6.6+) fails the VLAN tests.
 
+mod common;
+
+use common::guard_exe;
+
 use std::{
     fmt,
     net::Ipv4Addr,
@@ -33,10 +37,6 @@ use guard_user::{
 
 const SETUP_HINT: &str = "these tests need root, iproute2, ethtool, curl, nginx, sysctl and \
                           sha256sum: run `cargo xtask setup`, then `cargo xtask test` as root";
-
-fn guard_exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_guard"))
-}
 
 fn require_extra_tools() {
     lab::require_tools(&["sysctl", "sha256sum"]).unwrap_or_else(|e| panic!("{e}\n{SETUP_HINT}"));

@@ -1,0 +1,45 @@
+//! Helpers shared by the integration tests (each test binary uses some of them).
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::{path::Path, process::Command};
+
+use guard_user::lab::Lab;
+
+/// The `guard` binary under test.
+pub fn guard_exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_guard"))
+}
+
+/// The two-namespace veth lab, or a panic that says what the environment lacks.
+pub fn new_lab(with_nginx: bool) -> Lab {
+    Lab::new(with_nginx).unwrap_or_else(|e| {
+        panic!(
+            "cannot build the veth lab: {e}\nthese tests need root, iproute2, ethtool, curl and \
+             nginx: run `cargo xtask setup`, then `cargo xtask test` as root"
+        )
+    })
+}
+
+/// Moves the calling thread into a fresh network namespace (gone when the thread ends) with
+/// loopback up and `tcp_syncookies=2`, for BPF_PROG_TEST_RUN tests: the program's socket
+/// lookups then see only the sockets the test opens.
+pub fn enter_private_netns() {
+    assert!(
+        guard_user::guard::have_privileges(),
+        "this test loads BPF programs: run it as root (cargo xtask test does)"
+    );
+    // Safety: affects only the calling thread's namespace membership.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(
+        rc,
+        0,
+        "unshare(CLONE_NEWNET): {}",
+        std::io::Error::last_os_error()
+    );
+    let st = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("run `ip` (iproute2)");
+    assert!(st.success(), "ip link set lo up");
+    std::fs::write("/proc/sys/net/ipv4/tcp_syncookies", "2").expect("set tcp_syncookies");
+}
