@@ -977,7 +977,7 @@ fn ipv4_cases(env: &Env, l2: L2) -> Vec<Case> {
         ),
     ];
     // Truncation inside the IP header, at the TCP header, inside the TCP header and options.
-    for cut in [
+    let cuts = [
         l3,
         l3 + 1,
         l3 + 19,
@@ -986,27 +986,58 @@ fn ipv4_cases(env: &Env, l2: L2) -> Vec<Case> {
         l3 + 39,
         l3 + 40,
         l3 + 59,
-    ] {
-        cases.push(case(
-            n(&format!("SYN truncated to {cut} bytes")),
-            base[..cut].to_vec(),
-            XDP_DROP,
-            f,
-            &[Counter::Malformed],
-        ));
+    ];
+    cases.extend(truncated_and_non_tcp(&base, &cuts, false, l2, &n));
+    cases
+}
+
+/// A family's SYN `base` truncated at each of `cuts` (dropped as malformed), and a UDP datagram
+/// and an ICMP echo with the same framing (passed as non-TCP).
+fn truncated_and_non_tcp(
+    base: &[u8],
+    cuts: &[usize],
+    v6: bool,
+    l2: L2,
+    n: &dyn Fn(&str) -> String,
+) -> Vec<Case> {
+    let f = if v6 { Family::Ipv6 } else { Family::Ipv4 };
+    let mut cases: Vec<Case> = cuts
+        .iter()
+        .map(|&cut| {
+            case(
+                n(&format!("SYN truncated to {cut} bytes")),
+                base[..cut].to_vec(),
+                XDP_DROP,
+                f,
+                &[Counter::Malformed],
+            )
+        })
+        .collect();
+    let eth = || PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC);
+    let (mut udp, mut icmp) = (Vec::new(), Vec::new());
+    if v6 {
+        eth()
+            .ipv6(CLIENT_V6, SERVER_V6, 64)
+            .udp(5353, 53)
+            .write(&mut udp, b"query")
+            .unwrap();
+        eth()
+            .ipv6(CLIENT_V6, SERVER_V6, 64)
+            .icmpv6_echo_request(1, 1)
+            .write(&mut icmp, b"ping")
+            .unwrap();
+    } else {
+        eth()
+            .ipv4(CLIENT_V4, SERVER_V4, 64)
+            .udp(5353, 53)
+            .write(&mut udp, b"query")
+            .unwrap();
+        eth()
+            .ipv4(CLIENT_V4, SERVER_V4, 64)
+            .icmpv4_echo_request(1, 1)
+            .write(&mut icmp, b"ping")
+            .unwrap();
     }
-    let mut udp = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
-        .ipv4(CLIENT_V4, SERVER_V4, 64)
-        .udp(5353, 53)
-        .write(&mut udp, b"query")
-        .unwrap();
-    let mut icmp = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
-        .ipv4(CLIENT_V4, SERVER_V4, 64)
-        .icmpv4_echo_request(1, 1)
-        .write(&mut icmp, b"ping")
-        .unwrap();
     for (i, tag) in l2.tags().iter().enumerate() {
         udp.splice(12 + 4 * i..12 + 4 * i, *tag);
         icmp.splice(12 + 4 * i..12 + 4 * i, *tag);
@@ -1118,39 +1149,8 @@ fn ipv6_cases(env: &Env, l2: L2) -> Vec<Case> {
             &[Counter::Malformed],
         ),
     ];
-    for cut in [l3, l3 + 39, l3 + 40, l3 + 41, l3 + 59, l3 + 60, l3 + 79] {
-        cases.push(case(
-            n(&format!("SYN truncated to {cut} bytes")),
-            base[..cut].to_vec(),
-            XDP_DROP,
-            f,
-            &[Counter::Malformed],
-        ));
-    }
-    let mut udp = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
-        .ipv6(CLIENT_V6, SERVER_V6, 64)
-        .udp(5353, 53)
-        .write(&mut udp, b"query")
-        .unwrap();
-    let mut icmp = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
-        .ipv6(CLIENT_V6, SERVER_V6, 64)
-        .icmpv6_echo_request(1, 1)
-        .write(&mut icmp, b"ping")
-        .unwrap();
-    for (i, tag) in l2.tags().iter().enumerate() {
-        udp.splice(12 + 4 * i..12 + 4 * i, *tag);
-        icmp.splice(12 + 4 * i..12 + 4 * i, *tag);
-    }
-    cases.push(case(n("UDP"), udp, XDP_PASS, f, &[Counter::NonTcp]));
-    cases.push(case(
-        n("ICMPv6 echo"),
-        icmp,
-        XDP_PASS,
-        f,
-        &[Counter::NonTcp],
-    ));
+    let cuts = [l3, l3 + 39, l3 + 40, l3 + 41, l3 + 59, l3 + 60, l3 + 79];
+    cases.extend(truncated_and_non_tcp(&base, &cuts, true, l2, &n));
     cases
 }
 
