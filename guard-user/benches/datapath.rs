@@ -19,6 +19,9 @@
 //! Prints a markdown table (medians, min-max, ratios against the targets) and writes the same as
 //! JSON. Needs root. Arguments: `--rounds N` (default 3), `--seconds S` per flood (default 2),
 //! `--json PATH` (default <workspace>/target/bench/datapath.json), `--quick` (1 round, 1 s: a smoke run).
+//! `--only NAME` runs only the flood scenarios whose name contains NAME (for profiling).
+//! Environment: `SGBENCH_THREADED=0|1|2` sets the veths' NAPI mode (default 1: threaded, pinned
+//! to CPU 1), `SGBENCH_DEBUG=1` prints the veths' XDP statistics after every flood.
 
 use std::{
     fmt::Write as _,

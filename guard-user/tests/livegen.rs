@@ -3,7 +3,8 @@
 //! the configured prefix, which the guard's own counters prove (no malformed frames, no bad
 //! checksums, every SYN answered).
 //!
-//! Needs root; builds its own two namespaces with RAII clean-up.
+//! Needs root; builds its own two namespaces with RAII clean-up. `LIVEGEN_DEBUG=1` prints the
+//! guard's non-zero counters and both veths' statistics after each flood.
 
 use std::{net::Ipv4Addr, os::fd::AsRawFd, time::Duration};
 
