@@ -33,13 +33,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use etherparse::{PacketBuilder, TcpOptionElement};
-use guard_common::{Counter, FloodConfig};
+use etherparse::PacketBuilder;
+use guard_common::Counter;
 use guard_user::{
     AttachMode, Guard, LoadOptions,
     baseline::{Baseline, BaselineProg, run_stats},
-    lab::{Netns, VethPair},
-    livegen::{LiveFlood, LiveGenerator},
+    lab::{Netns, VethPair, flood::live_flood, packet::Kind},
+    livegen::LiveGenerator,
     tuning,
 };
 
@@ -167,29 +167,6 @@ impl Lab {
         }
     }
 
-    fn template(&self, syn: bool) -> Vec<u8> {
-        let mut t = Vec::new();
-        let b = PacketBuilder::ethernet2(self.veth.b.mac, self.veth.a.mac)
-            .ipv4([10, 204, 0, 1], SRV_IP.octets(), 64)
-            .tcp(40_000, PORT, 1, 64_240);
-        if syn {
-            b.syn()
-                .options(&[
-                    TcpOptionElement::MaximumSegmentSize(1460),
-                    TcpOptionElement::SelectiveAcknowledgementPermitted,
-                    TcpOptionElement::Timestamp(1, 0),
-                    TcpOptionElement::Noop,
-                    TcpOptionElement::WindowScale(7),
-                ])
-                .expect("options")
-                .write(&mut t, &[])
-                .expect("frame");
-        } else {
-            b.ack(1).write(&mut t, &[]).expect("frame");
-        }
-        t
-    }
-
     /// Floods for `secs` from the client namespace at full speed (or `pps`), returning the
     /// frames sent and the elapsed time.
     fn flood(
@@ -199,20 +176,18 @@ impl Lab {
         pps: Option<u64>,
         stop: &AtomicBool,
     ) -> Res<(u64, Duration)> {
-        let flood = LiveFlood {
-            ifindex: self.cli_ifindex,
-            template: self.template(syn),
-            config: FloodConfig {
-                v4_prefix: [10, 204, 0, 0],
-                v4_host_mask: 0xffff,
-                random_ack: (!syn) as u32,
-                sport_min: 1024,
-                ..Default::default()
-            },
-            count: 1_000_000_000,
-            duration: Duration::from_secs_f64(secs),
+        let flood = live_flood(
+            self.cli_ifindex,
+            self.veth.b.mac,
+            self.veth.a.mac,
+            SRV_IP.into(),
+            PORT,
+            &"10.204.0.0/16".parse().expect("prefix"),
+            if syn { Kind::Syn } else { Kind::Ack },
+            1_000_000_000,
+            Duration::from_secs_f64(secs),
             pps,
-        };
+        );
         let cli = self.cli.name().to_owned();
         in_ns(&cli, Some(GEN_CPU), || {
             let mut g = LiveGenerator::load().map_err(e("generator"))?;

@@ -8,12 +8,11 @@
 
 use std::{net::Ipv4Addr, os::fd::AsRawFd, time::Duration};
 
-use etherparse::{PacketBuilder, TcpOptionElement};
-use guard_common::{Counter, Family, FloodConfig};
+use guard_common::{Counter, Family};
 use guard_user::{
     AttachMode, Guard, LoadOptions,
-    lab::{Netns, VethPair, unique_name, xdp_pass::XdpPass},
-    livegen::{LiveFlood, LiveGenerator},
+    lab::{Netns, VethPair, flood::live_flood, packet::Kind, unique_name, xdp_pass::XdpPass},
+    livegen::LiveGenerator,
     tuning,
 };
 
@@ -69,39 +68,18 @@ fn live_frames_reach_the_guard_intact() {
 
     let ifx = ifindex(&cli, "lg-c");
     for (kind, count) in [("syn", 200_000u64), ("ack", 100_000)] {
-        let mut template = Vec::new();
-        let b = PacketBuilder::ethernet2(veth.b.mac, veth.a.mac)
-            .ipv4([10, 204, 0, 1], srv_ip.octets(), 64)
-            .tcp(40000, 8080, 1, 64_240);
-        if kind == "syn" {
-            b.syn()
-                .options(&[
-                    TcpOptionElement::MaximumSegmentSize(1460),
-                    TcpOptionElement::SelectiveAcknowledgementPermitted,
-                    TcpOptionElement::Timestamp(1, 0),
-                    TcpOptionElement::Noop,
-                    TcpOptionElement::WindowScale(7),
-                ])
-                .unwrap()
-                .write(&mut template, &[])
-                .unwrap();
-        } else {
-            b.ack(1).write(&mut template, &[]).unwrap();
-        }
-        let flood = LiveFlood {
-            ifindex: ifx,
-            template,
-            config: FloodConfig {
-                v4_prefix: [10, 204, 0, 0],
-                v4_host_mask: 0xffff,
-                random_ack: (kind == "ack") as u32,
-                sport_min: 1024,
-                ..Default::default()
-            },
+        let flood = live_flood(
+            ifx,
+            veth.b.mac,
+            veth.a.mac,
+            srv_ip.into(),
+            8080,
+            &"10.204.0.0/16".parse().unwrap(),
+            if kind == "syn" { Kind::Syn } else { Kind::Ack },
             count,
-            duration: Duration::from_secs(20),
-            pps: None,
-        };
+            Duration::from_secs(20),
+            None,
+        );
         let before = guard.counters().unwrap();
         let report = in_netns(cli.name(), move || {
             let mut g = LiveGenerator::load().unwrap();

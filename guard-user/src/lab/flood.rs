@@ -295,16 +295,34 @@ fn flood_config(p: &IpPrefix, kind: Kind) -> FloodConfig {
     c
 }
 
-fn run_xdp(spec: &FloodSpec, stop: &AtomicBool) -> Result<FloodReport> {
+/// A live-frames flood of `kind` segments from random sources in `src_prefix` to `dst:dport`
+/// out of interface `ifindex` (MAC `src_mac`) towards `dst_mac`: the template is a frame of
+/// [`packet::build`] (a Linux-like SYN, or a bare ACK) and the program randomizes the rest.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one field each of a flood's description"
+)]
+pub fn live_flood(
+    ifindex: u32,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    dst: IpAddr,
+    dport: u16,
+    src_prefix: &IpPrefix,
+    kind: Kind,
+    count: u64,
+    duration: Duration,
+    pps: Option<u64>,
+) -> LiveFlood {
     let mut rng = Rng::from_entropy();
     let seg = Segment {
-        kind: spec.kind,
-        src_mac: src_mac_of(&spec.iface)?,
-        dst_mac: spec.dst_mac,
-        src: spec.src_prefix.random(&mut rng),
-        dst: spec.dst,
+        kind,
+        src_mac,
+        dst_mac,
+        src: src_prefix.random(&mut rng),
+        dst,
         sport: 40_000,
-        dport: spec.dport,
+        dport,
         seq: rng.next_u32(),
         ack: rng.next_u32(),
         ip_id: 0,
@@ -312,15 +330,30 @@ fn run_xdp(spec: &FloodSpec, stop: &AtomicBool) -> Result<FloodReport> {
     };
     let mut frame = [0u8; MAX_FRAME];
     let n = packet::build(&seg, &mut frame);
-    let flood = LiveFlood {
-        ifindex: crate::tuning::interface_index(&spec.iface)
-            .map_err(|e| LabError::Refused(e.to_string()))?,
+    LiveFlood {
+        ifindex,
         template: frame[..n].to_vec(),
-        config: flood_config(&spec.src_prefix, spec.kind),
-        count: spec.count,
-        duration: spec.duration,
-        pps: spec.pps,
-    };
+        config: flood_config(src_prefix, kind),
+        count,
+        duration,
+        pps,
+    }
+}
+
+fn run_xdp(spec: &FloodSpec, stop: &AtomicBool) -> Result<FloodReport> {
+    let flood = live_flood(
+        crate::tuning::interface_index(&spec.iface)
+            .map_err(|e| LabError::Refused(e.to_string()))?,
+        src_mac_of(&spec.iface)?,
+        spec.dst_mac,
+        spec.dst,
+        spec.dport,
+        &spec.src_prefix,
+        spec.kind,
+        spec.count,
+        spec.duration,
+        spec.pps,
+    );
     let mut g = LiveGenerator::load().map_err(|e| LabError::Refused(e.to_string()))?;
     let lost0 = xmit_errors(&spec.iface);
     let r = g
