@@ -990,6 +990,15 @@ impl Lab {
         &self.veth.b.name
     }
 
+    /// A download of the 10 MiB file paced by nginx at 200 KiB/s (about 50 s): a connection
+    /// that stays established while a test looks at it. Killed when dropped.
+    pub fn slow_download(&self, name: &str) -> Result<ChildGuard> {
+        let mut cmd = self.client.command("curl");
+        cmd.args(["-sS", "-o", "/dev/null", "--max-time", "60"])
+            .arg(self.url("slow/big.bin"));
+        ChildGuard::spawn(name, &mut cmd)
+    }
+
     /// `http://<server>/<path>`.
     pub fn url(&self, path: &str) -> String {
         http_url(SERVER_IP.into(), path)

@@ -449,18 +449,7 @@ fn state_gauges_equal_ss_counts() {
     // ESTABLISHED: two slow downloads (server side).
     let mut slow = Vec::new();
     for i in 0..2 {
-        let mut cmd = lab.client.command("curl");
-        cmd.args([
-            "-sS",
-            "-o",
-            "/dev/null",
-            "--limit-rate",
-            "100k",
-            "--max-time",
-            "60",
-        ])
-        .arg(lab.url("big.bin"));
-        slow.push(ChildGuard::spawn(&format!("slow curl {i}"), &mut cmd).unwrap());
+        slow.push(lab.slow_download(&format!("slow curl {i}")).unwrap());
     }
     // TIME_WAIT on the server: HTTP/1.0 requests, which nginx closes first.
     for _ in 0..3 {

@@ -101,20 +101,8 @@ fn kept_open_connection_negotiated_ts_sack_and_wscale() {
     let lab = new_lab(true);
     let guard = start_guard(&lab);
     let k0 = snmp(&lab);
-    // A slow download (10 MiB at 256 KiB/s would take 40 s) keeps the connection open; it is
-    // killed when the test ends.
-    let mut cmd = lab.client.command("curl");
-    cmd.args([
-        "-sS",
-        "-o",
-        "/dev/null",
-        "--limit-rate",
-        "256k",
-        "--max-time",
-        "60",
-    ])
-    .arg(lab.url("big.bin"));
-    let _download = ChildGuard::spawn("slow curl", &mut cmd).expect("starting curl");
+    // A slow download keeps the connection open; it is killed when the test ends.
+    let _download = lab.slow_download("slow curl").expect("starting curl");
     let conns = lab::wait_until(
         "an established connection on port 80",
         Duration::from_secs(10),
