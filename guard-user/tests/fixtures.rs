@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::enter_private_netns;
+use common::{CONFIG, enter_private_netns, loaded_guard};
 
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 
@@ -18,7 +18,7 @@ use etherparse::{
     TransportSlice,
 };
 use guard_common::{
-    Counter, Family, GuardConfig, Mode, OPT_ECN, OPT_SACK, OPT_TIMESTAMPS, OPT_WSCALE,
+    Counter, Family, GuardConfig, Mode,
     xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
 };
 use guard_user::{Counters, Guard, LoadOptions};
@@ -32,31 +32,6 @@ const SERVER_V6: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 const CLIENT_PORT: u16 = 40_000;
 const CLIENT_ISN: u32 = 0x1234_5678;
 const CLIENT_TSVAL: u32 = 0x0a0b_0c0d;
-
-const CONFIG: GuardConfig = GuardConfig {
-    mode: Mode::Always as u32,
-    mss_v4: 1460,
-    mss_v6: 1440,
-    wscale: 10,
-    options: OPT_TIMESTAMPS | OPT_SACK | OPT_WSCALE | OPT_ECN,
-    window: 64_240,
-    ttl: 64,
-    auto_syn_rate: 20_000,
-    auto_port_rate: 0,
-    auto_hold_ms: 10_000,
-    ports: guard_common::PORTS_ALL,
-    reflect_limit: 0,
-    reflect_prefix_v4: 24,
-    reflect_prefix_v6: 64,
-    ncpus: 2,
-    acl: 0,
-};
-
-fn loaded_guard(cfg: &GuardConfig) -> Guard {
-    let mut g = Guard::load(&LoadOptions::default()).expect("load the XDP program");
-    g.set_config(cfg).expect("configure");
-    g
-}
 
 /// Link-layer framing of a test frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,16 +7,12 @@
 
 mod common;
 
-use common::enter_private_netns;
+use common::{CONFIG, enter_private_netns, loaded_guard};
 
 use std::net::{Ipv6Addr, SocketAddr, TcpListener};
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
-use guard_common::{
-    GuardConfig, Mode, OPT_ECN, OPT_SACK, OPT_TIMESTAMPS, OPT_WSCALE,
-    xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX},
-};
-use guard_user::{Guard, LoadOptions};
+use guard_common::xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX};
 
 const FRAMES: usize = 100_000;
 
@@ -140,19 +136,7 @@ fn randomized_frames_never_abort_and_replies_are_valid() {
     let l4 = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l4.local_addr().unwrap().port();
     let _l6 = TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port))).unwrap();
-    let mut guard = Guard::load(&LoadOptions::default()).unwrap();
-    guard
-        .set_config(&GuardConfig {
-            mode: Mode::Always as u32,
-            mss_v4: 1460,
-            mss_v6: 1440,
-            wscale: 7,
-            options: OPT_TIMESTAMPS | OPT_SACK | OPT_WSCALE | OPT_ECN,
-            window: 64_240,
-            ttl: 64,
-            ..guard_user::tuning::policy_defaults()
-        })
-        .unwrap();
+    let guard = loaded_guard(&CONFIG);
     let seeds = seeds(port);
     let mut rng = Rng(0x5eed_0f5a_7c0d_e5a1);
     let mut verdicts = [0usize; 5];

@@ -3,7 +3,8 @@
 
 use std::{path::Path, process::Command};
 
-use guard_user::lab::Lab;
+use guard_common::{GuardConfig, Mode, OPT_ECN, OPT_SACK, OPT_TIMESTAMPS, OPT_WSCALE};
+use guard_user::{Guard, LoadOptions, lab::Lab};
 
 /// The `guard` binary under test.
 pub fn guard_exe() -> &'static Path {
@@ -42,4 +43,31 @@ pub fn enter_private_netns() {
         .expect("run `ip` (iproute2)");
     assert!(st.success(), "ip link set lo up");
     std::fs::write("/proc/sys/net/ipv4/tcp_syncookies", "2").expect("set tcp_syncookies");
+}
+
+/// The configuration the test-run tests give the program: every option on, mode `always`.
+pub const CONFIG: GuardConfig = GuardConfig {
+    mode: Mode::Always as u32,
+    mss_v4: 1460,
+    mss_v6: 1440,
+    wscale: 10,
+    options: OPT_TIMESTAMPS | OPT_SACK | OPT_WSCALE | OPT_ECN,
+    window: 64_240,
+    ttl: 64,
+    auto_syn_rate: 20_000,
+    auto_port_rate: 0,
+    auto_hold_ms: 10_000,
+    ports: guard_common::PORTS_ALL,
+    reflect_limit: 0,
+    reflect_prefix_v4: 24,
+    reflect_prefix_v6: 64,
+    ncpus: 2,
+    acl: 0,
+};
+
+/// The program loaded and configured with `cfg`.
+pub fn loaded_guard(cfg: &GuardConfig) -> Guard {
+    let mut g = Guard::load(&LoadOptions::default()).expect("load the XDP program");
+    g.set_config(cfg).expect("configure");
+    g
 }
