@@ -24,6 +24,17 @@ pub const RATES_MAP: &str = "GUARD_RATES";
 pub const AUTO_MAP: &str = "GUARD_AUTO";
 /// Name of the LRU hash of SYN-ACK budgets per source prefix ([`ReflectKey`] -> [`ReflectBucket`]).
 pub const REFLECT_MAP: &str = "GUARD_REFLECT";
+/// Name of the hash of the namespace's local IPv4 addresses: 4 bytes in network order to the
+/// ingress interface index they must arrive on (0: any), see [`LOCAL_ANY_IFINDEX`].
+pub const LOCAL_V4_MAP: &str = "GUARD_LOCAL_V4";
+/// Name of the hash of the namespace's local IPv6 addresses (16 bytes to an ifindex, as
+/// [`LOCAL_V4_MAP`]).
+pub const LOCAL_V6_MAP: &str = "GUARD_LOCAL_V6";
+/// Name of the LPM trie of local IPv4 prefixes shorter than /32 (`ip route add local PREFIX`,
+/// "AnyIP"), consulted when [`LOCAL_V4_MAP`] has no entry: 4-byte prefixes to an ifindex.
+pub const LOCAL_NETS_V4_MAP: &str = "GUARD_LOCAL_NETS_V4";
+/// Name of the LPM trie of local IPv6 prefixes shorter than /128, as [`LOCAL_NETS_V4_MAP`].
+pub const LOCAL_NETS_V6_MAP: &str = "GUARD_LOCAL_NETS_V6";
 /// Every map of the guard, for pinning.
 pub const GUARD_MAPS: &[&str] = &[
     CONFIG_MAP,
@@ -34,6 +45,10 @@ pub const GUARD_MAPS: &[&str] = &[
     RATES_MAP,
     AUTO_MAP,
     REFLECT_MAP,
+    LOCAL_V4_MAP,
+    LOCAL_V6_MAP,
+    LOCAL_NETS_V4_MAP,
+    LOCAL_NETS_V6_MAP,
 ];
 
 /// Words of the protected-ports bitmap.
@@ -46,6 +61,15 @@ pub const RATE_WINDOW_NS: u64 = 100_000_000;
 pub const MAX_CPUS: u32 = 64;
 /// Entries of the source access lists.
 pub const ACL_MAX_ENTRIES: u32 = 65536;
+/// Local addresses per family at most (the namespace's own addresses, not its routes).
+pub const LOCAL_MAX_ENTRIES: u32 = 16384;
+/// Local prefixes (AnyIP routes) per family at most.
+pub const LOCAL_NETS_MAX_ENTRIES: u32 = 1024;
+/// Value of a local-address entry that is local whatever interface the packet arrives on
+/// (IPv4's weak host model; global IPv6 addresses). Other values name the one interface a
+/// destination is local on: the loopback device (1) for 127.0.0.0/8 and ::1, which the kernel
+/// refuses from any other interface, and the owning interface for IPv6 link-local addresses.
+pub const LOCAL_ANY_IFINDEX: u32 = 0;
 /// Source prefixes tracked by the reflection limit at once (least recently used evicted).
 pub const REFLECT_MAX_ENTRIES: u32 = 65536;
 
@@ -226,6 +250,12 @@ pub const OPT_WSCALE: u32 = 1 << 2;
 /// (`tcp_ecn` is 1 or 2).
 pub const OPT_ECN: u32 = 1 << 3;
 
+/// Largest magnitude of [`GuardConfig::ipv6_max_hbh_opts`] and `ipv6_max_dst_opts` (the
+/// controller clamps the sysctls to it).
+pub const IPV6_MAX_OPTS: i32 = 255;
+/// The kernel's default for both IPv6 option-count sysctls (`IP6_DEFAULT_MAX_HBH_OPTS_CNT`).
+pub const IPV6_DEFAULT_MAX_OPTS: i32 = 8;
+
 /// Runtime configuration, one entry in [`CONFIG_MAP`]. All fields host byte order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -263,6 +293,11 @@ pub struct GuardConfig {
     pub ncpus: u32,
     /// `ACL_V4` / `ACL_V6` bits: which access lists to consult.
     pub acl: u32,
+    /// `net.ipv6.max_hbh_opts_number` of the namespace: most non-padding options a Hop-by-Hop
+    /// header may carry; negative: `-value` of them, and options of unknown type are refused.
+    pub ipv6_max_hbh_opts: i32,
+    /// `net.ipv6.max_dst_opts_number`, as `ipv6_max_hbh_opts` for Destination Options.
+    pub ipv6_max_dst_opts: i32,
 }
 
 impl GuardConfig {
@@ -309,6 +344,12 @@ impl GuardConfig {
         }
         if self.acl & !(ACL_V4 | ACL_V6) != 0 {
             return Err("acl");
+        }
+        if self.ipv6_max_hbh_opts < -IPV6_MAX_OPTS || self.ipv6_max_hbh_opts > IPV6_MAX_OPTS {
+            return Err("ipv6_max_hbh_opts");
+        }
+        if self.ipv6_max_dst_opts < -IPV6_MAX_OPTS || self.ipv6_max_dst_opts > IPV6_MAX_OPTS {
+            return Err("ipv6_max_dst_opts");
         }
         Ok(())
     }
@@ -358,6 +399,8 @@ counters! {
     KnownFlow = "known_flow",
     /// TCP packets to a port with no socket, passed (the kernel answers with RST).
     NoSocket = "no_socket",
+    /// TCP packets to an address that is not this namespace's own (transit traffic of a router or container host, broadcast, multicast, loopback arriving from outside), passed untouched.
+    NotLocal = "not_local",
     /// Other TCP packets to a listener (RST, no flags, SYN-ACK), passed for the kernel to discard.
     ListenerOther = "listener_other",
     /// SYNs with FIN or RST also set, dropped (the kernel discards them too).
@@ -370,6 +413,8 @@ counters! {
     Fragment = "fragment",
     /// Headers the guard does not parse (IPv6 routing/AH/ESP/... extension headers, a third VLAN tag), passed.
     Unsupported = "unsupported",
+    /// IPv6 packets whose Hop-by-Hop or Destination Options the kernel discards (padding over 7 bytes or not zero, an option type that says discard, a misplaced Hop-by-Hop header, too many options), passed for the kernel to refuse as it would without the guard.
+    Ipv6OptsRefused = "ipv6_opts_refused",
     /// Truncated or invalid headers (short frame, bad version, ihl < 5, doff < 5, bad lengths), dropped.
     Malformed = "malformed",
     /// SYNs with a bad IPv4 or TCP checksum, dropped (the kernel would drop them too).
@@ -467,6 +512,8 @@ impl Counter {
             Counter::AckValid
             | Counter::KnownFlow
             | Counter::NoSocket
+            | Counter::NotLocal
+            | Counter::Ipv6OptsRefused
             | Counter::ListenerOther
             | Counter::NonTcp
             | Counter::NonIp
@@ -510,7 +557,8 @@ const fn str_eq(a: &str, b: &str) -> bool {
 }
 
 #[cfg(feature = "user")]
-// Safety: GuardConfig is repr(C), Copy, made of u32 only (no padding, every bit pattern valid).
+// Safety: GuardConfig is repr(C), Copy, made of u32 and i32 only (no padding, every bit pattern
+// valid).
 unsafe impl aya::Pod for GuardConfig {}
 #[cfg(feature = "user")]
 // Safety (these four): repr(C), Copy, integer fields laid out without padding, every bit
@@ -700,8 +748,26 @@ mod tests {
             reflect_prefix_v6: 64,
             ncpus: 2,
             acl: 0,
+            ipv6_max_hbh_opts: IPV6_DEFAULT_MAX_OPTS,
+            ipv6_max_dst_opts: -IPV6_DEFAULT_MAX_OPTS,
         };
         assert_eq!(good.validate(), Ok(()));
+        assert_eq!(
+            GuardConfig {
+                ipv6_max_hbh_opts: -256,
+                ..good
+            }
+            .validate(),
+            Err("ipv6_max_hbh_opts")
+        );
+        assert_eq!(
+            GuardConfig {
+                ipv6_max_dst_opts: 256,
+                ..good
+            }
+            .validate(),
+            Err("ipv6_max_dst_opts")
+        );
         let auto = GuardConfig {
             mode: Mode::Auto as u32,
             ..good

@@ -1,4 +1,5 @@
-//! The data path, top to bottom: walk the headers (`parse`) -> find the local socket -> a SYN to
+//! The data path, top to bottom: walk the headers (`parse`) -> only destinations that are this
+//! host's own (`local`) -> find the local socket -> a SYN to
 //! a listener gets a cookie SYN-ACK (`reply`, XDP_TX), an ACK to a listener gets its cookie
 //! checked (valid: PASS so the kernel creates the connection, forged: DROP), everything else
 //! passes.
@@ -14,6 +15,7 @@ use guard_ebpf::synack::{
 };
 
 use crate::{
+    local::is_local,
     maps::GUARD_CONFIG,
     parse::{Segment, segment},
     policy,
@@ -39,11 +41,14 @@ pub fn try_guard(ctx: &XdpContext) -> (Family, Counter) {
     if mode != Mode::Always as u32 && mode != Mode::Auto as u32 && mode != Mode::Monitor as u32 {
         return (Family::Other, Counter::Disabled);
     }
-    let seg = match segment(ctx) {
+    let seg = match segment(ctx, cfg) {
         Ok(s) => s,
         Err(outcome) => return outcome,
     };
     let family = seg.family;
+    if !is_local(ctx, &seg) {
+        return (family, Counter::NotLocal);
+    }
     // Safety: `seg.tcp` points to 20 bounds-checked bytes.
     let flags = unsafe { (*seg.tcp)[13] };
 

@@ -6,6 +6,7 @@
 mod baseline;
 mod flood;
 mod guard;
+mod local;
 mod maps;
 mod parse;
 mod policy;

@@ -3,13 +3,15 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use guard_common::{
-    ACL_MAX_ENTRIES, AutoState, COUNTERS_LEN, GuardConfig, PORTS_WORDS, RATE_OVERALL,
-    REFLECT_MAX_ENTRIES, RateState, ReflectBucket, ReflectKey,
+    ACL_MAX_ENTRIES, AutoState, COUNTERS_LEN, GuardConfig, LOCAL_MAX_ENTRIES,
+    LOCAL_NETS_MAX_ENTRIES, PORTS_WORDS, RATE_OVERALL, REFLECT_MAX_ENTRIES, RateState,
+    ReflectBucket, ReflectKey,
 };
 use guard_ebpf::{
+    ipv6_opts::{EXT_BUF, OptsScratch},
     options::{ParseScratch, TCP_HDR_BUF},
     synack::SYNACK_L34_MAX,
 };
@@ -33,6 +35,26 @@ pub static GUARD_ACL_V4: LpmTrie<[u8; 4], u32> =
 #[map]
 pub static GUARD_ACL_V6: LpmTrie<[u8; 16], u32> =
     LpmTrie::with_max_entries(ACL_MAX_ENTRIES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+
+/// The namespace's local addresses and prefixes (see `local.rs`): destination to the interface
+/// index it must arrive on (`LOCAL_ANY_IFINDEX`: any). Not preallocated, so a lookup racing a
+/// delete reads the old value or none (RCU), never a recycled element.
+#[map]
+pub static GUARD_LOCAL_V4: HashMap<[u8; 4], u32> =
+    HashMap::with_max_entries(LOCAL_MAX_ENTRIES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+#[map]
+pub static GUARD_LOCAL_V6: HashMap<[u8; 16], u32> =
+    HashMap::with_max_entries(LOCAL_MAX_ENTRIES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+#[map]
+pub static GUARD_LOCAL_NETS_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(
+    LOCAL_NETS_MAX_ENTRIES,
+    aya_ebpf::bindings::BPF_F_NO_PREALLOC,
+);
+#[map]
+pub static GUARD_LOCAL_NETS_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(
+    LOCAL_NETS_MAX_ENTRIES,
+    aya_ebpf::bindings::BPF_F_NO_PREALLOC,
+);
 
 /// Per-CPU SYN rate windows: per destination port, and all ports at `RATE_OVERALL`.
 #[map]
@@ -66,3 +88,15 @@ pub struct Scratch {
 
 #[map]
 pub static GUARD_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU working memory for judging IPv6 Hop-by-Hop/Destination Options (`parse.rs`): a copy
+/// of the header and the walk's state, in map memory for the verifier's sake (see
+/// `guard_ebpf::ipv6_opts::check_options`).
+#[repr(C)]
+pub struct ExtScratch {
+    pub buf: [u8; EXT_BUF],
+    pub walk: OptsScratch,
+}
+
+#[map]
+pub static GUARD_EXT_SCRATCH: PerCpuArray<ExtScratch> = PerCpuArray::with_max_entries(1, 0);

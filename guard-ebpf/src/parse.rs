@@ -2,9 +2,14 @@
 //! from Ethernet (with up to two VLAN tags) through IPv4 or IPv6 (with Hop-by-Hop and Destination
 //! Options headers) to the TCP header.
 
-use aya_ebpf::programs::XdpContext;
-use guard_common::{Counter, Family};
-use guard_ebpf::synack::{IPV4_HLEN, IPV6_HLEN};
+use aya_ebpf::{bindings::xdp_md, helpers::generated::bpf_xdp_load_bytes, programs::XdpContext};
+use guard_common::{Counter, Family, GuardConfig};
+use guard_ebpf::{
+    ipv6_opts::{EXT_BUF, OptsVerdict, check_options},
+    synack::{IPV4_HLEN, IPV6_HLEN},
+};
+
+use crate::maps::GUARD_EXT_SCRATCH;
 
 pub const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -82,7 +87,7 @@ pub struct Segment {
 
 /// Walks the headers. `Ok` is a TCP segment to look at; `Err` is the outcome for anything else.
 #[inline(always)]
-pub fn segment(ctx: &XdpContext) -> Result<Segment, (Family, Counter)> {
+pub fn segment(ctx: &XdpContext, cfg: &GuardConfig) -> Result<Segment, (Family, Counter)> {
     let other = |c| (Family::Other, c);
     let eth = ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(other(Counter::Malformed))?;
     // Safety: checked by ptr_at.
@@ -106,7 +111,7 @@ pub fn segment(ctx: &XdpContext) -> Result<Segment, (Family, Counter)> {
     }
     match proto {
         ETH_P_IP => ipv4(ctx, l3),
-        ETH_P_IPV6 => ipv6(ctx, l3),
+        ETH_P_IPV6 => ipv6(ctx, l3, cfg),
         _ => Err(other(Counter::NonIp)),
     }
 }
@@ -146,7 +151,7 @@ fn ipv4(ctx: &XdpContext, l3: usize) -> Result<Segment, (Family, Counter)> {
 }
 
 #[inline(always)]
-fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Segment, (Family, Counter)> {
+fn ipv6(ctx: &XdpContext, l3: usize, cfg: &GuardConfig) -> Result<Segment, (Family, Counter)> {
     let f = |c| (Family::Ipv6, c);
     let ip = ptr_at::<[u8; IPV6_HLEN]>(ctx, l3).ok_or(f(Counter::Malformed))?;
     // Safety: checked by ptr_at.
@@ -163,6 +168,11 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Segment, (Family, Counter)> {
     let ecn = (h[1] >> 4) & 3;
     let mut next = h[6];
     let mut l4 = l3 + IPV6_HLEN;
+    let Some(st) = GUARD_EXT_SCRATCH.get_ptr_mut(0) else {
+        return Err(f(Counter::HelperError));
+    };
+    // Safety: this CPU's scratch entry, ours for the duration of the program.
+    let st = unsafe { &mut *st };
     let mut i = 0;
     while i < MAX_V6_EXT && (next == NEXTHDR_HOP || next == NEXTHDR_DEST) {
         if l4 > MAX_L4_OFF {
@@ -171,8 +181,30 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Segment, (Family, Counter)> {
         let ext = ptr_at::<[u8; 2]>(ctx, l4).ok_or(f(Counter::Malformed))?;
         // Safety: checked by ptr_at.
         let (nh, len) = unsafe { ((*ext)[0], (*ext)[1]) };
+        let hop = next == NEXTHDR_HOP;
+        // Hop-by-Hop only directly after the IPv6 header (RFC 8200 4.1); the kernel refuses it
+        // anywhere else.
+        if hop && i > 0 {
+            return Err(f(Counter::Ipv6OptsRefused));
+        }
+        let hend = l4 + (len as usize + 1) * 8;
+        if hend > end {
+            return Err(f(Counter::Malformed));
+        }
+        let max = if hop {
+            cfg.ipv6_max_hbh_opts
+        } else {
+            cfg.ipv6_max_dst_opts
+        };
+        let verdict = synguard_ipv6_opts(ctx.ctx, l4 as u32, (hend - l4) as u32, hop as u32, max);
+        if verdict == OptsVerdict::Refuse as u32 {
+            return Err(f(Counter::Ipv6OptsRefused));
+        }
+        if verdict != OptsVerdict::Accept as u32 {
+            return Err(f(Counter::Unsupported));
+        }
         next = nh;
-        l4 += (len as usize + 1) * 8;
+        l4 = hend;
         i += 1;
     }
     match next {
@@ -182,10 +214,50 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Segment, (Family, Counter)> {
         n if NEXTHDR_OTHER_EXT.contains(&n) => return Err(f(Counter::Unsupported)),
         _ => return Err(f(Counter::NonTcp)),
     }
-    if l4 > end {
-        return Err(f(Counter::Malformed));
+    if i > 0 {
+        // Verifier: one state for every extension-header layout from here on (the SYN path
+        // behind is long): the offset through map memory, which the verifier does not track.
+        let cell: *mut usize = &mut st.walk.after;
+        // Safety: a field of this CPU's scratch entry.
+        l4 = unsafe {
+            core::ptr::write_volatile(cell, l4);
+            core::ptr::read_volatile(cell)
+        } & 0x7ff;
     }
     tcp(ctx, Family::Ipv6, l3, ip as *const u8, l4 - l3, end, ecn)
+}
+
+/// Judges the options of the Hop-by-Hop (`hop` = 1) or Destination Options header at
+/// `start..start + len` of the frame as the kernel would (see `guard_ebpf::ipv6_opts`), from a
+/// copy in map memory; returns an `OptsVerdict` (or `Unsure` when it cannot copy).
+///
+/// Verifier: a global BPF function (exported, never inlined, scalar and context arguments) is
+/// verified once on its own, and its callers see only an unknown return value. Inlined, its
+/// walk multiplied the states on the long SYN path behind it past the 1M-instruction budget.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn synguard_ipv6_opts(
+    ctx: *mut xdp_md,
+    start: u32,
+    len: u32,
+    hop: u32,
+    max: i32,
+) -> u32 {
+    let Some(st) = GUARD_EXT_SCRATCH.get_ptr_mut(0) else {
+        return OptsVerdict::Unsure as u32;
+    };
+    // Safety: this CPU's scratch entry, ours for the duration of the program.
+    let st = unsafe { &mut *st };
+    if len as usize > EXT_BUF || len < 8 {
+        return OptsVerdict::Unsure as u32;
+    }
+    // Verifier: the same length, in a form it can bound to [8, EXT_BUF] (len is a multiple of 8).
+    let n = (len.wrapping_sub(8) & (EXT_BUF as u32 - 8)) + 8;
+    // Safety: `st.buf` has room for EXT_BUF bytes and 8 <= n <= EXT_BUF.
+    if unsafe { bpf_xdp_load_bytes(ctx, start, st.buf.as_mut_ptr() as *mut _, n) } != 0 {
+        return OptsVerdict::Unsure as u32;
+    }
+    check_options(&st.buf, n as usize, hop != 0, max, &mut st.walk) as u32
 }
 
 /// The TCP header `hdrs` bytes after `l3` (the IP header and its options or extension headers),

@@ -487,6 +487,8 @@ mod tests {
             reflect_prefix_v6: 64,
             ncpus: 2,
             acl: 0,
+            ipv6_max_hbh_opts: 8,
+            ipv6_max_dst_opts: 8,
         }
     }
 

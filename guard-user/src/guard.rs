@@ -246,14 +246,25 @@ impl Guard {
                 .map_err(|e: ProgramError| GuardError::Load(e.to_string()))?;
             tp.load().map_err(load_error)?;
         }
-        Ok(Self {
+        let mut guard = Self {
             ebpf,
             logger,
             link: None,
             pinned_link: None,
             states_link: None,
             pinned_states_link: None,
-        })
+        };
+        // Until it knows the namespace's own addresses the program answers nothing.
+        guard.sync_local()?;
+        Ok(guard)
+    }
+
+    /// Makes the program's local destinations those of the calling thread's namespace now
+    /// (its `local` routing table); a running controller calls it again on every address or
+    /// local-route event (see [`crate::local::Watcher`]).
+    pub fn sync_local(&mut self) -> Result<crate::local::SyncChange, GuardError> {
+        let want = crate::local::dump()?;
+        crate::local::sync(&mut self.ebpf, &want)
     }
 
     /// Attaches the state tracepoint program (loaded by [`Guard::load_with`] with a target).

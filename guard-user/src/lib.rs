@@ -11,6 +11,7 @@ pub mod error;
 pub mod guard;
 pub mod lab;
 pub mod livegen;
+pub mod local;
 pub mod maps;
 pub mod netns;
 pub mod netstat;

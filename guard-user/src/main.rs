@@ -637,11 +637,34 @@ async fn report_loop(
     let mut prev = snapshot::take(guard.maps(), netns)?;
     let mut reports = 0u64;
     let stdout = std::io::stdout();
+    // Address and local-route events: the program's local destinations follow within
+    // milliseconds (re-read in full: the `local` table is small).
+    let watcher =
+        guard_user::local::Watcher::new().context("watching the namespace's addresses")?;
+    // Safety: the AsyncFd owns the watcher, whose socket stays open while registered.
+    let addr_events = unsafe { AsyncFd::register(watcher) }
+        .map_err(|e| e.into_parts().1)
+        .context("registering the rtnetlink socket")?;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = sigint.recv() => return Ok(()),
             _ = sigterm.recv() => return Ok(()),
+            ready = addr_events.readable() => {
+                let mut ready = ready.context("waiting for rtnetlink events")?;
+                let changed = ready.get_inner().drain()?;
+                ready.clear_ready();
+                if changed {
+                    let change = guard.sync_local()?;
+                    if !change.is_empty() {
+                        log::info!(
+                            "local destinations of {}: added {:?}, removed {:?}",
+                            args.iface, change.added, change.removed
+                        );
+                    }
+                }
+                continue;
+            }
             conn = async {
                 match metrics {
                     Some(l) => l.accept().await,

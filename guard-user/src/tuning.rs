@@ -4,7 +4,8 @@
 //! hand-off needs (see HANDSHAKE notes in the README).
 
 use guard_common::{
-    GuardConfig, MAX_CPUS, Mode, OPT_ECN, OPT_SACK, OPT_TIMESTAMPS, OPT_WSCALE, PORTS_ALL,
+    GuardConfig, IPV6_DEFAULT_MAX_OPTS, IPV6_MAX_OPTS, MAX_CPUS, Mode, OPT_ECN, OPT_SACK,
+    OPT_TIMESTAMPS, OPT_WSCALE, PORTS_ALL,
 };
 
 use crate::{
@@ -145,6 +146,17 @@ pub const DEFAULT_AUTO_SYN_RATE: u32 = 20_000;
 /// Default `auto` hold-down.
 pub const DEFAULT_AUTO_HOLD_MS: u32 = 10_000;
 
+/// One of the namespace's IPv6 option-count sysctls, clamped to what the configuration holds
+/// (the kernel's default where IPv6 is compiled out or disabled: the guard then sees no IPv6).
+fn ipv6_max_opts(name: &str) -> i32 {
+    sysctl::read(name)
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .map_or(IPV6_DEFAULT_MAX_OPTS, |v| {
+            v.clamp(-IPV6_MAX_OPTS as i64, IPV6_MAX_OPTS as i64) as i32
+        })
+}
+
 /// Builds the program configuration from the live system (call after [`prepare_sysctls`]).
 pub fn config_from_system(iface: &str, o: &Overrides) -> Result<GuardConfig, GuardError> {
     let mtu = interface_mtu(iface)?;
@@ -186,6 +198,8 @@ pub fn config_from_system(iface: &str, o: &Overrides) -> Result<GuardConfig, Gua
             Some(t) => t,
             None => sysctl::read_u64("net.ipv4.ip_default_ttl")?.min(255) as u32,
         },
+        ipv6_max_hbh_opts: ipv6_max_opts("net.ipv6.max_hbh_opts_number"),
+        ipv6_max_dst_opts: ipv6_max_opts("net.ipv6.max_dst_opts_number"),
         ..policy_defaults()
     };
     cfg.validate().map_err(|field| GuardError::InvalidConfig {

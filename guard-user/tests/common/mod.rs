@@ -63,6 +63,8 @@ pub const CONFIG: GuardConfig = GuardConfig {
     reflect_prefix_v6: 64,
     ncpus: 2,
     acl: 0,
+    ipv6_max_hbh_opts: guard_common::IPV6_DEFAULT_MAX_OPTS,
+    ipv6_max_dst_opts: guard_common::IPV6_DEFAULT_MAX_OPTS,
 };
 
 /// The program loaded and configured with `cfg`.
