@@ -201,13 +201,19 @@ fn fix_ip_checksum(frame: &mut [u8], l3: usize) {
 }
 
 /// Inserts an IPv6 extension header of `kind` (8 bytes) right after the fixed header.
-fn insert_v6_ext(frame: &mut Vec<u8>, l3: usize, kind: u8, body: [u8; 6]) {
+fn insert_v6_ext(frame: &mut Vec<u8>, l3: usize, kind: u8, body: &[u8]) {
+    assert_eq!(
+        (body.len() + 2) % 8,
+        0,
+        "an extension header is a multiple of 8 bytes"
+    );
     let next = frame[l3 + 6];
     frame[l3 + 6] = kind;
-    let mut ext = vec![next, 0];
-    ext.extend_from_slice(&body);
+    let mut ext = vec![next, ((body.len() + 2) / 8 - 1) as u8];
+    ext.extend_from_slice(body);
+    let added = ext.len() as u16;
     frame.splice(l3 + 40..l3 + 40, ext);
-    let plen = u16::from_be_bytes([frame[l3 + 4], frame[l3 + 5]]) + 8;
+    let plen = u16::from_be_bytes([frame[l3 + 4], frame[l3 + 5]]) + added;
     frame[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
 }
 
@@ -1046,34 +1052,34 @@ fn ipv6_cases(env: &Env, l2: L2) -> Vec<Case> {
         syn_case_frame(
             n("SYN behind a Hop-by-Hop header"),
             syn.clone(),
-            mutate(&|fr| insert_v6_ext(fr, l3, 0, padn)),
+            mutate(&|fr| insert_v6_ext(fr, l3, 0, &padn)),
             all.clone(),
         ),
         syn_case_frame(
             n("SYN behind Destination Options"),
             syn.clone(),
-            mutate(&|fr| insert_v6_ext(fr, l3, 60, padn)),
+            mutate(&|fr| insert_v6_ext(fr, l3, 60, &padn)),
             all.clone(),
         ),
         syn_case_frame(
             n("SYN behind Hop-by-Hop + Destination Options"),
             syn.clone(),
             mutate(&|fr| {
-                insert_v6_ext(fr, l3, 60, padn);
-                insert_v6_ext(fr, l3, 0, padn);
+                insert_v6_ext(fr, l3, 60, &padn);
+                insert_v6_ext(fr, l3, 0, &padn);
             }),
             all.clone(),
         ),
         case(
             n("SYN behind a routing header"),
-            mutate(&|fr| insert_v6_ext(fr, l3, 43, [0, 0, 0, 0, 0, 0])),
+            mutate(&|fr| insert_v6_ext(fr, l3, 43, &[0, 0, 0, 0, 0, 0])),
             XDP_PASS,
             f,
             &[Counter::Unsupported],
         ),
         case(
             n("SYN in a fragment"),
-            mutate(&|fr| insert_v6_ext(fr, l3, 44, [0, 1, 0, 0, 0, 7])),
+            mutate(&|fr| insert_v6_ext(fr, l3, 44, &[0, 1, 0, 0, 0, 7])),
             XDP_PASS,
             f,
             &[Counter::Fragment],
@@ -1082,7 +1088,7 @@ fn ipv6_cases(env: &Env, l2: L2) -> Vec<Case> {
             n("five Destination Options headers"),
             mutate(&|fr| {
                 for _ in 0..5 {
-                    insert_v6_ext(fr, l3, 60, padn);
+                    insert_v6_ext(fr, l3, 60, &padn);
                 }
             }),
             XDP_PASS,
@@ -1092,7 +1098,7 @@ fn ipv6_cases(env: &Env, l2: L2) -> Vec<Case> {
         case(
             n("extension header length past the payload"),
             mutate(&|fr| {
-                insert_v6_ext(fr, l3, 60, padn);
+                insert_v6_ext(fr, l3, 60, &padn);
                 fr[l3 + 41] = 200;
             }),
             XDP_DROP,
@@ -1124,6 +1130,86 @@ fn ipv6_cases(env: &Env, l2: L2) -> Vec<Case> {
             &[Counter::Malformed],
         ),
     ];
+    // Hop-by-Hop (0) and Destination Options (60) as the kernel judges them (ip6_parse_tlv):
+    // refused ones are passed for the kernel to discard, never answered from XDP.
+    const HBH: u8 = 0;
+    const DST: u8 = 60;
+    let refused = |name: &str, hdrs: &[(u8, &[u8])]| {
+        let fr = mutate(&|fr| {
+            for &(kind, body) in hdrs.iter().rev() {
+                insert_v6_ext(fr, l3, kind, body);
+            }
+        });
+        case(n(name), fr, XDP_PASS, f, &[Counter::Ipv6OptsRefused])
+    };
+    let answered = |name: &str, hdrs: &[(u8, &[u8])]| {
+        let fr = mutate(&|fr| {
+            for &(kind, body) in hdrs.iter().rev() {
+                insert_v6_ext(fr, l3, kind, body);
+            }
+        });
+        syn_case_frame(n(name), syn.clone(), fr, all.clone())
+    };
+    let nine_skippable: Vec<u8> = [[0x1e, 0]; 9].concat().into_iter().chain([0; 4]).collect();
+    let eight_skippable: Vec<u8> = [[0x1e, 0]; 8]
+        .concat()
+        .into_iter()
+        .chain([1, 4, 0, 0, 0, 0])
+        .collect();
+    cases.extend([
+        refused("PadN with a non-zero byte", &[(HBH, &[1, 4, 0, 0, 9, 0])]),
+        refused(
+            "8 bytes of padding in a row",
+            &[(DST, &[0, 0, 0, 0, 0, 0, 1, 0, 0x1e, 4, 0, 0, 0, 0])],
+        ),
+        refused(
+            "PadN of 14 bytes",
+            &[(HBH, &[1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])],
+        ),
+        refused("option type 01 (discard)", &[(HBH, &[0x5e, 2, 0, 0, 1, 0])]),
+        refused(
+            "option type 10 (discard, ICMP)",
+            &[(DST, &[0x9e, 2, 0, 0, 1, 0])],
+        ),
+        refused(
+            "option type 11 (discard, ICMP unless multicast)",
+            &[(HBH, &[0xde, 2, 0, 0, 1, 0])],
+        ),
+        refused(
+            "jumbo payload option with a payload length",
+            &[(HBH, &[0xc2, 4, 0, 1, 0, 0])],
+        ),
+        refused(
+            "Router Alert of the wrong length",
+            &[(HBH, &[5, 3, 0, 0, 0, 0])],
+        ),
+        refused(
+            "option running past its header",
+            &[(DST, &[0x1e, 9, 0, 0, 0, 0])],
+        ),
+        refused(
+            "nine options (net.ipv6.max_hbh_opts_number = 8)",
+            &[(HBH, &nine_skippable)],
+        ),
+        refused(
+            "Hop-by-Hop after Destination Options",
+            &[(DST, &padn), (HBH, &padn)],
+        ),
+        answered(
+            "an option of type 00 (skip)",
+            &[(HBH, &[0x1e, 2, 0, 0, 1, 0])],
+        ),
+        answered("Router Alert", &[(HBH, &[5, 2, 0, 0, 1, 0])]),
+        answered("eight options", &[(DST, &eight_skippable)]),
+        answered("Pad1 x 6", &[(DST, &[0; 6])]),
+        case(
+            n("CALIPSO option (the kernel's configuration decides)"),
+            mutate(&|fr| insert_v6_ext(fr, l3, HBH, &[7, 4, 0, 0, 0, 0])),
+            XDP_PASS,
+            f,
+            &[Counter::Unsupported],
+        ),
+    ]);
     let cuts = [l3, l3 + 39, l3 + 40, l3 + 41, l3 + 59, l3 + 60, l3 + 79];
     cases.extend(truncated_and_non_tcp(&base, &cuts, true, l2, &n));
     cases
