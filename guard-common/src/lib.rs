@@ -70,6 +70,10 @@ pub const LOCAL_NETS_MAX_ENTRIES: u32 = 1024;
 /// destination is local on: the loopback device (1) for 127.0.0.0/8 and ::1, which the kernel
 /// refuses from any other interface, and the owning interface for IPv6 link-local addresses.
 pub const LOCAL_ANY_IFINDEX: u32 = 0;
+/// Value of a local-destination entry for an address inside a local prefix that is not local
+/// itself (the prefix's broadcast address, an anycast or multicast route): never answered. No
+/// interface has this index.
+pub const LOCAL_NEVER: u32 = u32::MAX;
 /// Source prefixes tracked by the reflection limit at once (least recently used evicted).
 pub const REFLECT_MAX_ENTRIES: u32 = 65536;
 

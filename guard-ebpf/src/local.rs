@@ -15,7 +15,8 @@ use crate::{
 
 /// True if the segment's destination is local on the interface it arrived on: an exact address
 /// first (one hash lookup), else a local prefix (an LPM lookup, empty unless `ip route add
-/// local PREFIX` is in use), then the interface the entry is bound to, if any.
+/// local PREFIX` is in use), then the interface the entry is bound to, if any (`LOCAL_NEVER`,
+/// a broadcast address inside a local prefix, matches none).
 #[inline(always)]
 pub fn is_local(ctx: &XdpContext, seg: &Segment) -> bool {
     // Safety: `seg.ip` points to the bounds-checked IPv4 (20 bytes) or IPv6 (40 bytes) header;

@@ -527,6 +527,17 @@ impl Guard {
     pub fn test_run_repeat(&self, frame: &[u8], repeat: u32) -> Result<TestRunOutput, GuardError> {
         test_run_xdp(self.program(), frame, repeat)
     }
+
+    /// Like [`Guard::test_run`], as if the frame arrived on the interface with index
+    /// `ingress_ifindex` (its receive queue 0 must be registered for XDP: an interface with an
+    /// XDP program attached) instead of the loopback device.
+    pub fn test_run_on(
+        &self,
+        frame: &[u8],
+        ingress_ifindex: u32,
+    ) -> Result<TestRunOutput, GuardError> {
+        test_run_xdp_on(self.program(), frame, 1, Some(ingress_ifindex))
+    }
 }
 
 /// `BPF_PROG_TEST_RUN` of an XDP program on `frame`, `repeat` times.
@@ -535,12 +546,30 @@ pub(crate) fn test_run_xdp(
     frame: &[u8],
     repeat: u32,
 ) -> Result<TestRunOutput, GuardError> {
+    test_run_xdp_on(prog, frame, repeat, None)
+}
+
+fn test_run_xdp_on(
+    prog: &Xdp,
+    frame: &[u8],
+    repeat: u32,
+    ingress_ifindex: Option<u32>,
+) -> Result<TestRunOutput, GuardError> {
     // Room for the largest SYN-ACK whatever the input size.
     let mut out = vec![0u8; frame.len().max(128) + 256];
+    // `struct xdp_md`: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+    // egress_ifindex (no metadata: data 0, data_end the frame's length).
+    let ctx: Option<Vec<u8>> = ingress_ifindex.map(|ifindex| {
+        [0, frame.len() as u32, 0, ifindex, 0, 0]
+            .iter()
+            .flat_map(|v| v.to_ne_bytes())
+            .collect()
+    });
     let res = prog
         .test_run(TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut out),
+            ctx_in: ctx.as_deref(),
             repeat,
             ..Default::default()
         })

@@ -18,7 +18,8 @@ use std::{
 
 use aya::maps::{HashMap, MapData, lpm_trie::Key, lpm_trie::LpmTrie};
 use guard_common::{
-    LOCAL_ANY_IFINDEX, LOCAL_NETS_V4_MAP, LOCAL_NETS_V6_MAP, LOCAL_V4_MAP, LOCAL_V6_MAP,
+    LOCAL_ANY_IFINDEX, LOCAL_NETS_V4_MAP, LOCAL_NETS_V6_MAP, LOCAL_NEVER, LOCAL_V4_MAP,
+    LOCAL_V6_MAP,
 };
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
@@ -59,11 +60,14 @@ fn binding(addr: IpAddr, prefix_len: u8, oif: u32) -> Option<u32> {
     }
 }
 
-/// The entry a route message stands for, if it is a `local` route of the `local` table.
+/// The entry a route message of the `local` table stands for: a `local` route where it
+/// applies, or [`LOCAL_NEVER`] for a `broadcast`, `anycast` or `multicast` one.
 fn local_entry(msg: &RouteMessage) -> Option<((IpAddr, u8), u32)> {
-    if msg.header.kind != RouteType::Local {
-        return None;
-    }
+    let never = match msg.header.kind {
+        RouteType::Local => false,
+        RouteType::Broadcast | RouteType::Anycast | RouteType::Multicast => true,
+        _ => return None,
+    };
     let mut table = u32::from(msg.header.table);
     let (mut dst, mut oif) = (None, 0);
     for attr in &msg.attributes {
@@ -83,7 +87,39 @@ fn local_entry(msg: &RouteMessage) -> Option<((IpAddr, u8), u32)> {
         AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     });
+    if never {
+        return Some(((dst, len), LOCAL_NEVER));
+    }
     Some(((dst, len), binding(dst, len, oif)?))
+}
+
+/// True if `prefix` contains `addr/len` (same family, shorter or equal prefix).
+fn contains((net, net_len): (IpAddr, u8), (addr, len): (IpAddr, u8)) -> bool {
+    if len < net_len {
+        return false;
+    }
+    match (net, addr) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            let m = u32::MAX.checked_shl(32 - u32::from(net_len)).unwrap_or(0);
+            u32::from(n) & m == u32::from(a) & m
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => {
+            let m = u128::MAX.checked_shl(128 - u32::from(net_len)).unwrap_or(0);
+            u128::from(n) & m == u128::from(a) & m
+        }
+        _ => false,
+    }
+}
+
+/// Keeps the [`LOCAL_NEVER`] entries that lie inside a local prefix (elsewhere an address is
+/// not local anyway, and the LPM tries stay empty on hosts without local prefixes).
+fn prune_never(set: &mut LocalSet) {
+    let prefixes: Vec<(IpAddr, u8)> = set
+        .iter()
+        .filter(|&(&(a, len), &v)| v != LOCAL_NEVER && len < if a.is_ipv4() { 32 } else { 128 })
+        .map(|(&k, _)| k)
+        .collect();
+    set.retain(|&k, &mut v| v != LOCAL_NEVER || prefixes.iter().any(|&p| p != k && contains(p, k)));
 }
 
 /// Sends one dump request and collects the `local` routes it returns.
@@ -92,7 +128,6 @@ fn dump_family(sock: &Socket, family: AddressFamily, set: &mut LocalSet) -> Resu
     req.header = RouteHeader {
         address_family: family,
         table: RT_TABLE_LOCAL as u8,
-        kind: RouteType::Local,
         ..RouteHeader::default()
     };
     let mut hdr = NetlinkHeader::default();
@@ -145,8 +180,8 @@ fn dump_family(sock: &Socket, family: AddressFamily, set: &mut LocalSet) -> Resu
 pub fn dump() -> Result<LocalSet, GuardError> {
     let mut sock = Socket::new(NETLINK_ROUTE).map_err(io_err("socket(NETLINK_ROUTE)"))?;
     sock.bind_auto().map_err(io_err("bind"))?;
-    // Strict checking makes the kernel filter the dump by table and type (Linux >= 4.20): a
-    // router's main table with a full view is never sent. Older kernels ignore the filter and
+    // Strict checking makes the kernel filter the dump by table (Linux >= 4.20): a router's
+    // main table with a full view is never sent. Older kernels ignore the filter and
     // `local_entry` filters instead.
     let _ = sock.set_netlink_get_strict_chk(true);
     sock.connect(&SocketAddr::new(0, 0))
@@ -154,6 +189,7 @@ pub fn dump() -> Result<LocalSet, GuardError> {
     let mut set = LocalSet::new();
     dump_family(&sock, AddressFamily::Inet, &mut set)?;
     dump_family(&sock, AddressFamily::Inet6, &mut set)?;
+    prune_never(&mut set);
     Ok(set)
 }
 
@@ -255,14 +291,14 @@ pub fn sync(maps: &mut impl MapSource, want: &LocalSet) -> Result<SyncChange, Gu
         (LOCAL_V4_MAP, LOCAL_NETS_V4_MAP),
         &v4,
         &mut change,
-        |a| IpAddr::from(a),
+        IpAddr::from,
     )?;
     sync_family(
         maps,
         (LOCAL_V6_MAP, LOCAL_NETS_V6_MAP),
         &v6,
         &mut change,
-        |a| IpAddr::from(a),
+        IpAddr::from,
     )?;
     Ok(change)
 }
@@ -354,5 +390,31 @@ mod tests {
         assert_eq!(binding(v6("::1"), 128, 1), Some(LOOPBACK_IFINDEX));
         assert_eq!(binding(v6("fe80::1"), 128, 7), Some(7));
         assert_eq!(binding(v6("2001:db8::1"), 128, 7), Some(LOCAL_ANY_IFINDEX));
+    }
+
+    #[test]
+    fn never_entries_are_kept_only_inside_local_prefixes() {
+        let v4 = |s: &str| IpAddr::V4(s.parse().unwrap());
+        let v6 = |s: &str| IpAddr::V6(s.parse().unwrap());
+        let mut set = LocalSet::from([
+            ((v4("10.0.0.1"), 32), LOCAL_ANY_IFINDEX),
+            ((v4("10.0.0.255"), 32), LOCAL_NEVER),
+            ((v4("192.0.2.0"), 24), LOCAL_ANY_IFINDEX),
+            ((v4("192.0.2.255"), 32), LOCAL_NEVER),
+            ((v6("ff00::"), 8), LOCAL_NEVER),
+            ((v6("fe80::"), 128), LOCAL_NEVER),
+        ]);
+        prune_never(&mut set);
+        assert_eq!(
+            set.into_iter().collect::<Vec<_>>(),
+            vec![
+                ((v4("10.0.0.1"), 32), LOCAL_ANY_IFINDEX),
+                ((v4("192.0.2.0"), 24), LOCAL_ANY_IFINDEX),
+                ((v4("192.0.2.255"), 32), LOCAL_NEVER),
+            ]
+        );
+        assert!(contains((v4("0.0.0.0"), 0), (v4("1.2.3.4"), 32)));
+        assert!(!contains((v4("10.0.0.0"), 8), (v6("::1"), 128)));
+        assert!(contains((v6("fd77::"), 64), (v6("fd77::5"), 128)));
     }
 }
