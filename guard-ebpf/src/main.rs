@@ -10,6 +10,7 @@ mod local;
 mod maps;
 mod parse;
 mod policy;
+mod probe;
 mod reply;
 mod states;
 mod stats;
@@ -59,6 +60,24 @@ pub fn lab_sink(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn baseline_pass(_ctx: XdpContext) -> u32 {
     aya_ebpf::bindings::xdp_action::XDP_PASS
+}
+
+/// Bench probe: the guard's header walk alone (see `probe.rs`).
+#[xdp]
+pub fn probe_parse(ctx: XdpContext) -> u32 {
+    probe::parse_only(&ctx)
+}
+
+/// Bench probe: the header walk and the local-destination maps.
+#[xdp]
+pub fn probe_local(ctx: XdpContext) -> u32 {
+    probe::local_maps(&ctx)
+}
+
+/// Bench probe: the header walk and a FIB lookup.
+#[xdp]
+pub fn probe_fib(ctx: XdpContext) -> u32 {
+    probe::fib(&ctx)
 }
 
 #[cfg(not(test))]

@@ -7,8 +7,8 @@
 //! - `test`: setup, formatting, clippy, every test (the integration tests need root);
 //! - `lab`: setup, release build, then `guard lab` with the given arguments;
 //! - `bench [<what>]`: setup, release build, then a measurement (`datapath`, the default: the
-//!   data path beside its alternatives; `controller`: RSS and CPU of the controller streaming at
-//!   1 Hz).
+//!   data path beside its alternatives; `local`: the cost of the local-destination check;
+//!   `controller`: RSS and CPU of the controller streaming at 1 Hz).
 
 mod bench;
 mod setup;
@@ -72,6 +72,9 @@ enum Bench {
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
     },
+    /// What "is this destination ours?" costs per SYN: the local-address maps the guard uses
+    /// beside a FIB lookup, over the guard's header walk (BPF_PROG_TEST_RUN, interleaved).
+    Local,
     /// RSS and CPU of `guard run --pin` and `guard stats` streaming at 1 Hz.
     Controller {
         /// Seconds to measure.
@@ -232,6 +235,12 @@ fn main() -> anyhow::Result<()> {
                 seconds: 3.0,
             }) {
                 Bench::Controller { seconds } => bench::controller(&exe, seconds),
+                Bench::Local => {
+                    step(
+                        "bench: local-destination check (cargo bench -p guard-user --bench local)",
+                    );
+                    run(cargo(&root).args(["bench", "-p", "guard-user", "--bench", "local"]))
+                }
                 Bench::Datapath { rounds, seconds } => {
                     if !(0.2..=30.0).contains(&seconds) {
                         bail!("--seconds must be between 0.2 and 30");
