@@ -4,6 +4,7 @@
 //!
 //! 1. Debian packages for the lab (nginx, curl, ethtool, iproute2, ...), installed with apt-get
 //!    only when one of their commands is missing.
+//!    Python packages the tests use (kubernetes-validate), with pip, when not importable.
 //! 2. `rust-src` for the nightly toolchain (guard-ebpf is built with `-Z build-std=core`).
 //! 3. bpf-linker in `<repo>/.tools/bpf-linker`, built against the nightly's own LLVM: the
 //!    nightly ships `libLLVM.so.<ver>-rust-<rustc ver>-nightly`; bpf-linker's build script links
@@ -36,6 +37,14 @@ const TOOLS: &[(&str, &str)] = &[
     ("perf", "linux-perf"),
     // Minimal Debian images (containers) lack procps; the lab sets namespace sysctls with it.
     ("sysctl", "procps"),
+    // `promtool test rules` checks deploy/prometheus/alerts.yaml (no server is started).
+    ("promtool", "prometheus"),
+];
+
+/// Python packages the tests use (PyPI), with the module each provides.
+const PY_PACKAGES: &[(&str, &str)] = &[
+    // Validates deploy/kubernetes/*.yaml against the API schemas; no cluster needed.
+    ("kubernetes-validate", "kubernetes_validate"),
 ];
 
 /// bpf-linker release verified with the pinned aya versions; bump together with the nightly
@@ -45,6 +54,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Runs every step.
 pub fn setup(root: &Path) -> anyhow::Result<()> {
     debian_packages()?;
+    python_packages()?;
     rust_src()?;
     bpf_linker(root)?;
     step("setup: done");
@@ -130,6 +140,42 @@ fn debian_packages() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// True if `python3` can import `module`.
+fn have_module(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn python_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PY_PACKAGES
+        .iter()
+        .filter(|(_, module)| !have_module(module))
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    step(&format!(
+        "setup: installing Python packages {}",
+        missing.join(" ")
+    ));
+    run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(&missing)
+        .stdin(Stdio::null()))
+    .with_context(|| format!("pip could not install {}", missing.join(" ")))
 }
 
 fn output(cmd: &mut Command) -> anyhow::Result<String> {
