@@ -9,6 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod cli_docs;
+
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use guard_user::{
@@ -61,6 +63,19 @@ enum Command {
     /// Build a two-namespace lab (nginx behind the guard on a veth), flood it with spoofed SYNs
     /// while curl clients fetch pages, print a summary, and remove everything (also on Ctrl-C).
     Lab(LabArgs),
+    /// Write the manual pages (section 8: one for the command, one per subcommand) into a
+    /// directory.
+    Man {
+        /// Directory to write the pages to (created if missing).
+        #[arg(long, default_value = ".")]
+        out_dir: PathBuf,
+    },
+    /// Print the shell completion script for SHELL on standard output.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -289,6 +304,12 @@ fn main() -> ExitCode {
         Command::Stats(a) => stats(a),
         Command::Flood(args) => flood(args),
         Command::Lab(args) => run_lab(args),
+        Command::Man { out_dir } => {
+            cli_docs::man(<Cli as clap::CommandFactory>::command(), &out_dir)
+        }
+        Command::Completions { shell } => {
+            cli_docs::completions(<Cli as clap::CommandFactory>::command(), shell)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
