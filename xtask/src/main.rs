@@ -4,6 +4,7 @@
 //! - `setup`: Debian packages the lab and tests use, `rust-src` for nightly, and bpf-linker built
 //!   against the nightly's own LLVM in `.tools/bpf-linker` (each step skipped when done);
 //! - `build`: setup, then the release `guard` binary;
+//! - `dist`: setup, release build, then the Debian package in `target/dist/`;
 //! - `test`: setup, formatting, clippy, every test (the integration tests need root);
 //! - `lab`: setup, release build, then `guard lab` with the given arguments;
 //! - `bench [<what>]`: setup, release build, then a measurement (`datapath`, the default: the
@@ -11,6 +12,7 @@
 //!   `controller`: RSS and CPU of the controller streaming at 1 Hz).
 
 mod bench;
+mod dist;
 mod setup;
 
 use std::{
@@ -38,6 +40,8 @@ enum Task {
     Setup,
     /// Setup, then `cargo build --release` of the guard binary.
     Build,
+    /// Setup, release build, then the Debian package target/dist/synguard_<version>_amd64.deb.
+    Dist,
     /// Setup, then fmt check, clippy and every test (as root: the lab tests create namespaces).
     Test {
         /// Test threads for the test binaries (the lab tests are heavy: keep it small).
@@ -223,6 +227,11 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Task::Test { test_threads } => test(&root, test_threads),
+        Task::Dist => {
+            setup::setup(&root)?;
+            let exe = build(&root)?;
+            dist::dist(&root, &target_dir(&root), &exe, env!("CARGO_PKG_VERSION")).map(|_| ())
+        }
         Task::Lab { args } => lab(&root, &args),
         Task::Bench { what } => {
             if !is_root() {

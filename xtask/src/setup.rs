@@ -39,6 +39,10 @@ const TOOLS: &[(&str, &str)] = &[
     ("sysctl", "procps"),
     // `promtool test rules` checks deploy/prometheus/alerts.yaml (no server is started).
     ("promtool", "prometheus"),
+    // The package's checks: `cargo xtask dist` builds it, the tests lint and verify it.
+    ("lintian", "lintian"),
+    ("dpkg-deb", "dpkg"),
+    ("systemd-analyze", "systemd"),
 ];
 
 /// Python packages the tests use (PyPI), with the module each provides.
