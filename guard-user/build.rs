@@ -44,6 +44,12 @@ fn main() -> anyhow::Result<()> {
         .manifest_path
         .parent()
         .ok_or_else(|| anyhow!("no parent for {}", ebpf_package.manifest_path))?;
+    // The nested cargo's progress ("Compiling ...", 40-odd crates of core) would reach the
+    // user as as many `warning:` lines: keep it quiet and say once what is happening; its
+    // compiler diagnostics and errors still come through.
+    // Safety: build scripts are single-threaded at this point.
+    unsafe { env::set_var("CARGO_TERM_QUIET", "true") };
+    println!("cargo:warning=building the XDP data path (guard-ebpf, nightly, bpfel-unknown-none)");
     aya_build::build_ebpf(
         [aya_build::Package {
             name: "guard-ebpf",

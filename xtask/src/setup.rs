@@ -289,6 +289,11 @@ fn bpf_linker(root: &Path) -> anyhow::Result<()> {
     let name = libllvm.file_name().expect("a file name");
     symlink(&libllvm, &lib.join("libLLVM.so"))?;
     symlink(&libllvm, &lib.join(name))?;
+    // The project's build finds bpf-linker there by itself (guard-user/build.rs): with the bin
+    // directory on this command's PATH, cargo install does not tell the user to add it to theirs.
+    let path = std::env::join_paths(std::iter::once(prefix.join("bin")).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))?;
     run(Command::new("cargo")
         .args(["install", "bpf-linker", "--locked", "--force"])
         .args(["--version", BPF_LINKER_VERSION])
@@ -297,6 +302,7 @@ fn bpf_linker(root: &Path) -> anyhow::Result<()> {
         .arg("--root")
         .arg(&prefix)
         .env("LLVM_PREFIX", &prefix)
+        .env("PATH", path)
         .stdin(Stdio::null()))
     .context(
         "building bpf-linker failed; it needs a C compiler (gcc) and an LLVM major version it \
