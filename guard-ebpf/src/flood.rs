@@ -1,13 +1,35 @@
 //! The lab traffic generator: an XDP program run by `BPF_PROG_RUN` in live-frames mode on a veth
-//! (see `guard flood`). Each run rewrites the template frame it was given, untagged Ethernet +
-//! IPv4 or IPv6 + TCP, with a random source address inside the configured prefix, a random
-//! source port and sequence number (and acknowledgment number for forged-ACK floods), patches
-//! the checksums incrementally, and transmits it (XDP_TX). Frames are recycled between runs, so
-//! every field is rewritten from what the frame holds now, never from the template.
+//! (see `guard flood`). Each run turns the frame it was given into a copy of the template
+//! (untagged Ethernet + IPv4 or IPv6 + TCP) with a random source address inside the configured
+//! prefix, a random source port and sequence number (and acknowledgment number for forged-ACK
+//! floods), patches the checksums incrementally, and transmits it (XDP_TX). Frames it does not
+//! transmit, because the flood's budget is spent or, when paced, before their time, it drops:
+//! pacing happens here, per frame against the clock, because every `BPF_PROG_RUN` call ends with
+//! the kernel tearing down its page pool, which sleeps for tens of milliseconds while frames
+//! are still in flight (measured: 24-72 ms per call on 6.18): a rate cannot be made of many
+//! small calls, only of long ones that hold frames back.
+//!
+//! What live-frames page recycling requires (net/bpf/test_run.c, `xdp_test_run_batch`): a page
+//! gets the template once, when the page pool first hands it out; afterwards it comes back
+//! holding whatever the last user left, and its `xdp_frame` (whose `len` is what the veth
+//! transmits) is rebuilt from the run's context only when the data pointer or flags moved or
+//! the program changed the bounds. So:
+//! - a receiver that drops the frame leaves the bytes this program wrote: only the random fields
+//!   change, patched against what the frame holds now (the fast path, no copy);
+//! - a receiver that answered in place (the guard's SYN-ACK, a MAC-swap hairpin) leaves its
+//!   reply: the invariant header words differ from the template's, and the template is restored;
+//! - such a receiver may also have moved the tail (a reply of another length), leaving an
+//!   `xdp_frame.len` the kernel does not rebuild (it looks only at the data pointer and flags):
+//!   after restoring, the program moves the metadata pointer by 4 bytes, which makes the kernel
+//!   rebuild the `xdp_frame` from the context after this run and reset the context before the
+//!   next. Trimming a pad byte on every run would do the same for every frame, at the cost of a
+//!   helper call and a frame rebuild each (measured: a quarter of the generator's time).
 
 use aya_ebpf::{
     bindings::{xdp_action, xdp_md},
-    helpers::generated::{bpf_get_prandom_u32, bpf_xdp_store_bytes},
+    helpers::generated::{
+        bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_xdp_adjust_meta, bpf_xdp_store_bytes,
+    },
     macros::map,
     maps::{Array, PerCpuArray},
     programs::XdpContext,
@@ -25,62 +47,171 @@ pub static FLOOD_CONFIG: Array<FloodConfig> = Array::with_max_entries(1, 0);
 #[map]
 pub static FLOOD_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(FLOOD_COUNTER_COUNT, 0);
 
+/// Per-CPU random state (splitmix64), seeded from `bpf_get_prandom_u32` on first use: one
+/// inlined array lookup per frame instead of three or four helper calls.
+#[map]
+static FLOOD_RNG: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Pacing and bounds of the flood, written by `guard_user::livegen` before each call, indexed
+/// by the `PACE_*` constants: one instance of the program serves one generator thread.
+#[map]
+static FLOOD_PACE: Array<u64> = Array::with_max_entries(PACE_SLOTS, 0);
+/// ns between frames (0: as fast as possible).
+const PACE_INTERVAL: u32 = 0;
+/// `bpf_ktime_get_ns` at which the next frame is due.
+const PACE_NEXT: u32 = 1;
+/// Frames left to send; none once 0.
+const PACE_BUDGET: u32 = 2;
+/// `bpf_ktime_get_ns` after which nothing is sent (paced floods only).
+const PACE_END: u32 = 3;
+/// `bpf_ktime_get_ns` of the last frame sent.
+const PACE_LAST: u32 = 4;
+const PACE_SLOTS: u32 = 5;
+/// How far behind its schedule a paced flood may fall and still catch up (the generator's CPU
+/// taken by another process, the gap between calls): frames missed longer ago are dropped from
+/// the schedule.
+const PACE_LAG_NS: u64 = 200_000_000;
+/// Catching up goes at most this many times the rate, never in a burst: enough to make up for
+/// a generator that gets only part of its CPU (at half of it, twice the rate only breaks even).
+const PACE_CATCH_UP: u64 = 8;
+
+/// True if this frame may be sent now; takes it from the budget.
 #[inline(always)]
-fn rand() -> u32 {
-    // Safety: helper without arguments.
-    unsafe { bpf_get_prandom_u32() }
+fn admit() -> bool {
+    let (Some(interval), Some(next), Some(budget), Some(end), Some(last)) = (
+        FLOOD_PACE.get_ptr_mut(PACE_INTERVAL),
+        FLOOD_PACE.get_ptr_mut(PACE_NEXT),
+        FLOOD_PACE.get_ptr_mut(PACE_BUDGET),
+        FLOOD_PACE.get_ptr_mut(PACE_END),
+        FLOOD_PACE.get_ptr_mut(PACE_LAST),
+    ) else {
+        return false;
+    };
+    // Safety: slots of a map only this program's one generator thread uses.
+    unsafe {
+        if *budget == 0 {
+            return false;
+        }
+        let interval = *interval;
+        if interval != 0 {
+            // Safety: helper without arguments.
+            let now = bpf_ktime_get_ns();
+            if now < *next || now < *last + interval / PACE_CATCH_UP || now >= *end {
+                return false;
+            }
+            let floor = now.saturating_sub(PACE_LAG_NS);
+            *next = if *next > floor { *next } else { floor } + interval;
+            *last = now;
+        }
+        *budget -= 1;
+    }
+    true
 }
 
+/// splitmix64 (Steele, Lea, Flood 2014): 64 well-mixed bits per step.
 #[inline(always)]
-fn count(c: FloodCounter) {
-    if let Some(p) = FLOOD_COUNTERS.get_ptr_mut(c as u32) {
-        // Safety: this CPU's slot.
-        unsafe { *p += 1 };
-    }
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Entry point body: rewrite and transmit, or drop (counted as refused).
 #[inline(always)]
 pub fn generate(ctx: &XdpContext) -> u32 {
-    let sent = match FLOOD_CONFIG.get(0) {
-        Some(cfg) => rewrite(ctx, cfg),
-        None => false,
-    };
-    if sent {
-        count(FloodCounter::Sent);
-        xdp_action::XDP_TX
-    } else {
-        count(FloodCounter::Refused);
-        xdp_action::XDP_DROP
+    if !admit() {
+        // Held back: not a frame of this flood (not counted).
+        return xdp_action::XDP_DROP;
     }
+    let sent = match (FLOOD_CONFIG.get(0), FLOOD_RNG.get_ptr_mut(0)) {
+        // Safety: this CPU's slot, used by this run only.
+        (Some(cfg), Some(rng)) => rewrite(ctx, cfg, unsafe { &mut *rng }),
+        _ => false,
+    };
+    let (c, verdict) = if sent {
+        (FloodCounter::Sent, xdp_action::XDP_TX)
+    } else {
+        (FloodCounter::Refused, xdp_action::XDP_DROP)
+    };
+    if let Some(p) = FLOOD_COUNTERS.get_ptr_mut(c as u32) {
+        // Safety: this CPU's slot.
+        unsafe { *p += 1 };
+    }
+    verdict
+}
+
+/// Bytes that tell a copy this program wrote from a receiver's in-place reply, for IPv4: the
+/// destination MAC (a reply is addressed back to the sender), the low half of the destination
+/// address (a reply goes to the spoofed source) and the TCP flags (a SYN-ACK, an RST).
+const V4_SAME: [(usize, usize); 3] = [(0, 6), (32, 34), (47, 48)];
+/// The same for IPv6 (the destination address's last two bytes, the TCP flags).
+const V6_SAME: [(usize, usize); 3] = [(0, 6), (52, 54), (67, 68)];
+
+/// True if the frame's bytes in `ranges` (all below `N`) equal the template's, i.e. the frame
+/// holds a copy this program wrote. XXX: a receiver that rewrites other bytes in place without
+/// replying (none in the lab: XDP_DROP, the guard, the kernel's stack, which does not write into
+/// a received SYN) would go unnoticed; comparing the whole template costs 4 instructions per
+/// byte, a third of the program.
+#[inline(always)]
+fn same<const N: usize>(
+    ctx: &XdpContext,
+    t: &[u8; FLOOD_TEMPLATE_MAX],
+    ranges: &[(usize, usize); 3],
+) -> bool {
+    let Some(f) = ptr_at::<[u8; N]>(ctx, 0) else {
+        return false;
+    };
+    // Safety: N bounds-checked bytes.
+    let f = unsafe { &*f };
+    let mut i = 0;
+    while i < 3 {
+        let (a, b) = ranges[i];
+        let mut k = a;
+        while k < b && k < N {
+            if f[k] != t[k] {
+                return false;
+            }
+            k += 1;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// Rewrites the frame in place; false if it is not a frame this generator can send.
 #[inline(always)]
-fn rewrite(ctx: &XdpContext, cfg: &FloodConfig) -> bool {
+fn rewrite(ctx: &XdpContext, cfg: &FloodConfig, rng: &mut u64) -> bool {
     // Verifier: the copy length masked into the template buffer's bounds.
     let len = cfg.template.len & 0xff;
-    if len == 0 || len as usize > FLOOD_TEMPLATE_MAX || len as usize != frame_len(ctx) {
+    if len < 54 || len as usize > FLOOD_TEMPLATE_MAX || len as usize != frame_len(ctx) {
         return false;
     }
-    // Safety: `len` bytes of the template, into a frame of exactly `len` bytes.
-    let rc = unsafe {
-        bpf_xdp_store_bytes(
-            ctx.ctx as *mut xdp_md,
-            0,
-            cfg.template.frame.as_ptr() as *mut _,
-            len,
-        )
-    };
-    if rc != 0 {
-        return false;
+    if *rng == 0 {
+        // Safety: helper without arguments.
+        *rng = unsafe { bpf_get_prandom_u32() } as u64 | 1 << 32;
     }
-    let Some(eth) = ptr_at::<[u8; 14]>(ctx, 0) else {
-        return false;
+    let t = &cfg.template.frame;
+    let v6 = t[12] == 0x86 && t[13] == 0xdd;
+    let intact = if v6 {
+        same::<70>(ctx, t, &V6_SAME)
+    } else {
+        same::<50>(ctx, t, &V4_SAME)
     };
-    // Safety: checked by ptr_at.
-    let proto = unsafe { u16::from_be_bytes([(*eth)[12], (*eth)[13]]) };
-    if proto == 0x0800 {
+    if !intact {
+        // Packet pointers are taken after this (store_bytes and adjust_meta invalidate them).
+        // Safety: `len` bytes of the template, into a frame of exactly `len` bytes.
+        let rc =
+            unsafe { bpf_xdp_store_bytes(ctx.ctx as *mut xdp_md, 0, t.as_ptr() as *mut _, len) };
+        // Safety: 4 bytes of metadata in front of the frame (the kernel checks the headroom).
+        if rc != 0 || unsafe { bpf_xdp_adjust_meta(ctx.ctx as *mut xdp_md, -4) } != 0 {
+            return false;
+        }
+    }
+    let r1 = next(rng);
+    let r2 = next(rng);
+    if !v6 {
         let (Some(ip), Some(tcp)) = (ptr_at::<[u8; 20]>(ctx, 14), ptr_at::<[u8; 20]>(ctx, 34))
         else {
             return false;
@@ -92,16 +223,16 @@ fn rewrite(ctx: &XdpContext, cfg: &FloodConfig) -> bool {
         }
         let old = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
         let prefix = u32::from_be_bytes(cfg.v4_prefix);
-        let new = (prefix & !cfg.v4_host_mask) | (rand() & cfg.v4_host_mask);
+        let new = (prefix & !cfg.v4_host_mask) | (r1 as u32 & cfg.v4_host_mask);
         ip[12..16].copy_from_slice(&new.to_be_bytes());
         let ipc = csum::update32(u16::from_be_bytes([ip[10], ip[11]]), old, new);
         ip[10..12].copy_from_slice(&ipc.to_be_bytes());
         // The address is in the TCP pseudo-header too.
         let tc = csum::update32(u16::from_be_bytes([tcp[16], tcp[17]]), old, new);
         tcp[16..18].copy_from_slice(&tc.to_be_bytes());
-        rewrite_tcp(tcp, cfg);
+        rewrite_tcp(tcp, cfg, r2, (r1 >> 32) as u32);
         true
-    } else if proto == 0x86dd {
+    } else {
         let (Some(ip), Some(tcp)) = (ptr_at::<[u8; 40]>(ctx, 14), ptr_at::<[u8; 20]>(ctx, 54))
         else {
             return false;
@@ -125,35 +256,36 @@ fn rewrite(ctx: &XdpContext, cfg: &FloodConfig) -> bool {
                 cfg.v6_prefix[p + 3],
             ]);
             let mask = cfg.v6_host_mask[w];
-            let new = (prefix & !mask) | (rand() & mask);
+            let new = (prefix & !mask) | ((r1 >> (32 * w)) as u32 & mask);
             ip[at..at + 4].copy_from_slice(&new.to_be_bytes());
             check = csum::update32(check, old, new);
             w += 1;
         }
         tcp[16..18].copy_from_slice(&check.to_be_bytes());
-        rewrite_tcp(tcp, cfg);
+        let r3 = next(rng);
+        rewrite_tcp(tcp, cfg, r2, r3 as u32);
         true
-    } else {
-        false
     }
 }
 
-/// New source port, sequence number and (for ACK floods) acknowledgment number.
+/// New source port (from `port_bits`), sequence number (`r`'s low half) and, for ACK floods,
+/// acknowledgment number (its high half).
 #[inline(always)]
-fn rewrite_tcp(tcp: &mut [u8; 20], cfg: &FloodConfig) {
+fn rewrite_tcp(tcp: &mut [u8; 20], cfg: &FloodConfig, r: u64, port_bits: u32) {
     let mut check = u16::from_be_bytes([tcp[16], tcp[17]]);
     let span = 65536 - cfg.sport_min.clamp(1, 65535);
     let old_port = u16::from_be_bytes([tcp[0], tcp[1]]);
-    let port = (65535 - rand() % span) as u16;
+    // Multiply-shift instead of `%`: a division costs tens of cycles.
+    let port = (65535 - ((port_bits as u64 * span as u64) >> 32) as u32) as u16;
     tcp[0..2].copy_from_slice(&port.to_be_bytes());
     check = csum::update16(check, old_port, port);
     let old_seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
-    let seq = rand();
+    let seq = r as u32;
     tcp[4..8].copy_from_slice(&seq.to_be_bytes());
     check = csum::update32(check, old_seq, seq);
     if cfg.random_ack != 0 {
         let old_ack = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
-        let ack = rand();
+        let ack = (r >> 32) as u32;
         tcp[8..12].copy_from_slice(&ack.to_be_bytes());
         check = csum::update32(check, old_ack, ack);
     }

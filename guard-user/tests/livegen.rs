@@ -3,15 +3,32 @@
 //! the configured prefix, which the guard's own counters prove (no malformed frames, no bad
 //! checksums, every SYN answered).
 //!
+//! Also: the program's output frame checksums (BPF_PROG_TEST_RUN), a paced `guard flood` never
+//! running ahead of its rate, and Ctrl-C ending a flood with its report and exit code 0. How
+//! close pacing gets to its rate, and the generator's speed, are measured by `cargo xtask bench`,
+//! not asserted here.
+//!
 //! Needs root; builds its own two namespaces with RAII clean-up. `LIVEGEN_DEBUG=1` prints the
 //! guard's non-zero counters and both veths' statistics after each flood.
 
-use std::{net::Ipv4Addr, os::fd::AsRawFd, time::Duration};
+mod common;
+
+use std::{
+    net::Ipv4Addr,
+    os::fd::AsRawFd,
+    time::{Duration, Instant},
+};
 
 use guard_common::{Counter, Family};
 use guard_user::{
     AttachMode, Guard, LoadOptions,
-    lab::{Netns, VethPair, flood::live_flood, packet::Kind, unique_name, xdp_pass::XdpPass},
+    lab::{
+        ChildGuard, Netns, VethPair,
+        flood::{FloodReport, live_flood},
+        packet::Kind,
+        unique_name,
+        xdp_pass::XdpPass,
+    },
     livegen::LiveGenerator,
     tuning,
 };
@@ -153,4 +170,123 @@ fn live_frames_reach_the_guard_intact() {
     }
     drop(guard);
     drop(veth);
+}
+
+fn in_prefix(p: &guard_user::lab::packet::IpPrefix, a: std::net::IpAddr) -> bool {
+    let (bits, x, y) = match (p.addr, a) {
+        (std::net::IpAddr::V4(n), std::net::IpAddr::V4(a)) => {
+            (32, u128::from(u32::from(n)), u128::from(u32::from(a)))
+        }
+        (std::net::IpAddr::V6(n), std::net::IpAddr::V6(a)) => (128, u128::from(n), u128::from(a)),
+        _ => return false,
+    };
+    let host = bits - u32::from(p.len);
+    (x ^ y) >> host == 0 || host >= 128
+}
+
+/// Every output frame of the program carries valid IPv4 header and TCP checksums, for SYNs and
+/// ACKs of both families, over many runs (each run rewrites the previous run's output).
+#[test]
+fn generated_frames_have_valid_checksums() {
+    assert!(
+        guard_user::guard::have_privileges(),
+        "needs root (cargo xtask test runs it as root)"
+    );
+    let mut g = LiveGenerator::load().unwrap();
+    for (dst, prefix) in [
+        ("10.203.7.1", "10.204.0.0/16"),
+        ("10.203.7.1", "0.0.0.0/0"),
+        ("fd00:203::1", "fd00:204::/64"),
+        ("fd00:203::1", "fd00:204::/100"),
+    ] {
+        for kind in [Kind::Syn, Kind::Ack] {
+            let flood = live_flood(
+                1,
+                [2, 0, 0, 0, 0, 1],
+                [2, 0, 0, 0, 0, 2],
+                dst.parse().unwrap(),
+                8080,
+                &prefix.parse().unwrap(),
+                kind,
+                1,
+                Duration::from_secs(1),
+                None,
+            );
+            let prefix: guard_user::lab::packet::IpPrefix = prefix.parse().unwrap();
+            for repeat in [1, 7, 1000] {
+                let (_, out) = g.program_cost(&flood, repeat).unwrap();
+                assert_eq!(out.len(), flood.template.len(), "{dst} {kind:?}");
+                let p = etherparse::SlicedPacket::from_ethernet(&out).unwrap();
+                let Some(etherparse::TransportSlice::Tcp(tcp)) = p.transport else {
+                    panic!("{dst} {kind:?}: not TCP")
+                };
+                let ok = match p.net.unwrap() {
+                    etherparse::NetSlice::Ipv4(ip) => {
+                        let h = ip.header().to_header();
+                        assert_eq!(h.header_checksum, h.calc_header_checksum());
+                        assert!(in_prefix(&prefix, ip.header().source_addr().into()));
+                        tcp.calc_checksum_ipv4(h.source, h.destination).unwrap() == tcp.checksum()
+                    }
+                    etherparse::NetSlice::Ipv6(ip) => {
+                        let h = ip.header().to_header();
+                        assert!(in_prefix(&prefix, ip.header().source_addr().into()));
+                        tcp.calc_checksum_ipv6(h.source, h.destination).unwrap() == tcp.checksum()
+                    }
+                    _ => panic!("not IP"),
+                };
+                assert!(ok, "{dst} {kind:?} after {repeat} runs: bad TCP checksum");
+                assert!(tcp.source_port() > 1024);
+                assert_eq!(tcp.syn(), kind == Kind::Syn);
+            }
+        }
+    }
+}
+
+/// `guard flood --pps`: a bounded paced flood sends exactly its count and never faster than its
+/// rate (a lower bound on the time taken, which scheduling noise cannot break); then Ctrl-C
+/// (SIGINT) ends a long flood early with its report printed and exit code 0.
+#[test]
+fn paced_flood_and_ctrl_c() {
+    let lab = common::new_lab(false);
+    let exe = common::guard_exe();
+    let t = Instant::now();
+    let r =
+        guard_user::lab::run_flood(&mut lab.flood_command(exe, "syn", 30_000, 20.0, Some(50_000)))
+            .unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(r.sent, 30_000, "{r}");
+    assert!(
+        r.elapsed.as_secs_f64() >= 0.55 && secs >= 0.55,
+        "30,000 frames at 50 kpps took {:.3} s ({secs:.3} s wall): faster than the rate",
+        r.elapsed.as_secs_f64()
+    );
+
+    let mut cmd = lab.flood_command(exe, "syn", 1_000_000_000, 60.0, None);
+    let mut child = ChildGuard::spawn("guard flood", &mut cmd).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_status().is_none(),
+        "the flood ended early: {}",
+        child.stderr()
+    );
+    let t = Instant::now();
+    child.signal(libc::SIGINT);
+    let st = child.wait(Duration::from_secs(10)).unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "SIGINT took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "exit status after SIGINT; stderr: {}",
+        child.stderr()
+    );
+    let line = child
+        .stdout_lines()
+        .into_iter()
+        .find_map(|l| FloodReport::parse_line(&l))
+        .unwrap_or_else(|| panic!("no report after SIGINT: {:?}", child.stdout_lines()));
+    assert!(line.sent > 0, "{line}");
 }
