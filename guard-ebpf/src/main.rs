@@ -50,6 +50,12 @@ pub fn baseline_drop(_ctx: XdpContext) -> u32 {
     aya_ebpf::bindings::xdp_action::XDP_DROP
 }
 
+/// Benchmark baseline: read the headers a TCP parser reads, then XDP_DROP (see `baseline.rs`).
+#[xdp]
+pub fn baseline_read(ctx: XdpContext) -> u32 {
+    baseline::read(&ctx)
+}
+
 /// Lab client receive program: drops answers to the spoofed flood prefix (see `baseline.rs`).
 #[xdp]
 pub fn lab_sink(ctx: XdpContext) -> u32 {

@@ -1,5 +1,5 @@
 //! The benchmark baselines embedded next to the guard (`guard-ebpf/src/baseline.rs`): MAC-swap
-//! hairpin (XDP_TX), drop and pass, loaded and attached like the guard so that `cargo xtask bench`
+//! hairpin (XDP_TX), drop, header read + drop, and pass, loaded and attached like the guard so that `cargo xtask bench`
 //! measures them under the same conditions.
 
 use std::time::Duration;
@@ -18,6 +18,8 @@ pub enum Baseline {
     Hairpin,
     /// XDP_DROP.
     Drop,
+    /// Read the Ethernet, IP and TCP headers (options included), XDP_DROP.
+    Read,
     /// XDP_PASS.
     Pass,
     /// Drop IPv4 frames to a prefix (`BaselineProg::load_sink`), pass the rest.
@@ -30,6 +32,7 @@ impl Baseline {
         match self {
             Baseline::Hairpin => "baseline_hairpin",
             Baseline::Drop => "baseline_drop",
+            Baseline::Read => "baseline_read",
             Baseline::Pass => "baseline_pass",
             Baseline::Sink => "lab_sink",
         }
@@ -77,25 +80,37 @@ pub fn run_stats(id: u32) -> Result<RunStats, GuardError> {
 
 impl BaselineProg {
     pub fn load(which: Baseline) -> Result<Self, GuardError> {
-        Self::load_with(which, 0, 0)
+        Self::load_with(which, 0, 0, 0)
     }
 
-    /// The sink: drops IPv4 frames to `prefix/len`, passes everything else.
-    pub fn load_sink(prefix: std::net::Ipv4Addr, len: u8) -> Result<Self, GuardError> {
+    /// The sink: drops IPv4 frames to `prefix/len` and IPv6 frames to the /64 `prefix6` (if
+    /// any), passes everything else.
+    pub fn load_sink(
+        prefix: std::net::Ipv4Addr,
+        len: u8,
+        prefix6: Option<std::net::Ipv6Addr>,
+    ) -> Result<Self, GuardError> {
         let mask = if len == 0 {
             0
         } else {
             u32::MAX << (32 - len.min(32) as u32)
         };
-        Self::load_with(Baseline::Sink, u32::from(prefix), mask)
+        let p6 = prefix6.map_or(0, |a| (u128::from(a) >> 64) as u64);
+        Self::load_with(Baseline::Sink, u32::from(prefix), mask, p6)
     }
 
-    fn load_with(which: Baseline, prefix: u32, mask: u32) -> Result<Self, GuardError> {
+    fn load_with(
+        which: Baseline,
+        prefix: u32,
+        mask: u32,
+        prefix6: u64,
+    ) -> Result<Self, GuardError> {
         let level = 0u8;
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &level, false)
             .override_global("SINK_PREFIX", &prefix, true)
             .override_global("SINK_MASK", &mask, true)
+            .override_global("SINK_PREFIX6", &prefix6, true)
             .load(OBJECT)
             .map_err(|e| GuardError::Load(format!("{e:#}")))?;
         let name = which.program_name();

@@ -355,9 +355,44 @@ impl VethPair {
         (ns_b, name_b, addr_b): (&Netns, &str, Ipv4Addr),
         prefix_len: u8,
     ) -> Result<Self> {
+        Self::with_queues(
+            (ns_a, name_a, addr_a),
+            (ns_b, name_b, addr_b),
+            prefix_len,
+            1,
+        )
+    }
+
+    /// [`VethPair::new`] with `queues` receive and transmit queues on each end (a veth
+    /// delivers to the peer's queue `sending CPU % queues`, one NAPI instance each).
+    pub fn with_queues(
+        (ns_a, name_a, addr_a): (&Netns, &str, Ipv4Addr),
+        (ns_b, name_b, addr_b): (&Netns, &str, Ipv4Addr),
+        prefix_len: u8,
+        queues: u32,
+    ) -> Result<Self> {
+        let q = queues.max(1).to_string();
         run(Command::new("ip").args([
-            "link", "add", name_a, "netns", &ns_a.name, "type", "veth", "peer", "name", name_b,
-            "netns", &ns_b.name,
+            "link",
+            "add",
+            name_a,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "netns",
+            &ns_a.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            name_b,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "netns",
+            &ns_b.name,
         ]))?;
         let mut pair = Self {
             a: VethEnd {

@@ -1,5 +1,6 @@
-//! A self-contained SVG chart of a lab run: offered flood rate and SYN-ACKs answered per second
-//! on top, legitimate clients' connect latency and completed requests per second below.
+//! Self-contained SVG charts: a lab run (offered flood rate and SYN-ACKs answered per second on
+//! top, legitimate clients' connect latency and completed requests per second below), and lines
+//! over a logarithmic x axis (`cargo xtask bench sweep`: CPU against flood rate per front).
 
 use std::fmt::Write as _;
 
@@ -58,16 +59,10 @@ fn polyline(out: &mut String, pts: &[(f64, f64)], color: &str, dash: bool) {
     );
 }
 
-/// One panel: axes, grid, y labels; returns the y-to-pixel mapping's scale.
-fn panel(out: &mut String, top: f64, t_max: f64, y_max: f64, y_label: &str, title: &str) {
-    let bottom = top + PANEL_H;
-    let _ = writeln!(
-        out,
-        r##"<text x="{LEFT}" y="{:.0}" font-size="15" font-weight="bold">{title}</text>"##,
-        top - 12.0
-    );
+/// Horizontal grid lines and y labels at 0, 1/4, ... of `y_max` over `height` above `bottom`.
+fn y_grid(out: &mut String, bottom: f64, height: f64, y_max: f64) {
     for i in 0..=4 {
-        let y = bottom - PANEL_H * i as f64 / 4.0;
+        let y = bottom - height * i as f64 / 4.0;
         let v = y_max * i as f64 / 4.0;
         let _ = writeln!(
             out,
@@ -82,6 +77,17 @@ fn panel(out: &mut String, top: f64, t_max: f64, y_max: f64, y_label: &str, titl
             }
         );
     }
+}
+
+/// One panel: axes, grid, y labels; returns the y-to-pixel mapping's scale.
+fn panel(out: &mut String, top: f64, t_max: f64, y_max: f64, y_label: &str, title: &str) {
+    let bottom = top + PANEL_H;
+    let _ = writeln!(
+        out,
+        r##"<text x="{LEFT}" y="{:.0}" font-size="15" font-weight="bold">{title}</text>"##,
+        top - 12.0
+    );
+    y_grid(out, bottom, PANEL_H, y_max);
     let _ = writeln!(
         out,
         r##"<text x="14" y="{:.0}" font-size="12" transform="rotate(-90 14 {:.0})" text-anchor="middle">{y_label}</text>"##,
@@ -231,6 +237,146 @@ pub fn svg(samples: &[Sample], title: &str) -> String {
     out
 }
 
+/// One line of a [`log_x_chart`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub label: String,
+    pub color: &'static str,
+    /// `(x, y)`, x > 0; points with a non-finite coordinate are skipped.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// `12k`, `1.5M`: an x-axis label.
+fn si(v: f64) -> String {
+    let (d, unit) = if v >= 1e6 {
+        (1e6, "M")
+    } else if v >= 1e3 {
+        (1e3, "k")
+    } else {
+        (1.0, "")
+    };
+    let x = v / d;
+    if (x - x.round()).abs() < 1e-9 {
+        format!("{x:.0}{unit}")
+    } else {
+        format!("{x:.1}{unit}")
+    }
+}
+
+/// Lines over a logarithmic x axis (decade grid, labels at 1, 2, 5 of each decade), a linear y
+/// axis from 0, axis titles, a legend, and `footer` lines at the bottom inside the canvas.
+pub fn log_x_chart(
+    title: &str,
+    x_title: &str,
+    y_title: &str,
+    series: &[Series],
+    footer: &[String],
+) -> String {
+    let pts = || {
+        series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .filter(|(x, y)| x.is_finite() && y.is_finite() && *x > 0.0)
+    };
+    let x_min = 10f64.powf(
+        pts()
+            .map(|p| p.0)
+            .fold(f64::INFINITY, f64::min)
+            .log10()
+            .floor(),
+    );
+    let x_max = 10f64.powf(pts().map(|p| p.0).fold(0.0, f64::max).log10().ceil());
+    let (x_min, x_max) = if x_min.is_finite() && x_max > x_min {
+        (x_min, x_max)
+    } else {
+        (1.0, 10.0)
+    };
+    let y_max = nice_max(pts().map(|p| p.1).fold(0.0, f64::max));
+    let plot_h = 360.0;
+    let top = TOP + 10.0;
+    let bottom = top + plot_h;
+    let h = bottom + 60.0 + 16.0 * footer.len() as f64 + 10.0;
+    let x_px = |x: f64| LEFT + (W - LEFT - RIGHT) * (x / x_min).log10() / (x_max / x_min).log10();
+    let y_px = |y: f64| bottom - plot_h * (y / y_max).min(1.0);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h:.0}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>"##
+    );
+    let _ = writeln!(
+        out,
+        r##"<text x="{:.0}" y="22" font-size="17" text-anchor="middle">{title}</text>"##,
+        W / 2.0
+    );
+    y_grid(&mut out, bottom, plot_h, y_max);
+    let mut decade = x_min;
+    while decade <= x_max * 1.0001 {
+        for m in [1.0, 2.0, 5.0] {
+            let v = decade * m;
+            if v > x_max * 1.0001 {
+                break;
+            }
+            let x = x_px(v);
+            let _ = writeln!(
+                out,
+                r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{bottom}" stroke="{}"/><text x="{x:.1}" y="{:.0}" font-size="11" text-anchor="middle">{}</text>"##,
+                if m == 1.0 { "#ccc" } else { "#eee" },
+                bottom + 16.0,
+                si(v)
+            );
+        }
+        decade *= 10.0;
+    }
+    let _ = writeln!(
+        out,
+        r##"<rect x="{LEFT}" y="{top}" width="{:.0}" height="{plot_h}" fill="none" stroke="#333"/>"##,
+        W - LEFT - RIGHT
+    );
+    let _ = writeln!(
+        out,
+        r##"<text x="{:.0}" y="{:.0}" font-size="13" text-anchor="middle">{x_title}</text>"##,
+        LEFT + (W - LEFT - RIGHT) / 2.0,
+        bottom + 38.0
+    );
+    let _ = writeln!(
+        out,
+        r##"<text x="16" y="{:.0}" font-size="13" transform="rotate(-90 16 {:.0})" text-anchor="middle">{y_title}</text>"##,
+        top + plot_h / 2.0,
+        top + plot_h / 2.0
+    );
+    for s in series {
+        let p: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .filter(|(x, y)| x.is_finite() && y.is_finite() && *x > 0.0)
+            .map(|&(x, y)| (x_px(x), y_px(y)))
+            .collect();
+        polyline(&mut out, &p, s.color, false);
+        for (x, y) in &p {
+            let _ = writeln!(
+                out,
+                r##"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{}"/>"##,
+                s.color
+            );
+        }
+    }
+    let items: Vec<(&str, &str, bool)> = series
+        .iter()
+        .map(|s| (s.label.as_str(), s.color, false))
+        .collect();
+    legend(&mut out, LEFT + 14.0, top + 16.0, &items);
+    for (i, line) in footer.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            r##"<text x="{LEFT}" y="{:.0}" font-size="11" fill="#444">{}</text>"##,
+            bottom + 60.0 + 16.0 * i as f64,
+            line.replace('&', "&amp;").replace('<', "&lt;")
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +404,26 @@ mod tests {
         assert_eq!(nice_max(7.0), 10.0);
         // An empty run still renders.
         assert!(svg(&[], "empty").contains("</svg>"));
+    }
+
+    #[test]
+    fn log_x_chart_places_points_by_decade() {
+        let s = log_x_chart(
+            "sweep",
+            "flood (pps)",
+            "CPU %",
+            &[Series {
+                label: "guard".into(),
+                color: "#2ca02c",
+                points: vec![(5e4, 1.0), (5e5, 10.0), (f64::NAN, 3.0)],
+            }],
+            &["footer <1>".into()],
+        );
+        assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
+        assert_eq!(s.matches("<circle").count(), 2, "the NaN point is skipped");
+        assert!(s.contains(">10k<") && s.contains(">100k<") && s.contains(">1M<"));
+        assert!(s.contains("footer &lt;1>") && s.contains("flood (pps)") && s.contains("CPU %"));
+        assert_eq!(si(2e6), "2M");
+        assert_eq!(si(1.5e5), "150k");
     }
 }
