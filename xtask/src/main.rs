@@ -7,9 +7,10 @@
 //! - `dist`: setup, release build, then the Debian package in `target/dist/`;
 //! - `test`: setup, formatting, clippy, every test (the integration tests need root);
 //! - `lab`: setup, release build, then `guard lab` with the given arguments;
-//! - `bench [<what>]`: setup, release build, then a measurement (`datapath`, the default: the
-//!   data path beside its alternatives; `local`: the cost of the local-destination check;
-//!   `controller`: RSS and CPU of the controller streaming at 1 Hz).
+//! - `bench [<what>]`: setup, release build, then a measurement (`datapath`, the default: every
+//!   issue-13 target beside its measured value; `sweep`: server receive CPU against SYN flood rate
+//!   per front, with a chart; `local`: the cost of the local-destination check; `controller`:
+//!   RSS and CPU of the controller streaming at 1 Hz).
 
 mod bench;
 mod dist;
@@ -64,16 +65,28 @@ enum Task {
 /// What `cargo xtask bench` measures.
 #[derive(Debug, Subcommand)]
 enum Bench {
-    /// The data path beside its alternatives, interleaved rounds: SYN-ACK and drop rates against
-    /// an XDP hairpin, XDP_DROP, kernel SYN cookies and nftables synproxy; per-packet costs;
-    /// established throughput; legitimate clients under flood. Prints a markdown table and
-    /// writes target/bench/datapath.json.
+    /// Every data-path and generator target beside its measured value, interleaved rounds:
+    /// program ns per packet over a header-reading baseline (SYN IPv4/IPv6, forged ACK), stack
+    /// work per SYN-ACK over the guard's, established data, reflect limit and access lists on
+    /// vs off, two CPUs vs one, generator rate; median, min..max and spread of each; how busy
+    /// the machine was. Writes target/bench/datapath.{md,json}.
     Datapath {
         /// Rounds of every scenario.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=20))]
         rounds: u64,
         /// Seconds per flood.
-        #[arg(long, default_value_t = 3.0)]
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
+    /// Server receive CPU against a paced SYN flood (0.05 to 0.8 Mpps and the generator's
+    /// maximum) behind the guard, kernel cookies and nft synproxy; offered, answered, lost at
+    /// the ring per step; the guard/kernel CPU headline. Writes target/bench/sweep.{md,json,svg}.
+    Sweep {
+        /// Rounds of every step.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+        rounds: u64,
+        /// Seconds per step.
+        #[arg(long, default_value_t = 2.0)]
         seconds: f64,
     },
     /// What "is this destination ours?" costs per SYN: the local-address maps the guard uses
@@ -211,6 +224,34 @@ fn lab(root: &Path, args: &[String]) -> anyhow::Result<()> {
     Err(err).with_context(|| format!("starting {}", exe.display()))
 }
 
+/// `cargo bench -p guard-user --bench NAME -- --rounds R --seconds S`.
+fn cargo_bench(
+    root: &Path,
+    name: &str,
+    rounds: u64,
+    seconds: f64,
+    min_seconds: f64,
+) -> anyhow::Result<()> {
+    if !(min_seconds..=30.0).contains(&seconds) {
+        bail!("--seconds must be between {min_seconds} and 30");
+    }
+    step(&format!(
+        "bench: {name} (cargo bench -p guard-user --bench {name})"
+    ));
+    run(cargo(root).args([
+        "bench",
+        "-p",
+        "guard-user",
+        "--bench",
+        name,
+        "--",
+        "--rounds",
+        &rounds.to_string(),
+        "--seconds",
+        &seconds.to_string(),
+    ]))
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let root = root();
@@ -240,8 +281,8 @@ fn main() -> anyhow::Result<()> {
             setup::setup(&root)?;
             let exe = build(&root)?;
             match what.unwrap_or(Bench::Datapath {
-                rounds: 3,
-                seconds: 3.0,
+                rounds: 5,
+                seconds: 2.0,
             }) {
                 Bench::Controller { seconds } => bench::controller(&exe, seconds),
                 Bench::Local => {
@@ -251,22 +292,10 @@ fn main() -> anyhow::Result<()> {
                     run(cargo(&root).args(["bench", "-p", "guard-user", "--bench", "local"]))
                 }
                 Bench::Datapath { rounds, seconds } => {
-                    if !(0.2..=30.0).contains(&seconds) {
-                        bail!("--seconds must be between 0.2 and 30");
-                    }
-                    step("bench: data path (cargo bench -p guard-user --bench datapath)");
-                    run(cargo(&root).args([
-                        "bench",
-                        "-p",
-                        "guard-user",
-                        "--bench",
-                        "datapath",
-                        "--",
-                        "--rounds",
-                        &rounds.to_string(),
-                        "--seconds",
-                        &seconds.to_string(),
-                    ]))
+                    cargo_bench(&root, "datapath", rounds, seconds, 0.2)
+                }
+                Bench::Sweep { rounds, seconds } => {
+                    cargo_bench(&root, "sweep", rounds, seconds, 0.5)
                 }
             }
         }
