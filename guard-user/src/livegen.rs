@@ -29,11 +29,12 @@ const FIRST_REPEAT: u32 = 200_000;
 const MAX_REPEAT: u32 = 1 << 30;
 /// The program's pacing map and its slots (`guard-ebpf/src/flood.rs`).
 const PACE_MAP: &str = "FLOOD_PACE";
-const PACE_INTERVAL: u32 = 0;
-const PACE_NEXT: u32 = 1;
-const PACE_BUDGET: u32 = 2;
-const PACE_END: u32 = 3;
-const PACE_LAST: u32 = 4;
+const PACE_INTERVAL: usize = 0;
+const PACE_NEXT: usize = 1;
+const PACE_BUDGET: usize = 2;
+const PACE_END: usize = 3;
+const PACE_LAST: usize = 4;
+const PACE_SLOTS: usize = 5;
 
 /// A thread pinned to one CPU; its former affinity is restored on drop.
 struct Affinity {
@@ -226,6 +227,9 @@ impl LiveGenerator {
         repeat: u32,
     ) -> Result<(Duration, Vec<u8>), GuardError> {
         self.configure(f)?;
+        let mut pace = [0; PACE_SLOTS];
+        pace[PACE_BUDGET] = u64::MAX;
+        self.set_pace(pace)?;
         let prog: &Xdp = self
             .ebpf
             .program(FLOOD_PROGRAM_NAME)
@@ -304,16 +308,25 @@ impl LiveGenerator {
     }
 
     /// Writes the pacing and bounds the program follows (`FLOOD_PACE`, see `flood.rs`).
-    fn set_pace(&mut self, slots: &[(u32, u64)]) -> Result<(), GuardError> {
+    fn set_pace(&mut self, pace: [u64; PACE_SLOTS]) -> Result<(), GuardError> {
         let map = self.ebpf.map_mut(PACE_MAP).ok_or(GuardError::Map {
             map: PACE_MAP,
             reason: "missing".into(),
         })?;
-        let mut pace: Array<&mut MapData, u64> = Array::try_from(map).map_err(map_err(PACE_MAP))?;
-        for &(slot, v) in slots {
-            pace.set(slot, v, 0).map_err(map_err(PACE_MAP))?;
-        }
-        Ok(())
+        let mut arr: Array<&mut MapData, [u64; PACE_SLOTS]> =
+            Array::try_from(map).map_err(map_err(PACE_MAP))?;
+        arr.set(0, pace, 0).map_err(map_err(PACE_MAP))
+    }
+
+    /// The pacing state as the program left it.
+    fn pace(&self) -> Result<[u64; PACE_SLOTS], GuardError> {
+        let map = self.ebpf.map(PACE_MAP).ok_or(GuardError::Map {
+            map: PACE_MAP,
+            reason: "missing".into(),
+        })?;
+        let arr: Array<&MapData, [u64; PACE_SLOTS]> =
+            Array::try_from(map).map_err(map_err(PACE_MAP))?;
+        arr.get(&0, 0).map_err(map_err(PACE_MAP))
     }
 
     /// Runs one bounded flood: stops at `count` frames or after `duration`, whichever first,
@@ -343,14 +356,13 @@ impl LiveGenerator {
         let interval = f.pps.map_or(0, |p| (1e9 / p as f64).max(1.0) as u64);
         let start = Instant::now();
         let now = monotonic_ns();
-        self.set_pace(&[
-            (PACE_INTERVAL, interval),
-            // The schedule starts now: no credit for frames "missed" before.
-            (PACE_NEXT, now),
-            (PACE_LAST, 0),
-            (PACE_BUDGET, f.count),
-            (PACE_END, now + f.duration.as_nanos() as u64),
-        ])?;
+        let mut pace = [0; PACE_SLOTS];
+        pace[PACE_INTERVAL] = interval;
+        // The schedule starts now: no credit for frames "missed" before.
+        pace[PACE_NEXT] = now;
+        pace[PACE_BUDGET] = f.count;
+        pace[PACE_END] = now + f.duration.as_nanos() as u64;
+        self.set_pace(pace)?;
         let this = &*self;
         let sent = || this.counters().map(|c| c.0 - sent0);
         let done = std::sync::atomic::AtomicBool::new(false);
@@ -374,7 +386,17 @@ impl LiveGenerator {
         for r in results {
             r?;
         }
-        let elapsed = start.elapsed();
+        // The calls may run on after the flood's last frame, holding frames: a flood that spent
+        // its budget ended with its last frame (the program notes when); a paced flood sends
+        // nothing after `duration`.
+        let pace = self.pace()?;
+        let elapsed = if pace[PACE_BUDGET] == 0 && pace[PACE_LAST] >= now {
+            Duration::from_nanos(pace[PACE_LAST] - now).min(start.elapsed())
+        } else if f.pps.is_some() {
+            start.elapsed().min(f.duration)
+        } else {
+            start.elapsed()
+        };
         let (sent1, refused1) = self.counters()?;
         Ok(LiveReport {
             sent: sent1 - sent0,

@@ -216,6 +216,12 @@ fn generated_frames_have_valid_checksums() {
             for repeat in [1, 7, 1000] {
                 let (_, out) = g.program_cost(&flood, repeat).unwrap();
                 assert_eq!(out.len(), flood.template.len(), "{dst} {kind:?}");
+                // Rewritten: the sequence number (and so the checksum) is no longer the
+                // template's.
+                assert_ne!(
+                    out, flood.template,
+                    "{dst} {kind:?}: the frame was not rewritten"
+                );
                 let p = etherparse::SlicedPacket::from_ethernet(&out).unwrap();
                 let Some(etherparse::TransportSlice::Tcp(tcp)) = p.transport else {
                     panic!("{dst} {kind:?}: not TCP")
