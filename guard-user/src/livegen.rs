@@ -85,6 +85,17 @@ impl Drop for Affinity {
     }
 }
 
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // Safety: writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -125,6 +136,8 @@ pub struct LiveReport {
     /// Frames it refused (not a frame it can rewrite).
     pub refused: u64,
     pub elapsed: Duration,
+    /// CPU time of the generator's threads (user + system).
+    pub cpu: Duration,
 }
 
 impl LiveReport {
@@ -367,14 +380,15 @@ impl LiveGenerator {
         let sent = || this.counters().map(|c| c.0 - sent0);
         let done = std::sync::atomic::AtomicBool::new(false);
         let cpu = Affinity::pin_here();
-        let results: Vec<Result<(), GuardError>> = std::thread::scope(|s| {
-            let turn = || -> Result<(), GuardError> {
+        let results: Vec<Result<Duration, GuardError>> = std::thread::scope(|s| {
+            let turn = || -> Result<Duration, GuardError> {
                 let _pin = cpu.as_ref().and_then(Affinity::pin_again);
+                let c0 = thread_cpu();
                 let r = this.calls(f, &ctx, start, &sent, &|| {
                     stop() || done.load(std::sync::atomic::Ordering::Relaxed)
                 });
                 done.store(true, std::sync::atomic::Ordering::Relaxed);
-                r
+                r.map(|()| thread_cpu().saturating_sub(c0))
             };
             let other = s.spawn(turn);
             // Let the other thread's first call start before this one's.
@@ -383,8 +397,9 @@ impl LiveGenerator {
             vec![mine, other.join().expect("generator thread")]
         });
         drop(cpu);
+        let mut cpu_time = Duration::ZERO;
         for r in results {
-            r?;
+            cpu_time += r?;
         }
         // The calls may run on after the flood's last frame, holding frames: a flood that spent
         // its budget ended with its last frame (the program notes when); a paced flood sends
@@ -402,6 +417,7 @@ impl LiveGenerator {
             sent: sent1 - sent0,
             refused: refused1 - refused0,
             elapsed,
+            cpu: cpu_time,
         })
     }
 }

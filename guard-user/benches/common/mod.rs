@@ -146,17 +146,6 @@ pub fn napi_cpu_ns(iface: &str) -> Option<u64> {
     total
 }
 
-/// CPU time of the calling thread, ns (user + system: a live-frames run is all system time).
-pub fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // Safety: writes the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 pub struct Lab {
     pub srv: Netns,
     pub cli: Netns,
@@ -305,11 +294,10 @@ impl Lab {
                             let mut g = LiveGenerator::load().map_err(e("generator"))?;
                             let stats = || g.program_id().and_then(|id| run_stats(id).ok());
                             let s0 = stats();
-                            let c0 = thread_cpu_ns();
                             let r = g
                                 .run(flood, &|| stop.load(Ordering::Relaxed))
                                 .map_err(e("flood"))?;
-                            let cpu_ns = thread_cpu_ns() - c0;
+                            let cpu_ns = r.cpu.as_nanos() as u64;
                             let s1 = g.program_id().and_then(|id| run_stats(id).ok());
                             Ok(FloodOut {
                                 sent: r.sent,
