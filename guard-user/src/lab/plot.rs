@@ -292,6 +292,23 @@ pub fn log_x_chart(
         (1.0, 10.0)
     };
     let y_max = nice_max(pts().map(|p| p.1).fold(0.0, f64::max));
+    // Footer lines wrapped at word boundaries to the canvas's width (~6 px a character).
+    let max_chars = ((W - LEFT - RIGHT) / 6.0) as usize;
+    let mut footer_lines: Vec<String> = Vec::new();
+    for line in footer {
+        let mut cur = String::new();
+        for word in line.split_whitespace() {
+            if !cur.is_empty() && cur.len() + 1 + word.len() > max_chars {
+                footer_lines.push(std::mem::take(&mut cur));
+            }
+            if !cur.is_empty() {
+                cur.push(' ');
+            }
+            cur.push_str(word);
+        }
+        footer_lines.push(cur);
+    }
+    let footer = &footer_lines;
     let plot_h = 360.0;
     let top = TOP + 10.0;
     let bottom = top + plot_h;
