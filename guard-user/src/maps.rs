@@ -47,7 +47,7 @@ impl PinnedMaps {
             let path = dir.join(name);
             let data = MapData::from_pin(&path).map_err(|e| GuardError::Map {
                 map: name,
-                reason: format!("opening {}: {e}", path.display()),
+                reason: format!("opening {}: {}", path.display(), crate::error::chain(&e)),
             })?;
             let map = Map::from_map_data(data).map_err(|e| GuardError::Map {
                 map: name,

@@ -264,10 +264,14 @@ pub fn ensure_tracefs() -> Result<(), GuardError> {
 
 /// What the controller records next to the pins.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PinState {
     pub iface: String,
     pub ifindex: u32,
     pub netns_inode: u64,
+    /// The namespace's cookie (`None` in files of older versions): tells the namespace from a
+    /// later one that got the same inode number.
+    pub netns_cookie: Option<u64>,
     pub pin_dir: String,
     /// `native` or `skb`.
     pub attach_mode: String,
