@@ -540,6 +540,40 @@ fn release_auto<M: GuardMaps + ?Sized>(maps: &mut M) -> Result<(), GuardError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn duplicate_keys_are_refused() {
+        for dup in [
+            &["mode=always", "mode=off"][..],
+            &["allow=+10.8.0.0/16", "deny=+10.8.0.0/16"],
+            &["deny=+10.8.0.0/16", "deny=-10.8.0.0/16"],
+            &["allow=+10.8.0.0/16", "allow=+10.8.1.0/16"],
+            &["ttl=1", "ports=80", "ttl=1"],
+            &["acl=clear", "acl=clear"],
+        ] {
+            let e = parse_settings(dup).unwrap_err();
+            assert!(e.to_string().contains("more than once"), "{dup:?}: {e}");
+        }
+        parse_settings(&[
+            "allow=+10.8.0.0/16",
+            "allow=+10.9.0.0/16",
+            "deny=+10.8.0.0/24",
+        ])
+        .unwrap();
+        let e =
+            parse_config_text("allow = [\"10.8.0.0/16\"]\ndeny = [\"10.8.0.0/16\"]\n").unwrap_err();
+        assert!(e.to_string().contains("more than once"), "{e}");
+    }
+
+    #[test]
+    fn config_files_are_small_regular_files() {
+        let e = read_config_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let e = read_config_file(Path::new("/")).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let e = read_config_file(Path::new("/nonexistent.toml")).unwrap_err();
+        assert!(e.to_string().contains("open("), "{e}");
+    }
+
     fn base() -> GuardConfig {
         GuardConfig {
             mode: Mode::Always as u32,

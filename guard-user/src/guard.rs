@@ -534,7 +534,8 @@ impl Guard {
             .take_link(id)
             .map_err(|e| fail(format!("{e:#}")))?;
         let fd = FdLink::try_from(link).map_err(|e| fail(format!("{e:#}")))?;
-        let tmp = link_path.with_extension("new");
+        // (bpffs refuses names with a dot.)
+        let tmp = link_path.with_file_name("xdp_link_new");
         let _ = std::fs::remove_file(&tmp);
         let pinned = fd.pin(&tmp).map_err(|e| {
             fail(format!(

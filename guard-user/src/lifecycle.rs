@@ -97,7 +97,8 @@ fn state_dir() -> Result<&'static Path, GuardError> {
 /// An exclusive `flock` on a file under /run/synguard, with the holder's pid written in it.
 #[derive(Debug)]
 pub struct Lock {
-    file: Flock<File>,
+    // Held for its flock; the lock goes with the descriptor.
+    _file: Flock<File>,
     path: PathBuf,
 }
 
@@ -119,20 +120,38 @@ impl Lock {
     }
 
     fn try_take(path: &Path) -> Result<TryLock, GuardError> {
+        loop {
+            if let Some(taken) = Self::try_take_once(path)? {
+                return Ok(taken);
+            }
+        }
+    }
+
+    /// One try; `None` if the file was unlinked by its previous holder meanwhile (the lock
+    /// taken was on a file nobody else will open again: try again).
+    fn try_take_once(path: &Path) -> Result<Option<TryLock>, GuardError> {
+        use std::os::unix::fs::MetadataExt as _;
         let file = Self::open(path)?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(mut file) => {
+                let mine = file
+                    .metadata()
+                    .map_err(io(format!("fstat({})", path.display())))?;
+                match std::fs::metadata(path) {
+                    Ok(m) if m.ino() == mine.ino() && m.dev() == mine.dev() => {}
+                    _ => return Ok(None),
+                }
                 let pid = std::process::id().to_string();
                 file.set_len(0)
                     .and_then(|()| file.rewind())
                     .and_then(|()| file.write_all(pid.as_bytes()))
                     .map_err(io(format!("write({})", path.display())))?;
-                Ok(TryLock::Taken(Lock {
-                    file,
+                Ok(Some(TryLock::Taken(Lock {
+                    _file: file,
                     path: path.to_owned(),
-                }))
+                })))
             }
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(TryLock::Held(holder(path))),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(Some(TryLock::Held(holder(path)))),
             Err((_, e)) => Err(errno(format!("flock({}, LOCK_EX)", path.display()))(e)),
         }
     }
@@ -163,8 +182,9 @@ impl Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        // Emptied so that a stale pid is never reported; the flock goes with the descriptor.
-        let _ = self.file.set_len(0);
+        // Unlinked while held, so /run/synguard keeps no lock files; a process that opened it
+        // meanwhile sees it unlinked once it gets the lock, and opens the path again.
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -305,8 +325,9 @@ fn write_record(netns: u64, rec: &SysctlRecord) -> Result<(), GuardError> {
     arr.set(0, rec, 0)
         .map_err(|e| map_err("BPF_MAP_UPDATE_ELEM", &e))?;
     // Pinned under a temporary name, then renamed: a reader sees the whole record or none.
+    // (bpffs refuses names with a dot.)
     let path = record_path(netns);
-    let tmp = dir.join(format!(".{netns}.{}", std::process::id()));
+    let tmp = dir.join(format!("new_{netns}_{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     arr.pin(&tmp).map_err(|e| map_err("BPF_OBJ_PIN", &e))?;
     std::fs::rename(&tmp, &path).map_err(|e| {

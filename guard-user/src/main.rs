@@ -633,7 +633,10 @@ fn pinned_prior(key: &PinKey, args: &RunArgs) -> anyhow::Result<Option<PinState>
             key.pin_dir_display().display(),
             key.netns
         );
-        lifecycle::forget(key)?;
+        // The namespace's record is checked by `record_originals`, which drops one whose
+        // cookie is not this namespace's.
+        pin::remove_pins(key)?;
+        lifecycle::remove_state_file(key)?;
         return Ok(None);
     }
     if !args.pin {

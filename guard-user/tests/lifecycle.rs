@@ -277,8 +277,9 @@ fn recreated_interface_is_guarded_again() {
     assert_untouched(&lab, "detach after re-creations");
 }
 
-/// Case 5: the namespace of a pinned guard deleted: `guard detach` from the host removes the
-/// pins, the state file and the record, and exits 0 with a note.
+/// Case 5: pins of a namespace whose inode was reused are replaced by the next start; the
+/// namespace of a pinned guard deleted: `guard detach` from the host removes the pins, the
+/// state file and the record, and exits 0 with a note.
 #[test]
 fn detach_of_a_deleted_namespace_removes_everything() {
     let lab = new_lab(false);
@@ -287,6 +288,24 @@ fn detach_of_a_deleted_namespace_removes_everything() {
     let (pins, state) = (pin_dir(&lab), state_file(&lab));
     let record = format!("/sys/fs/bpf/synguard/sysctls/{}", server_netns(&lab));
     assert!(pins.exists() && state.exists());
+    // Pins whose recorded namespace cookie is not the namespace's belong to a namespace that
+    // is gone (its inode reused): the next start removes them and attaches afresh.
+    let mut st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let cookie = st["netns_cookie"].as_u64().expect("the cookie is recorded");
+    st["netns_cookie"] = serde_json::json!(cookie + 1);
+    std::fs::write(&state, st.to_string()).unwrap();
+    let o = guard(&lab, &["attach", &iface]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is gone"), "{}", stderr(&o));
+    let st: serde_json::Value =
+        serde_json::from_str(&guard_ok(&lab, &["status", &iface, "--json"])).unwrap();
+    assert_eq!(st["restarts"], 0, "a fresh guard: {st}");
+    assert_eq!(
+        st["sysctls_to_restore"],
+        serde_json::json!(["net.ipv4.tcp_syncookies=1", "net.ipv4.tcp_timestamps=1"]),
+        "the namespace's own record is kept: {st}"
+    );
     drop(lab);
     let o = std::process::Command::new(guard_exe())
         .args(["detach", &iface])
