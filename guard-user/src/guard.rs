@@ -488,32 +488,13 @@ impl Guard {
                 }
             }
         }
-        self.attach(iface, mode)?;
-        let (_, id) = self.link.take().expect("attached");
-        let link = self
-            .program_mut()
-            .take_link(id)
-            .map_err(|e| fail(format!("{e:#}")))?;
-        // A netlink-attached program (no bpf_link support) cannot be pinned; dropping the link
-        // detaches it again.
-        let fd = FdLink::try_from(link).map_err(|e| {
-            fail(format!(
-                "{e}: pinning needs XDP bpf_links (kernel 5.9+); run without --pin"
-            ))
-        })?;
-        let pinned = fd.pin(link_path).map_err(|e| {
-            fail(format!(
-                "BPF_OBJ_PIN at {}: {}",
-                link_path.display(),
-                crate::error::chain(&e)
-            ))
-        })?;
-        self.pinned_link = Some(pinned.into());
+        self.replace_pinned_link(iface, mode, link_path)?;
         Ok(PinnedAttach::New)
     }
 
-    /// Attaches to `iface` through a new bpf_link pinned at `link_path` in place of whatever
-    /// is pinned there (pinned under a temporary name, then renamed over it).
+    /// Attaches to `iface` through a new bpf_link pinned at `link_path`, in place of whatever
+    /// is pinned there (pinned under a temporary name, then renamed over it: the path always
+    /// names a whole link).
     fn replace_pinned_link(
         &mut self,
         iface: &str,
@@ -533,7 +514,13 @@ impl Guard {
             .program_mut()
             .take_link(id)
             .map_err(|e| fail(format!("{e:#}")))?;
-        let fd = FdLink::try_from(link).map_err(|e| fail(format!("{e:#}")))?;
+        // A netlink-attached program (no bpf_link support) cannot be pinned; dropping the link
+        // detaches it again.
+        let fd = FdLink::try_from(link).map_err(|e| {
+            fail(format!(
+                "{e}: pinning needs XDP bpf_links (kernel 5.9+); run without --pin"
+            ))
+        })?;
         // (bpffs refuses names with a dot.)
         let tmp = link_path.with_file_name("xdp_link_new");
         let _ = std::fs::remove_file(&tmp);

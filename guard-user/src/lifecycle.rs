@@ -412,15 +412,14 @@ fn write_back(values: &[(String, String)]) -> Result<Vec<String>, GuardError> {
 /// all gone (a controller killed with SIGKILL) is restored first, then recorded again: the
 /// values it holds are the true originals, never values a guard set. `me` is the interface of
 /// the starting guard, `pinned_here` true if a pinned guard already runs on it (a takeover).
-/// Returns the originals and what was restored from a dead guard's record.
+/// Returns the originals.
 pub fn record_originals(
     netns: u64,
     me: &str,
     pinned_here: bool,
-) -> Result<(Vec<(String, String)>, Vec<String>), GuardError> {
+) -> Result<Vec<(String, String)>, GuardError> {
     let _ns = lock_namespace(netns)?;
     let cookie = netns_cookie()?;
-    let mut restored = Vec::new();
     if let Some(rec) = read_record(netns)? {
         if rec.netns_cookie != cookie {
             log::warn!(
@@ -428,9 +427,9 @@ pub fn record_originals(
                  reused)"
             );
         } else if pinned_here || !other_guards(netns, me).is_empty() {
-            return Ok((rec.values(), restored));
+            return Ok(rec.values());
         } else {
-            restored = write_back(&rec.values())?;
+            let restored = write_back(&rec.values())?;
             if !restored.is_empty() {
                 log::warn!(
                     "restored sysctls left changed by a guard that died: {}",
@@ -449,7 +448,7 @@ pub fn record_originals(
         *slot = sysctl::read(name)?.parse().unwrap_or(-1);
     }
     write_record(netns, &rec)?;
-    Ok((rec.values(), restored))
+    Ok(rec.values())
 }
 
 /// What [`restore_originals`] did.

@@ -438,7 +438,7 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
     )?;
 
     // The originals are on record (pinned, per namespace) before the first change.
-    let (originals, _) = lifecycle::record_originals(key.netns, &args.iface, prior.is_some())?;
+    let originals = lifecycle::record_originals(key.netns, &args.iface, prior.is_some())?;
     unwind.sysctls = prior.is_none();
     let mut sysctls = SysctlSet::new();
     tuning::prepare_sysctls(&mut sysctls)?;

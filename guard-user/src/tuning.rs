@@ -84,7 +84,7 @@ pub fn interface_mtu(iface: &str) -> Result<u32, GuardError> {
     };
     if rc != 0 {
         return Err(GuardError::Io {
-            what: format!("SIOCGIFMTU {iface}"),
+            what: format!("ioctl(SIOCGIFMTU, {iface})"),
             source: std::io::Error::last_os_error(),
         });
     }

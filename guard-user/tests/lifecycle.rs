@@ -219,7 +219,7 @@ fn assert_guarded_again(lab: &Lab, what: &str) {
     lab::wait_until(
         &format!("{what}: an XDP program on the re-created interface"),
         Duration::from_secs(2),
-        || Ok(lab.server.xdp_prog_id(lab.server_if())?),
+        || lab.server.xdp_prog_id(lab.server_if()),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("{what}: guarded again after {:?}", start.elapsed());
