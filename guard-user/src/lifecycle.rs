@@ -411,12 +411,14 @@ fn write_back(values: &[(String, String)]) -> Result<Vec<String>, GuardError> {
 /// current values unless a record of this namespace exists. A record left by guards that are
 /// all gone (a controller killed with SIGKILL) is restored first, then recorded again: the
 /// values it holds are the true originals, never values a guard set. `me` is the interface of
-/// the starting guard, `pinned_here` true if a pinned guard already runs on it (a takeover).
+/// the starting guard, `pinned_here` true if a pinned guard already runs on it (a takeover),
+/// `copy` the originals its state file recorded (used when the pinned record is missing).
 /// Returns the originals.
 pub fn record_originals(
     netns: u64,
     me: &str,
     pinned_here: bool,
+    copy: &[(String, String)],
 ) -> Result<Vec<(String, String)>, GuardError> {
     let _ns = lock_namespace(netns)?;
     let cookie = netns_cookie()?;
@@ -444,8 +446,23 @@ pub fn record_originals(
         count: CHANGED_SYSCTLS.len() as u32,
         originals: [-1; 2],
     };
-    for (slot, (name, _)) in rec.originals.iter_mut().zip(CHANGED_SYSCTLS) {
-        *slot = sysctl::read(name)?.parse().unwrap_or(-1);
+    // Without a record, a live guard's values may be what it set: the state file's copy, else
+    // unknown (never a value that may be the guard's).
+    let live = pinned_here || !other_guards(netns, me).is_empty();
+    for (slot, (name, set)) in rec.originals.iter_mut().zip(CHANGED_SYSCTLS) {
+        let now = sysctl::read(name)?;
+        let value = match copy.iter().find(|(n, _)| n == name) {
+            Some((_, v)) if live => v.clone(),
+            _ if live && now == set => {
+                log::warn!(
+                    "the original value of {name} is unknown (no record of it): it stays {now} \
+                     when the guard goes"
+                );
+                continue;
+            }
+            _ => now,
+        };
+        *slot = value.parse().unwrap_or(-1);
     }
     write_record(netns, &rec)?;
     Ok(rec.values())

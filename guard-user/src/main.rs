@@ -438,7 +438,11 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
     )?;
 
     // The originals are on record (pinned, per namespace) before the first change.
-    let originals = lifecycle::record_originals(key.netns, &args.iface, prior.is_some())?;
+    let copy = prior
+        .as_ref()
+        .map(|p| p.sysctls.clone())
+        .unwrap_or_default();
+    let originals = lifecycle::record_originals(key.netns, &args.iface, prior.is_some(), &copy)?;
     unwind.sysctls = prior.is_none();
     let mut sysctls = SysctlSet::new();
     tuning::prepare_sysctls(&mut sysctls)?;

@@ -156,14 +156,21 @@ fn simultaneous_pinned_starts_one_wins_every_time() {
     }
 }
 
-/// Case 3: a truncated, then a deleted state file under a pinned guard: status and takeover
-/// work and say so, and detach still restores the originals (from the pinned record).
+/// Case 3: a lost pinned record, a truncated, then a deleted state file under a pinned guard:
+/// status and takeover work and say so, and detach still restores the originals (from the
+/// other copy).
 #[test]
 fn lost_state_file_still_restores_the_originals() {
     let lab = new_lab(false);
     let _pinned = Pinned { lab: &lab };
     let iface = lab.server_if();
     guard_ok(&lab, &["attach", iface]);
+    // The pinned record lost (a guard of an older version had none): a takeover rebuilds it
+    // from the state file's copy, not from the values the guard set.
+    let record = format!("/sys/fs/bpf/synguard/sysctls/{}", server_netns(&lab));
+    std::fs::remove_file(&record).unwrap();
+    guard_ok(&lab, &["attach", iface]);
+    assert!(std::path::Path::new(&record).exists(), "record rebuilt");
     std::fs::write(state_file(&lab), "{\"iface\": \"tr").unwrap();
     let st: serde_json::Value =
         serde_json::from_str(&guard_ok(&lab, &["status", iface, "--json"])).unwrap();
