@@ -514,6 +514,41 @@ pub fn pins_belong_here(key: &PinKey, state: Option<&PinState>) -> Result<bool, 
     Ok(recorded.is_none_or(|c| c == cookie))
 }
 
+/// The state of the pinned guard a start on `key` takes over (`None`: there is none; rebuilt
+/// from nothing when its state file is lost). Pins left by a namespace that is gone (its inode
+/// now names another) are removed first. Without `pin`, a pinned guard is refused.
+pub fn pinned_prior(key: &PinKey, pin: bool) -> Result<Option<PinState>, GuardError> {
+    if !key.is_pinned() {
+        return Ok(None);
+    }
+    let state = load_state(key);
+    if !pins_belong_here(key, state.as_ref())? {
+        log::warn!(
+            "{} belongs to a network namespace that is gone (inode {} reused): removing it",
+            key.pin_dir_display().display(),
+            key.netns
+        );
+        // The namespace's record is checked by `record_originals`, which drops one whose
+        // cookie is not this namespace's.
+        pin::remove_pins(key)?;
+        remove_state_file(key)?;
+        return Ok(None);
+    }
+    if !pin {
+        return Err(GuardError::Attach {
+            iface: key.iface.clone(),
+            mode: "unpinned",
+            reason: format!(
+                "a pinned guard runs on it: take it over with `guard run --pin {0}`, or remove \
+                 it with `guard detach {0}`",
+                key.iface
+            ),
+            hint: "",
+        });
+    }
+    Ok(Some(state.unwrap_or_default()))
+}
+
 /// Removes everything recorded for `key` (pins, state file) and, when no guard of its
 /// namespace is left, the namespace's sysctl record: for a namespace that is gone.
 pub fn forget(key: &PinKey) -> Result<(), GuardError> {

@@ -413,7 +413,7 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
     let key = PinKey::here(&args.iface)?;
     // Held for the controller's whole life: of two starts on one interface, one wins.
     let _lock = lifecycle::lock_guard(&key)?;
-    let prior = pinned_prior(&key, &args)?;
+    let prior = lifecycle::pinned_prior(&key, args.pin)?;
     let log_level = match verbose {
         0 => None,
         1 => Some(log::Level::Info),
@@ -622,38 +622,6 @@ fn restored_text(r: &lifecycle::Restored) -> String {
             others.join(", ")
         ),
     }
-}
-
-/// The state of the pinned guard `run` takes over (`None`: there is none). Pins left by a
-/// namespace that is gone (its inode now names another) are removed first.
-fn pinned_prior(key: &PinKey, args: &RunArgs) -> anyhow::Result<Option<PinState>> {
-    if !key.is_pinned() {
-        return Ok(None);
-    }
-    let state = lifecycle::load_state(key);
-    if !lifecycle::pins_belong_here(key, state.as_ref())? {
-        log::warn!(
-            "{} belongs to a network namespace that is gone (inode {} reused): removing it",
-            key.pin_dir_display().display(),
-            key.netns
-        );
-        // The namespace's record is checked by `record_originals`, which drops one whose
-        // cookie is not this namespace's.
-        pin::remove_pins(key)?;
-        lifecycle::remove_state_file(key)?;
-        return Ok(None);
-    }
-    if !args.pin {
-        return Err(GuardError::AlreadyAttached {
-            iface: args.iface.clone(),
-        })
-        .context(format!(
-            "a pinned guard runs on it: take it over with `guard run --pin {0}`, or remove \
-             it with `guard detach {0}`",
-            args.iface
-        ));
-    }
-    Ok(Some(state.unwrap_or_default()))
 }
 
 /// Answers one HTTP/1.1 request: `GET /metrics` gets `body`, anything else 404. The request
