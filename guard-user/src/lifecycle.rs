@@ -779,12 +779,16 @@ pub fn detach(iface: &str, netns_arg: Option<u64>) -> Result<Detached, GuardErro
         },
         (None, None) => PinKey::here(iface)?,
     };
-    let state = pinned.as_ref().and_then(load_state);
     let mut out = Detached {
         netns: key.netns,
         ..Default::default()
     };
-    let live = lock_holder(&key).or_else(|| state.as_ref().and_then(PinState::live_controller));
+    let live = lock_holder(&key).or_else(|| {
+        pinned
+            .as_ref()
+            .and_then(|k| PinState::load(k).ok())
+            .and_then(|s| s.live_controller())
+    });
     let _lock = match live {
         Some(pid) => {
             let l = stop_controller(&key, pid)?;
@@ -793,6 +797,9 @@ pub fn detach(iface: &str, netns_arg: Option<u64>) -> Result<Detached, GuardErro
         }
         None => lock_guard_wait(&key, Duration::from_secs(15))?,
     };
+    // Looked at again under the lock: a controller stopped while starting may have pinned.
+    let pinned = key.pin_dir().exists().then(|| key.clone());
+    let state = pinned.as_ref().and_then(load_state);
     let gone = match cookie_of(key.netns)? {
         None => true,
         Some(c) => {

@@ -62,6 +62,11 @@ fn assert_untouched(lab: &Lab, what: &str) {
         None,
         "{what}: an XDP program is attached"
     );
+    assert_no_leftovers(lab, what);
+}
+
+/// Like [`assert_untouched`], whatever XDP program the interface has.
+fn assert_no_leftovers(lab: &Lab, what: &str) {
     assert!(!pin_dir(lab).exists(), "{what}: pins left");
     assert!(!state_file(lab).exists(), "{what}: state file left");
     let record = format!("/sys/fs/bpf/synguard/sysctls/{}", server_netns(lab));
@@ -101,6 +106,16 @@ fn sigkilled_plain_controller_is_restored_by_detach_and_by_the_next_run() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("died"), "{}", stderr(&o));
     assert_untouched(&lab, "run after SIGKILL");
+
+    // `guard detach` on a running plain controller stops it; it restores by itself.
+    let g = lab.start_guard(guard_exe(), 0.2).expect("guard run");
+    let out = guard_ok(&lab, &["detach", iface]);
+    assert!(
+        out.contains(&format!("controller pid {} stopped", g.child.pid())),
+        "{out}"
+    );
+    assert!(g.stop().success());
+    assert_untouched(&lab, "detach of a running plain controller");
 }
 
 /// Case 2: two `guard attach` started together, 20 times: exactly one attaches, the other
@@ -344,6 +359,24 @@ fn bad_starts_and_bad_callers_change_nothing() {
         assert!(stderr(&o).contains("metrics address"), "{}", stderr(&o));
         assert_untouched(&lab, &format!("{args:?}"));
     }
+
+    // A failure at attach (another XDP program holds the interface) unwinds all the start
+    // did, pinned or not.
+    let foreign = XdpPass::attach(&lab.server, iface).unwrap();
+    for args in [
+        &["run", "--pin", iface, "--count", "1"][..],
+        &["attach", iface],
+        &["run", iface],
+    ] {
+        let o = guard(&lab, args);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {}", stderr(&o));
+        assert_eq!(
+            lab.server.xdp_prog_id(iface).unwrap(),
+            Some(foreign.prog_id())
+        );
+        assert_no_leftovers(&lab, &format!("{args:?} over a foreign XDP program"));
+    }
+    drop(foreign);
 
     // 8: /dev/zero and an oversized file are refused before anything is read or changed.
     let dir = lab::TempDir::new(&format!("{}-cfg", lab.server.name())).unwrap();
