@@ -650,6 +650,8 @@ pub const GONE_LIMIT: Duration = Duration::from_secs(30);
 pub struct Follow<'a> {
     key: &'a PinKey,
     ifindex: u32,
+    /// The interface's MTU when attached (the MSS derives from it).
+    mtu: Option<u32>,
     mode: AttachMode,
     gone_since: Option<Instant>,
     /// A pinned guard's state, updated (and saved) on a re-attach.
@@ -659,6 +661,33 @@ pub struct Follow<'a> {
 }
 
 impl<'a> Follow<'a> {
+    /// When the interface's MTU changed (or a re-created one has another): an MSS derived from
+    /// the old MTU follows the new one (an MSS forced with `--mss` is kept).
+    fn refresh_mss(&mut self, guard: &mut Guard) -> Result<(), GuardError> {
+        let (Some(old), Ok(new)) = (self.mtu, tuning::interface_mtu(&self.key.iface)) else {
+            return Ok(());
+        };
+        self.mtu = Some(new);
+        if old == new {
+            return Ok(());
+        }
+        let mut cfg = guard.config()?;
+        let ((old4, old6), (new4, new6)) = (tuning::mss_of_mtu(old), tuning::mss_of_mtu(new));
+        if cfg.mss_v4 == old4 {
+            cfg.mss_v4 = new4;
+        }
+        if cfg.mss_v6 == old6 {
+            cfg.mss_v6 = new6;
+        }
+        log::warn!(
+            "interface `{}`: MTU {old} -> {new}, MSS now {}/{}",
+            self.key.iface,
+            cfg.mss_v4,
+            cfg.mss_v6
+        );
+        guard.set_config(&cfg)
+    }
+
     /// Follows the interface of `key`, attached at `ifindex` in `mode`; `state` for a pinned
     /// guard (its link is pinned at `key.xdp_link()`).
     pub fn new(
@@ -670,6 +699,7 @@ impl<'a> Follow<'a> {
         Self {
             key,
             ifindex,
+            mtu: tuning::interface_mtu(&key.iface).ok(),
             mode,
             gone_since: None,
             state,
@@ -682,14 +712,14 @@ impl<'a> Follow<'a> {
         self.key
     }
 
-    /// Looks the interface up again (in the calling thread's namespace) and re-attaches
-    /// `guard` if it was re-created.
+    /// Looks the interface up again (in the calling thread's namespace), re-attaches `guard` if
+    /// it was re-created, and follows MTU changes.
     pub fn check(&mut self, guard: &mut Guard) -> Result<(), GuardError> {
         let iface = &self.key.iface;
         let new = match tuning::interface_index(iface) {
             Ok(i) if i == self.ifindex => {
                 self.gone_since = None;
-                return Ok(());
+                return self.refresh_mss(guard);
             }
             Ok(i) => i,
             Err(_) => {
@@ -719,6 +749,7 @@ impl<'a> Follow<'a> {
         let old = self.ifindex;
         let pin = self.state.is_some().then(|| self.key.xdp_link());
         guard.reattach(iface, self.mode, pin.as_deref())?;
+        self.refresh_mss(guard)?;
         self.ifindex = new;
         self.gone_since = None;
         self.reattached += 1;

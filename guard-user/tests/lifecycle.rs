@@ -281,6 +281,16 @@ fn recreated_interface_is_guarded_again() {
     .unwrap();
     let _pass2 = recreate_veth(&lab);
     assert_guarded_again(&lab, "pinned run");
+    // The MSS follows the interface's MTU.
+    lab.server
+        .exec(&["ip", "link", "set", "dev", iface, "mtu", "1400"])
+        .unwrap();
+    lab::wait_until("the MSS of MTU 1400", Duration::from_secs(2), || {
+        let st: serde_json::Value =
+            serde_json::from_str(&guard_ok(&lab, &["status", iface, "--json"])).unwrap();
+        Ok((st["mss_v4"] == 1360 && st["mss_v6"] == 1340).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", run.stderr()));
     assert!(run.stderr().contains("re-attached"), "{}", run.stderr());
     assert!(
         run.stop(Duration::from_secs(10)).success(),
