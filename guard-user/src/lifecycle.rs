@@ -45,8 +45,8 @@ fn errno(what: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> GuardErro
     }
 }
 
-// `SO_NETNS_COOKIE` (include/uapi/asm-generic/socket.h, Linux 5.14, commit e8b9eab99232);
-// neither nix nor libc's Linux module names it.
+// `SO_NETNS_COOKIE` (include/uapi/asm-generic/socket.h, from the 2021 kernel commit "net: add
+// SO_NETNS_COOKIE socket option"); neither nix nor libc's Linux module names it.
 const SO_NETNS_COOKIE: libc::c_int = 71;
 
 /// The cookie of the calling thread's network namespace: unique for the life of the system,
@@ -73,9 +73,9 @@ pub fn netns_cookie() -> Result<u64, GuardError> {
         )
     };
     if rc != 0 {
-        return Err(io("getsockopt(SO_NETNS_COOKIE) (needs Linux 5.14+)")(
-            std::io::Error::last_os_error(),
-        ));
+        return Err(io(
+            "getsockopt(SO_NETNS_COOKIE) (ENOPROTOOPT: the kernel is too old for it)",
+        )(std::io::Error::last_os_error()));
     }
     Ok(cookie)
 }
