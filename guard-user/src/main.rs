@@ -401,6 +401,9 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
         };
         control::check(&probe, &settings)?;
     }
+    let key = PinKey::here(&args.iface)?;
+    // Held for the controller's whole life: of two starts on one interface, one wins.
+    let _lock = lifecycle::lock_guard(&key)?;
     // Bound before anything is attached: an address in use changes nothing.
     let metrics = match args.metrics_addr {
         Some(addr) => Some(
@@ -410,9 +413,6 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let key = PinKey::here(&args.iface)?;
-    // Held for the controller's whole life: of two starts on one interface, one wins.
-    let _lock = lifecycle::lock_guard(&key)?;
     let prior = lifecycle::pinned_prior(&key, args.pin)?;
     let log_level = match verbose {
         0 => None,
