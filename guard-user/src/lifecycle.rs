@@ -902,4 +902,28 @@ mod tests {
         );
         assert_eq!(size_of::<SysctlRecord>(), 24);
     }
+
+    #[test]
+    fn one_lock_holder_named_and_no_file_left() {
+        let dir = std::env::temp_dir().join(format!("synguard-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("k.lock");
+        let TryLock::Taken(first) = Lock::try_take(&path).unwrap() else {
+            panic!("a free lock is taken");
+        };
+        assert_eq!(first.path(), path);
+        match Lock::try_take(&path).unwrap() {
+            TryLock::Held(pid) => assert_eq!(pid, Some(std::process::id())),
+            TryLock::Taken(_) => panic!("a held lock is taken twice"),
+        }
+        let err = Lock::take(&path, Duration::from_millis(50)).unwrap_err();
+        assert!(err.to_string().contains("held by pid"), "{err}");
+        drop(first);
+        assert!(!path.exists(), "the holder unlinks the file");
+        let TryLock::Taken(again) = Lock::try_take(&path).unwrap() else {
+            panic!("a released lock is taken again");
+        };
+        drop(again);
+        std::fs::remove_dir(&dir).unwrap();
+    }
 }
