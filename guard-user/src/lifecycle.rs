@@ -748,7 +748,25 @@ impl<'a> Follow<'a> {
         };
         let old = self.ifindex;
         let pin = self.state.is_some().then(|| self.key.xdp_link());
-        guard.reattach(iface, self.mode, pin.as_deref())?;
+        guard
+            .reattach(iface, self.mode, pin.as_deref())
+            .map_err(|e| match e {
+                GuardError::Attach {
+                    iface,
+                    mode,
+                    reason,
+                    hint,
+                } => GuardError::Attach {
+                    iface,
+                    mode,
+                    reason: format!(
+                        "the interface was deleted and re-created (index {old} -> {new}), and \
+                         attaching to the new one failed: {reason}"
+                    ),
+                    hint,
+                },
+                other => other,
+            })?;
         self.refresh_mss(guard)?;
         self.ifindex = new;
         self.gone_since = None;

@@ -309,6 +309,27 @@ fn recreated_interface_is_guarded_again() {
     assert_untouched(&lab, "detach after re-creations");
 }
 
+/// Case 4, the other way out: the interface re-created as one the guard cannot attach to in
+/// its mode (a bridge has no native XDP): the controller exits 3 saying so, and leaves
+/// the sysctls as it found them.
+#[test]
+fn recreated_interface_that_cannot_be_attached_ends_the_controller_clearly() {
+    let lab = new_lab(false);
+    let _pinned = Pinned { lab: &lab };
+    let iface = lab.server_if();
+    let mut g = lab.start_guard(guard_exe(), 0.2).expect("guard run");
+    lab.server.exec(&["ip", "link", "del", iface]).unwrap();
+    lab.server
+        .exec(&["ip", "link", "add", iface, "type", "bridge"])
+        .unwrap();
+    let st = g.child.wait(Duration::from_secs(10)).unwrap();
+    let err = g.child.stderr();
+    assert_eq!(st.code(), Some(3), "{err}");
+    assert!(err.contains("re-created"), "{err}");
+    assert!(err.contains("--mode skb"), "{err}");
+    assert_untouched(&lab, "a controller that could not re-attach");
+}
+
 /// Case 5: pins of a namespace whose inode was reused are replaced by the next start; the
 /// namespace of a pinned guard deleted: `guard detach` from the host removes the pins, the
 /// state file and the record, and exits 0 with a note.
