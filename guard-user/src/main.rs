@@ -26,7 +26,7 @@ use guard_user::{
 };
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _, unix::AsyncFd},
-    signal::unix::{SignalKind, signal},
+    signal::unix::{Signal, SignalKind, signal},
 };
 
 /// XDP SYN-flood guard: answers SYNs with SYN cookies in XDP, validates third ACKs before the
@@ -401,6 +401,10 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
         };
         control::check(&probe, &settings)?;
     }
+    // Caught from here on: a SIGTERM while starting (`guard detach`, a service stop) ends the
+    // run once it started, through the orderly shutdown.
+    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let key = PinKey::here(&args.iface)?;
     // Held for the controller's whole life: of two starts on one interface, one wins.
     let _lock = lifecycle::lock_guard(&key)?;
@@ -576,7 +580,14 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
     });
 
     let mut watch = lifecycle::Follow::new(&key, ifindex, mode, args.pin.then_some(&mut state));
-    let result = report_loop(&mut guard, &args, &mut watch, metrics.as_ref()).await;
+    let result = report_loop(
+        &mut guard,
+        &args,
+        &mut watch,
+        metrics.as_ref(),
+        (&mut sigint, &mut sigterm),
+    )
+    .await;
 
     if args.pin {
         // The guard stays: link and maps are pinned, the sysctls are recorded for `detach`.
@@ -668,13 +679,12 @@ async fn report_loop(
     args: &RunArgs,
     watch: &mut lifecycle::Follow<'_>,
     metrics: Option<&tokio::net::TcpListener>,
+    signals: (&mut Signal, &mut Signal),
 ) -> anyhow::Result<()> {
     let netns = watch.key().netns;
     // The interface is looked up four times a second: a re-created one is guarded again
     // within 250 ms whatever the report interval.
     let mut link_ticker = tokio::time::interval(Duration::from_millis(250));
-    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let period = Duration::from_secs_f64(args.interval);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     let mut prev = snapshot::take(guard.maps(), netns)?;
@@ -691,8 +701,8 @@ async fn report_loop(
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = sigint.recv() => return Ok(()),
-            _ = sigterm.recv() => return Ok(()),
+            _ = signals.0.recv() => return Ok(()),
+            _ = signals.1.recv() => return Ok(()),
             ready = addr_events.readable() => {
                 let mut ready = ready.context("waiting for rtnetlink events")?;
                 let changed = ready.get_inner().drain()?;
