@@ -549,6 +549,27 @@ pub fn pinned_prior(key: &PinKey, pin: bool) -> Result<Option<PinState>, GuardEr
     Ok(Some(state.unwrap_or_default()))
 }
 
+/// The pinned guard of `iface` for `set`, `status` and `stats` ([`PinKey::find`]), refused when
+/// its namespace is gone or its inode now names another namespace (the pins are a dead
+/// namespace's: `guard detach` removes them).
+pub fn find_live(iface: &str, netns_arg: Option<u64>) -> Result<PinKey, GuardError> {
+    let key = PinKey::find(iface, netns_arg)?;
+    let recorded = PinState::load(&key).ok().and_then(|s| s.netns_cookie);
+    let alive = match cookie_of(key.netns)? {
+        None => false,
+        Some(c) => recorded.is_none_or(|r| r == c),
+    };
+    if alive {
+        Ok(key)
+    } else {
+        Err(GuardError::NotPinned(format!(
+            "the pinned guard of `{iface}` belongs to network namespace {}, which is gone: \
+             `guard detach {iface}` removes its pins",
+            key.netns
+        )))
+    }
+}
+
 /// Removes everything recorded for `key` (pins, state file) and, when no guard of its
 /// namespace is left, the namespace's sysctl record: for a namespace that is gone.
 pub fn forget(key: &PinKey) -> Result<(), GuardError> {

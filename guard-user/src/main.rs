@@ -791,7 +791,7 @@ fn detach(a: TargetArgs) -> anyhow::Result<()> {
 fn set(a: SetArgs) -> anyhow::Result<()> {
     // Parsed in full before the guard is even looked up: a typo changes nothing.
     let settings = control::parse_settings(&a.settings)?;
-    let key = PinKey::find(&a.target.iface, a.target.netns)?;
+    let key = lifecycle::find_live(&a.target.iface, a.target.netns)?;
     let mut maps = PinnedMaps::open(&key.pin_dir())?;
     let applied = control::apply(&mut maps, &settings)?;
     let mode = |c: &guard_user::GuardConfig| {
@@ -869,7 +869,7 @@ fn status_json(key: &PinKey) -> anyhow::Result<serde_json::Value> {
 }
 
 fn status(a: StatusArgs) -> anyhow::Result<()> {
-    let key = PinKey::find(&a.target.iface, a.target.netns)?;
+    let key = lifecycle::find_live(&a.target.iface, a.target.netns)?;
     let v = status_json(&key)?;
     if a.json {
         println!("{v}");
@@ -897,7 +897,7 @@ fn status(a: StatusArgs) -> anyhow::Result<()> {
 }
 
 fn stats(a: StatsArgs) -> anyhow::Result<()> {
-    let key = PinKey::find(&a.target.iface, a.target.netns)?;
+    let key = lifecycle::find_live(&a.target.iface, a.target.netns)?;
     let mut maps = PinnedMaps::open(&key.pin_dir())?;
     let period = Duration::from_secs_f64(a.interval);
     let tty = !a.json && std::io::stdout().is_terminal();

@@ -361,6 +361,12 @@ fn detach_of_a_deleted_namespace_removes_everything() {
     );
     drop(lab);
     let o = std::process::Command::new(guard_exe())
+        .args(["status", &iface])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("which is gone"), "{}", stderr(&o));
+    let o = std::process::Command::new(guard_exe())
         .args(["detach", &iface])
         .output()
         .unwrap();
