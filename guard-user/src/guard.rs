@@ -168,7 +168,7 @@ fn load_error(e: ProgramError) -> GuardError {
             io_error,
             verifier_log,
         } => GuardError::Load(format!("{io_error}\nverifier log:\n{verifier_log}")),
-        other => GuardError::Load(format!("{other:#}")),
+        other => GuardError::Load(crate::error::chain(&other)),
     }
 }
 
@@ -221,7 +221,7 @@ impl Guard {
         }
         let mut ebpf = loader
             .load(OBJECT)
-            .map_err(|e| GuardError::Load(format!("{e:#}")))?;
+            .map_err(|e| GuardError::Load(crate::error::chain(&e)))?;
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
             Err(e) => {
@@ -303,11 +303,13 @@ impl Guard {
             .ok_or_else(|| attach_err("the state program was not loaded".into()))?;
         let id = tp
             .attach("sock", "inet_sock_set_state")
-            .map_err(|e| attach_err(format!("{e:#}")))?;
+            .map_err(|e| attach_err(crate::error::chain(&e)))?;
         let prog_id = tp.info().ok().map(|i| i.id());
         match pin {
             Some(path) => {
-                let link = tp.take_link(id).map_err(|e| attach_err(format!("{e:#}")))?;
+                let link = tp
+                    .take_link(id)
+                    .map_err(|e| attach_err(crate::error::chain(&e)))?;
                 let fd = FdLink::try_from(link).map_err(|e| {
                     attach_err(format!(
                         "{e}: pinning needs perf-event bpf_links (kernel 5.15+)"
@@ -427,7 +429,7 @@ impl Guard {
             Err(e) => Err(GuardError::Attach {
                 iface: iface.to_owned(),
                 mode: mode.as_str(),
-                reason: format!("{e:#}"),
+                reason: crate::error::chain(&e),
                 hint: match mode {
                     AttachMode::Native => "; the driver may lack native XDP: try `--mode skb`",
                     AttachMode::Skb => "",
@@ -464,9 +466,9 @@ impl Guard {
                     let link = self
                         .program_mut()
                         .take_link(id)
-                        .map_err(|e| fail(format!("{e:#}")))?;
+                        .map_err(|e| fail(crate::error::chain(&e)))?;
                     self.pinned_link =
-                        Some(FdLink::try_from(link).map_err(|e| fail(format!("{e:#}")))?);
+                        Some(FdLink::try_from(link).map_err(|e| fail(crate::error::chain(&e)))?);
                     return Ok(PinnedAttach::Replaced { old_program });
                 }
                 // The link's interface was deleted (its bpf_link lost its device): the
@@ -513,7 +515,7 @@ impl Guard {
         let link = self
             .program_mut()
             .take_link(id)
-            .map_err(|e| fail(format!("{e:#}")))?;
+            .map_err(|e| fail(crate::error::chain(&e)))?;
         // A netlink-attached program (no bpf_link support) cannot be pinned; dropping the link
         // detaches it again.
         let fd = FdLink::try_from(link).map_err(|e| {
@@ -586,7 +588,7 @@ impl Guard {
                 .map_err(|e| GuardError::Attach {
                     iface,
                     mode: "any",
-                    reason: format!("detach: {e:#}"),
+                    reason: format!("detach: {}", crate::error::chain(&e)),
                     hint: "",
                 })?;
         }
@@ -649,7 +651,7 @@ fn test_run_xdp_on(
             repeat,
             ..Default::default()
         })
-        .map_err(|e| GuardError::Load(format!("BPF_PROG_TEST_RUN: {e:#}")))?;
+        .map_err(|e| GuardError::Load(format!("BPF_PROG_TEST_RUN: {}", crate::error::chain(&e))))?;
     out.truncate(res.data_size_out as usize);
     Ok(TestRunOutput {
         verdict: res.return_value,
