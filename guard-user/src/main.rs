@@ -291,7 +291,8 @@ fn main() -> ExitCode {
             let code = match (e.downcast_ref::<GuardError>(), e.downcast_ref::<LabError>()) {
                 (Some(g), _) => g.exit_code(),
                 (None, Some(LabError::Interrupted)) => 130,
-                (None, Some(LabError::Refused(_) | LabError::NotRoot)) => 2,
+                (None, Some(LabError::NotRoot)) => 4,
+                (None, Some(LabError::Refused(_))) => 2,
                 _ => 1,
             };
             eprintln!("guard: error: {e:#}");
@@ -300,8 +301,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Every verb that touches a guard needs root (or CAP_BPF/CAP_SYS_ADMIN and CAP_NET_ADMIN):
-/// without, the pins and state files are out of reach and would look absent.
+/// Every verb needs root (or CAP_BPF/CAP_SYS_ADMIN and CAP_NET_ADMIN): without, the pins and
+/// state files are out of reach and would look absent, and nothing can be loaded or sent.
 fn require_privileges(cmd: &Command) -> Result<(), GuardError> {
     let verb = match cmd {
         Command::Run(_) => "run",
@@ -310,7 +311,8 @@ fn require_privileges(cmd: &Command) -> Result<(), GuardError> {
         Command::Set(_) => "set",
         Command::Status(_) => "status",
         Command::Stats(_) => "stats",
-        Command::Flood(_) | Command::Lab(_) => return Ok(()),
+        Command::Flood(_) => "flood",
+        Command::Lab(_) => "lab",
         // Documentation from the command line's definition: nothing to touch.
         Command::Man { .. } | Command::Completions { .. } => return Ok(()),
     };
@@ -318,7 +320,7 @@ fn require_privileges(cmd: &Command) -> Result<(), GuardError> {
         return Ok(());
     }
     Err(GuardError::Permission {
-        what: format!("`guard {verb}` loads or opens pinned BPF objects"),
+        what: format!("`guard {verb}` loads, opens or runs BPF objects"),
     })
 }
 
