@@ -301,8 +301,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Every verb needs root (or CAP_BPF/CAP_SYS_ADMIN and CAP_NET_ADMIN): without, the pins and
-/// state files are out of reach and would look absent, and nothing can be loaded or sent.
+/// Every verb but `man` and `completions` needs root (or CAP_BPF/CAP_SYS_ADMIN and
+/// CAP_NET_ADMIN): without, the pins and state files are out of reach and would look absent,
+/// and nothing can be loaded or sent.
 fn require_privileges(cmd: &Command) -> Result<(), GuardError> {
     let verb = match cmd {
         Command::Run(_) => "run",
