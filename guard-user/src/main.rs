@@ -857,9 +857,12 @@ fn status_json(key: &PinKey) -> anyhow::Result<serde_json::Value> {
         "pin_dir": key.pin_dir_display(),
         "state_file": key.state_file(),
         "uptime_s": state.as_ref().map(|s| (now - s.attached_unix).max(0.0)),
-        // The lock names the controller even when the state file is lost.
-        "controller_pid": lifecycle::lock_holder(key)
-            .or_else(|| state.as_ref().and_then(PinState::live_controller)),
+        // The state file names the controller once it is up; the lock names it when the file is
+        // lost (or while it starts).
+        "controller_pid": match &state {
+            Some(s) => s.live_controller(),
+            None => lifecycle::lock_holder(key),
+        },
         "controller_uptime_s": state.as_ref().filter(|s| s.live_controller().is_some())
             .map(|s| (now - s.controller_unix).max(0.0)),
         "restarts": state.as_ref().map(|s| s.restarts),
