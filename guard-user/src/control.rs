@@ -179,9 +179,58 @@ pub fn parse_setting(arg: &str) -> Result<Setting, GuardError> {
     })
 }
 
-/// Parses every `key=value` argument; the first bad one refuses the lot.
+/// Parses every `key=value` argument; the first bad one refuses the lot, and so does a key
+/// given twice (as in the TOML file).
 pub fn parse_settings<S: AsRef<str>>(args: &[S]) -> Result<Settings, GuardError> {
-    args.iter().map(|a| parse_setting(a.as_ref())).collect()
+    let settings = args
+        .iter()
+        .map(|a| parse_setting(a.as_ref()))
+        .collect::<Result<Settings, _>>()?;
+    refuse_duplicates(&settings)?;
+    Ok(settings)
+}
+
+/// Refuses a key given twice, and an access-list prefix named twice (in `allow` or `deny`):
+/// "last one wins" would hide a mistake.
+fn refuse_duplicates(settings: &[Setting]) -> Result<(), GuardError> {
+    let mut seen = BTreeSet::new();
+    for s in settings {
+        let (key, what) = match s {
+            Setting::Mode(_) => ("mode", String::new()),
+            Setting::AutoSynRate(_) => ("auto-syn-rate", String::new()),
+            Setting::AutoPortRate(_) => ("auto-port-rate", String::new()),
+            Setting::AutoHoldMs(_) => ("auto-hold-ms", String::new()),
+            Setting::Ports(_) => ("ports", String::new()),
+            Setting::Acl(a, _, c) => (
+                match a {
+                    Acl::Allow => "allow",
+                    Acl::Deny => "deny",
+                },
+                c.to_string(),
+            ),
+            Setting::AclClear => ("acl", String::new()),
+            Setting::ReflectLimit(_) => ("reflect-limit", String::new()),
+            Setting::ReflectPrefixV4(_) => ("reflect-prefix-v4", String::new()),
+            Setting::ReflectPrefixV6(_) => ("reflect-prefix-v6", String::new()),
+            Setting::Ttl(_) => ("ttl", String::new()),
+        };
+        let id = if what.is_empty() {
+            key.to_owned()
+        } else {
+            what.clone()
+        };
+        if !seen.insert(id) {
+            return Err(refuse(
+                key,
+                if what.is_empty() {
+                    "given more than once: give each key once".into()
+                } else {
+                    format!("{what} is named more than once in allow/deny: name each prefix once")
+                },
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `ports` in a config file: `"all"`, `"80,443"` or `[80, 443]`.
@@ -259,15 +308,37 @@ pub fn parse_config_text(text: &str) -> Result<Settings, GuardError> {
     for d in &f.deny {
         settings.push(parse_acl("deny", Acl::Deny, &format!("+{d}"))?);
     }
+    refuse_duplicates(&settings)?;
     Ok(settings)
 }
 
-/// Reads and parses a TOML config file.
+/// Largest config file read.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads and parses a TOML config file: a regular file of at most [`MAX_CONFIG_BYTES`].
 pub fn read_config_file(path: &Path) -> Result<Settings, GuardError> {
-    let text = std::fs::read_to_string(path).map_err(|e| GuardError::InvalidSetting {
+    use std::io::Read as _;
+    let bad = |reason: String| GuardError::InvalidSetting {
         key: "config".into(),
-        reason: format!("reading {}: {e}", path.display()),
-    })?;
+        reason,
+    };
+    let f = std::fs::File::open(path).map_err(|e| bad(format!("open({}): {e}", path.display())))?;
+    let md = f
+        .metadata()
+        .map_err(|e| bad(format!("fstat({}): {e}", path.display())))?;
+    if !md.is_file() {
+        return Err(bad(format!("{} is not a regular file", path.display())));
+    }
+    let mut text = String::new();
+    f.take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| bad(format!("read({}): {e}", path.display())))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(bad(format!(
+            "{} is larger than {MAX_CONFIG_BYTES} bytes",
+            path.display()
+        )));
+    }
     parse_config_text(&text).map_err(|e| match e {
         GuardError::InvalidSetting { key, reason } => GuardError::InvalidSetting {
             key,
@@ -468,6 +539,40 @@ fn release_auto<M: GuardMaps + ?Sized>(maps: &mut M) -> Result<(), GuardError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        for dup in [
+            &["mode=always", "mode=off"][..],
+            &["allow=+10.8.0.0/16", "deny=+10.8.0.0/16"],
+            &["deny=+10.8.0.0/16", "deny=-10.8.0.0/16"],
+            &["allow=+10.8.0.0/16", "allow=+10.8.1.0/16"],
+            &["ttl=1", "ports=80", "ttl=1"],
+            &["acl=clear", "acl=clear"],
+        ] {
+            let e = parse_settings(dup).unwrap_err();
+            assert!(e.to_string().contains("more than once"), "{dup:?}: {e}");
+        }
+        parse_settings(&[
+            "allow=+10.8.0.0/16",
+            "allow=+10.9.0.0/16",
+            "deny=+10.8.0.0/24",
+        ])
+        .unwrap();
+        let e =
+            parse_config_text("allow = [\"10.8.0.0/16\"]\ndeny = [\"10.8.0.0/16\"]\n").unwrap_err();
+        assert!(e.to_string().contains("more than once"), "{e}");
+    }
+
+    #[test]
+    fn config_files_are_small_regular_files() {
+        let e = read_config_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let e = read_config_file(Path::new("/")).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let e = read_config_file(Path::new("/nonexistent.toml")).unwrap_err();
+        assert!(e.to_string().contains("open("), "{e}");
+    }
 
     fn base() -> GuardConfig {
         GuardConfig {

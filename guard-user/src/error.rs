@@ -7,7 +7,9 @@ use std::{io, path::PathBuf};
 pub enum GuardError {
     #[error("interface `{0}` does not exist in this network namespace (see `ip link`)")]
     NoSuchInterface(String),
-    #[error("permission denied: {what}; run as root (CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)")]
+    #[error(
+        "permission denied: run as root ({what}: needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)"
+    )]
     Permission { what: String },
     #[error("failed to load the XDP program: {0}")]
     Load(String),
@@ -39,6 +41,9 @@ pub enum GuardError {
     Btf(String),
     #[error("{0}")]
     NotPinned(String),
+    /// Another process holds the guard's lock (attaching, running or detaching it).
+    #[error("{0}")]
+    Busy(String),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -55,7 +60,9 @@ impl GuardError {
             GuardError::NoSuchInterface(_)
             | GuardError::InvalidConfig { .. }
             | GuardError::InvalidSetting { .. } => 2,
-            GuardError::AlreadyAttached { .. } | GuardError::Attach { .. } => 3,
+            GuardError::AlreadyAttached { .. }
+            | GuardError::Attach { .. }
+            | GuardError::Busy(_) => 3,
             GuardError::Permission { .. }
             | GuardError::Load(_)
             | GuardError::Map { .. }
@@ -63,4 +70,20 @@ impl GuardError {
             GuardError::Sysctl { .. } | GuardError::Io { .. } | GuardError::NotPinned(_) => 1,
         }
     }
+}
+
+/// `e` and its sources, `: `-separated: aya's errors name the syscall (`BPF_OBJ_GET failed`) and
+/// keep the errno in their source.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        src = s.source();
+    }
+    out
 }

@@ -96,6 +96,9 @@ pub enum PinnedAttach {
     /// The pinned link was kept and atomically switched to this program (`BPF_LINK_UPDATE`);
     /// `old_program` is the program it ran before.
     Replaced { old_program: Option<u32> },
+    /// The pinned link had lost its interface (deleted, maybe re-created): a new link replaced
+    /// it.
+    Stale,
 }
 
 /// The synguard XDP program, loaded into the kernel.
@@ -165,7 +168,7 @@ fn load_error(e: ProgramError) -> GuardError {
             io_error,
             verifier_log,
         } => GuardError::Load(format!("{io_error}\nverifier log:\n{verifier_log}")),
-        other => GuardError::Load(format!("{other:#}")),
+        other => GuardError::Load(crate::error::chain(&other)),
     }
 }
 
@@ -218,7 +221,7 @@ impl Guard {
         }
         let mut ebpf = loader
             .load(OBJECT)
-            .map_err(|e| GuardError::Load(format!("{e:#}")))?;
+            .map_err(|e| GuardError::Load(crate::error::chain(&e)))?;
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
             Err(e) => {
@@ -300,11 +303,13 @@ impl Guard {
             .ok_or_else(|| attach_err("the state program was not loaded".into()))?;
         let id = tp
             .attach("sock", "inet_sock_set_state")
-            .map_err(|e| attach_err(format!("{e:#}")))?;
+            .map_err(|e| attach_err(crate::error::chain(&e)))?;
         let prog_id = tp.info().ok().map(|i| i.id());
         match pin {
             Some(path) => {
-                let link = tp.take_link(id).map_err(|e| attach_err(format!("{e:#}")))?;
+                let link = tp
+                    .take_link(id)
+                    .map_err(|e| attach_err(crate::error::chain(&e)))?;
                 let fd = FdLink::try_from(link).map_err(|e| {
                     attach_err(format!(
                         "{e}: pinning needs perf-event bpf_links (kernel 5.15+)"
@@ -424,7 +429,7 @@ impl Guard {
             Err(e) => Err(GuardError::Attach {
                 iface: iface.to_owned(),
                 mode: mode.as_str(),
-                reason: format!("{e:#}"),
+                reason: crate::error::chain(&e),
                 hint: match mode {
                     AttachMode::Native => "; the driver may lack native XDP: try `--mode skb`",
                     AttachMode::Skb => "",
@@ -456,23 +461,61 @@ impl Guard {
             let old_program = fd.info().ok().map(|i| i.program_id());
             let link = XdpLink::try_from(fd)
                 .map_err(|e| fail(format!("{} is not an XDP link: {e}", link_path.display())))?;
-            let id = self
-                .program_mut()
-                .attach_to_link(link)
-                .map_err(|e| fail(format!("BPF_LINK_UPDATE: {e:#}")))?;
-            let link = self
-                .program_mut()
-                .take_link(id)
-                .map_err(|e| fail(format!("{e:#}")))?;
-            self.pinned_link = Some(FdLink::try_from(link).map_err(|e| fail(format!("{e:#}")))?);
-            return Ok(PinnedAttach::Replaced { old_program });
+            match self.program_mut().attach_to_link(link) {
+                Ok(id) => {
+                    let link = self
+                        .program_mut()
+                        .take_link(id)
+                        .map_err(|e| fail(crate::error::chain(&e)))?;
+                    self.pinned_link =
+                        Some(FdLink::try_from(link).map_err(|e| fail(crate::error::chain(&e)))?);
+                    return Ok(PinnedAttach::Replaced { old_program });
+                }
+                // The link's interface was deleted (its bpf_link lost its device): the
+                // interface of that name now is another one. A new link replaces the pin.
+                Err(e) if is_errno(&e, libc::ENOLINK) => {
+                    log::warn!(
+                        "the pinned link {} is stale (its interface was deleted): replacing it",
+                        link_path.display()
+                    );
+                    self.replace_pinned_link(iface, mode, link_path)?;
+                    return Ok(PinnedAttach::Stale);
+                }
+                Err(e) => {
+                    return Err(fail(format!(
+                        "BPF_LINK_UPDATE on {}: {}",
+                        link_path.display(),
+                        crate::error::chain(&e)
+                    )));
+                }
+            }
         }
+        self.replace_pinned_link(iface, mode, link_path)?;
+        Ok(PinnedAttach::New)
+    }
+
+    /// Attaches to `iface` through a new bpf_link pinned at `link_path`, in place of whatever
+    /// is pinned there (pinned under a temporary name, then renamed over it: the path always
+    /// names a whole link).
+    fn replace_pinned_link(
+        &mut self,
+        iface: &str,
+        mode: AttachMode,
+        link_path: &Path,
+    ) -> Result<(), GuardError> {
+        let fail = |reason: String| GuardError::Attach {
+            iface: iface.to_owned(),
+            mode: mode.as_str(),
+            reason,
+            hint: "",
+        };
+        self.pinned_link = None;
         self.attach(iface, mode)?;
         let (_, id) = self.link.take().expect("attached");
         let link = self
             .program_mut()
             .take_link(id)
-            .map_err(|e| fail(format!("{e:#}")))?;
+            .map_err(|e| fail(crate::error::chain(&e)))?;
         // A netlink-attached program (no bpf_link support) cannot be pinned; dropping the link
         // detaches it again.
         let fd = FdLink::try_from(link).map_err(|e| {
@@ -480,11 +523,46 @@ impl Guard {
                 "{e}: pinning needs XDP bpf_links (kernel 5.9+); run without --pin"
             ))
         })?;
-        let pinned = fd
-            .pin(link_path)
-            .map_err(|e| fail(format!("pinning at {}: {e}", link_path.display())))?;
+        // (bpffs refuses names with a dot.)
+        let tmp = link_path.with_file_name("xdp_link_new");
+        let _ = std::fs::remove_file(&tmp);
+        let pinned = fd.pin(&tmp).map_err(|e| {
+            fail(format!(
+                "BPF_OBJ_PIN at {}: {}",
+                tmp.display(),
+                crate::error::chain(&e)
+            ))
+        })?;
+        std::fs::rename(&tmp, link_path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            fail(format!(
+                "rename({}, {}): {e}",
+                tmp.display(),
+                link_path.display()
+            ))
+        })?;
         self.pinned_link = Some(pinned.into());
-        Ok(PinnedAttach::New)
+        Ok(())
+    }
+
+    /// Attaches again to `iface` after the interface it was attached to was deleted and one of
+    /// the same name created: through a new link pinned at `pin` (in place of the stale one),
+    /// or unpinned.
+    pub fn reattach(
+        &mut self,
+        iface: &str,
+        mode: AttachMode,
+        pin: Option<&Path>,
+    ) -> Result<(), GuardError> {
+        if let Some((_, id)) = self.link.take()
+            && let Err(e) = self.program_mut().detach(id)
+        {
+            log::debug!("detaching from the deleted interface: {e}");
+        }
+        match pin {
+            Some(p) => self.replace_pinned_link(iface, mode, p),
+            None => self.attach(iface, mode),
+        }
     }
 
     /// The interface the program is attached to, if any.
@@ -510,7 +588,7 @@ impl Guard {
                 .map_err(|e| GuardError::Attach {
                     iface,
                     mode: "any",
-                    reason: format!("detach: {e:#}"),
+                    reason: format!("detach: {}", crate::error::chain(&e)),
                     hint: "",
                 })?;
         }
@@ -573,7 +651,7 @@ fn test_run_xdp_on(
             repeat,
             ..Default::default()
         })
-        .map_err(|e| GuardError::Load(format!("BPF_PROG_TEST_RUN: {e:#}")))?;
+        .map_err(|e| GuardError::Load(format!("BPF_PROG_TEST_RUN: {}", crate::error::chain(&e))))?;
     out.truncate(res.data_size_out as usize);
     Ok(TestRunOutput {
         verdict: res.return_value,

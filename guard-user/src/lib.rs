@@ -10,6 +10,7 @@ pub mod counters;
 pub mod error;
 pub mod guard;
 pub mod lab;
+pub mod lifecycle;
 pub mod livegen;
 pub mod local;
 pub mod maps;

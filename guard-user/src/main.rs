@@ -17,6 +17,7 @@ use guard_user::{
     AttachMode, Guard, GuardError, LoadOptions, control,
     guard::{PinnedAttach, StatesTarget},
     lab::{self, LabError, packet::IpPrefix},
+    lifecycle,
     maps::{GuardMaps as _, PinnedMaps},
     pin::{self, PinKey, PinState},
     snapshot,
@@ -25,7 +26,7 @@ use guard_user::{
 };
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _, unix::AsyncFd},
-    signal::unix::{SignalKind, signal},
+    signal::unix::{Signal, SignalKind, signal},
 };
 
 /// XDP SYN-flood guard: answers SYNs with SYN cookies in XDP, validates third ACKs before the
@@ -280,7 +281,52 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = match cli.command {
+    let result = match require_privileges(&cli.command) {
+        Err(e) => Err(e.into()),
+        Ok(()) => dispatch(&rt, cli),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = match (e.downcast_ref::<GuardError>(), e.downcast_ref::<LabError>()) {
+                (Some(g), _) => g.exit_code(),
+                (None, Some(LabError::Interrupted)) => 130,
+                (None, Some(LabError::NotRoot)) => 4,
+                (None, Some(LabError::Refused(_))) => 2,
+                _ => 1,
+            };
+            eprintln!("guard: error: {e:#}");
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+/// Every verb but `man` and `completions` needs root (or CAP_BPF/CAP_SYS_ADMIN and
+/// CAP_NET_ADMIN): without, the pins and state files are out of reach and would look absent,
+/// and nothing can be loaded or sent.
+fn require_privileges(cmd: &Command) -> Result<(), GuardError> {
+    let verb = match cmd {
+        Command::Run(_) => "run",
+        Command::Attach(_) => "attach",
+        Command::Detach(_) => "detach",
+        Command::Set(_) => "set",
+        Command::Status(_) => "status",
+        Command::Stats(_) => "stats",
+        Command::Flood(_) => "flood",
+        Command::Lab(_) => "lab",
+        // Documentation from the command line's definition: nothing to touch.
+        Command::Man { .. } | Command::Completions { .. } => return Ok(()),
+    };
+    if guard_user::guard::have_privileges() {
+        return Ok(());
+    }
+    Err(GuardError::Permission {
+        what: format!("`guard {verb}` loads, opens or runs BPF objects"),
+    })
+}
+
+fn dispatch(rt: &tokio::runtime::Runtime, cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Run(args) => rt.block_on(run(args, cli.verbose)),
         Command::Attach(a) => rt.block_on(run(
             RunArgs {
@@ -310,19 +356,6 @@ fn main() -> ExitCode {
         Command::Completions { shell } => {
             cli_docs::completions(<Cli as clap::CommandFactory>::command(), shell)
         }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let code = match (e.downcast_ref::<GuardError>(), e.downcast_ref::<LabError>()) {
-                (Some(g), _) => g.exit_code(),
-                (None, Some(LabError::Interrupted)) => 130,
-                (None, Some(LabError::Refused(_) | LabError::NotRoot)) => 2,
-                _ => 1,
-            };
-            eprintln!("guard: error: {e:#}");
-            ExitCode::from(code as u8)
-        }
     }
 }
 
@@ -344,21 +377,6 @@ fn keep_policy(
         reflect_prefix_v6: pinned.reflect_prefix_v6,
         acl: pinned.acl,
         ..fresh
-    }
-}
-
-/// Removes the pins of a guard that never got attached.
-struct PinCleanup {
-    key: Option<PinKey>,
-}
-
-impl Drop for PinCleanup {
-    fn drop(&mut self) {
-        if let Some(k) = &self.key
-            && let Err(e) = pin::remove_pins(k)
-        {
-            log::warn!("{e}");
-        }
     }
 }
 
@@ -386,31 +404,23 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
         };
         control::check(&probe, &settings)?;
     }
+    // Caught from here on: a SIGTERM while starting (`guard detach`, a service stop) ends the
+    // run once it started, through the orderly shutdown.
+    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let key = PinKey::here(&args.iface)?;
-    let prior = if key.is_pinned() {
-        if !args.pin {
-            return Err(GuardError::AlreadyAttached {
-                iface: args.iface.clone(),
-            })
-            .context(format!(
-                "a pinned guard runs on it: take it over with `guard run --pin {0}`, or remove \
-                 it with `guard detach {0}`",
-                args.iface
-            ));
-        }
-        let st = PinState::load(&key).unwrap_or_default();
-        if let Some(pid) = st.live_controller() {
-            anyhow::bail!(GuardError::Attach {
-                iface: args.iface.clone(),
-                mode: "pinned",
-                reason: format!("controller pid {pid} already runs this guard"),
-                hint: "; stop it first (it leaves the guard attached)",
-            });
-        }
-        Some(st)
-    } else {
-        None
+    // Held for the controller's whole life: of two starts on one interface, one wins.
+    let _lock = lifecycle::lock_guard(&key)?;
+    // Bound before anything is attached: an address in use changes nothing.
+    let metrics = match args.metrics_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics address {addr}"))?,
+        ),
+        None => None,
     };
+    let prior = lifecycle::pinned_prior(&key, args.pin)?;
     let log_level = match verbose {
         0 => None,
         1 => Some(log::Level::Info),
@@ -425,16 +435,22 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
         libc::malloc_trim(0)
     };
     let pin_dir = key.pin_dir();
-    // A new pinned guard that fails before it is attached leaves no pins behind.
-    let mut cleanup = PinCleanup {
-        key: (args.pin && prior.is_none()).then(|| key.clone()),
-    };
+    // A start that fails part-way undoes what it did: its pins, state file and sysctls.
+    let mut unwind = lifecycle::Unwind::new(&key);
+    unwind.new_pins = args.pin && prior.is_none();
     let mut guard = Guard::load_with(
         &LoadOptions { log_level },
         args.pin.then_some(pin_dir.as_path()),
         Some(&target),
     )?;
 
+    // The originals are on record (pinned, per namespace) before the first change.
+    let copy = prior
+        .as_ref()
+        .map(|p| p.sysctls.clone())
+        .unwrap_or_default();
+    let originals = lifecycle::record_originals(key.netns, &args.iface, prior.is_some(), &copy)?;
+    unwind.sysctls = prior.is_none();
     let mut sysctls = SysctlSet::new();
     tuning::prepare_sysctls(&mut sysctls)?;
     let mut cfg = tuning::config_from_system(&args.iface, &overrides)?;
@@ -453,13 +469,18 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
     if !settings.is_empty() {
         control::apply(guard.maps_mut(), &settings)?;
     }
+    // A pinned guard keeps the mode it was attached with.
+    let mode = match prior.as_ref().map(|p| p.attach_mode.as_str()) {
+        Some("skb") => AttachMode::Skb,
+        Some("native") => AttachMode::Native,
+        _ => args.mode,
+    };
     let outcome = if args.pin {
-        guard.attach_pinned(&args.iface, args.mode, &key.xdp_link())?
+        guard.attach_pinned(&args.iface, mode, &key.xdp_link())?
     } else {
-        guard.attach(&args.iface, args.mode)?;
+        guard.attach(&args.iface, mode)?;
         PinnedAttach::New
     };
-    cleanup.key = None;
     let states_prog = match guard.attach_states(args.pin.then(|| key.states_link()).as_deref()) {
         Ok(id) => id,
         Err(e) => {
@@ -470,28 +491,22 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
     if let Err(e) = snapshot::reseed(guard.maps_mut(), key.netns) {
         log::warn!("seeding the TCP state gauges: {e}");
     }
+    // The pinned record holds the originals from now on.
+    sysctls.keep();
     let mut state = prior.clone().unwrap_or_default();
+    let ifindex = tuning::interface_index(&args.iface)?;
     if args.pin {
-        let mut recorded = state.sysctls.clone();
-        for (n, v) in sysctls.keep() {
-            if !recorded.iter().any(|(r, _)| *r == n) {
-                recorded.push((n, v));
-            }
-        }
         let now = pin::unix_now();
         state = PinState {
             iface: args.iface.clone(),
-            ifindex: tuning::interface_index(&args.iface)?,
+            ifindex,
             netns_inode: key.netns,
+            netns_cookie: Some(lifecycle::netns_cookie()?),
             pin_dir: key.pin_dir_display().display().to_string(),
-            attach_mode: if prior.is_some() {
-                state.attach_mode.clone()
-            } else {
-                args.mode.as_str().to_owned()
-            },
+            attach_mode: mode.as_str().to_owned(),
             program_id: guard.program_id().unwrap_or(0),
             states_program_id: states_prog,
-            attached_unix: if prior.is_some() {
+            attached_unix: if state.attached_unix > 0.0 {
                 state.attached_unix
             } else {
                 now
@@ -504,11 +519,14 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .or(state.config_file),
-            sysctls: recorded,
+            // The second copy of the namespace's pinned record.
+            sysctls: originals,
             restarts: state.restarts + u64::from(prior.is_some()),
         };
+        unwind.new_state = prior.is_none();
         state.save(&key)?;
     }
+    unwind.commit();
     log::info!(
         "attached to {} ({} mode, {:?}), program id {:?}, config {:?}, pinned {}",
         args.iface,
@@ -532,6 +550,7 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
         let how = match outcome {
             PinnedAttach::New => "attached to",
             PinnedAttach::Replaced { .. } => "took over the pinned guard on",
+            PinnedAttach::Stale => "replaced the stale pinned link on",
         };
         println!(
             "synguard {how} {} ({} mode): mss {}, wscale {}, window {}, ttl {}; Ctrl-C to stop",
@@ -563,15 +582,15 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
         })
     });
 
-    let metrics = match args.metrics_addr {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the metrics address {addr}"))?,
-        ),
-        None => None,
-    };
-    let result = report_loop(&mut guard, &args, key.netns, metrics.as_ref()).await;
+    let mut watch = lifecycle::Follow::new(&key, ifindex, mode, args.pin.then_some(&mut state));
+    let result = report_loop(
+        &mut guard,
+        &args,
+        &mut watch,
+        metrics.as_ref(),
+        (&mut sigint, &mut sigterm),
+    )
+    .await;
 
     if args.pin {
         // The guard stays: link and maps are pinned, the sysctls are recorded for `detach`.
@@ -591,19 +610,32 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    // Orderly shutdown, also after a failed report: detach first, then restore the sysctls.
+    // Orderly shutdown, also after a failed report: detach first, then restore the sysctls
+    // (unless guards on other interfaces of the namespace still need them).
     let detached = guard.detach();
-    let restored = sysctls.restore();
+    let restored = lifecycle::restore_originals(key.netns, &args.iface, &[]);
     if let Some(t) = logger_task {
         t.abort();
     }
     result?;
     detached?;
-    restored.context("restoring sysctls")?;
+    let restored = restored.context("restoring sysctls")?;
     if !args.json {
-        println!("detached from {}; sysctls restored", args.iface);
+        println!("detached from {}; {}", args.iface, restored_text(&restored));
     }
     Ok(())
+}
+
+/// `sysctls restored (...)` or why they were kept.
+fn restored_text(r: &lifecycle::Restored) -> String {
+    match r {
+        lifecycle::Restored::Written(w) if w.is_empty() => "sysctls restored".into(),
+        lifecycle::Restored::Written(w) => format!("restored {}", w.join(", ")),
+        lifecycle::Restored::Kept(others) => format!(
+            "sysctls left set: the guards on {} in this namespace need them",
+            others.join(", ")
+        ),
+    }
 }
 
 /// Answers one HTTP/1.1 request: `GET /metrics` gets `body`, anything else 404. The request
@@ -648,11 +680,14 @@ async fn serve_metrics(mut conn: tokio::net::TcpStream, body: String) {
 async fn report_loop(
     guard: &mut Guard,
     args: &RunArgs,
-    netns: u64,
+    watch: &mut lifecycle::Follow<'_>,
     metrics: Option<&tokio::net::TcpListener>,
+    signals: (&mut Signal, &mut Signal),
 ) -> anyhow::Result<()> {
-    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let netns = watch.key().netns;
+    // The interface is looked up four times a second: a re-created one is guarded again
+    // within 250 ms whatever the report interval.
+    let mut link_ticker = tokio::time::interval(Duration::from_millis(250));
     let period = Duration::from_secs_f64(args.interval);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     let mut prev = snapshot::take(guard.maps(), netns)?;
@@ -669,8 +704,8 @@ async fn report_loop(
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = sigint.recv() => return Ok(()),
-            _ = sigterm.recv() => return Ok(()),
+            _ = signals.0.recv() => return Ok(()),
+            _ = signals.1.recv() => return Ok(()),
             ready = addr_events.readable() => {
                 let mut ready = ready.context("waiting for rtnetlink events")?;
                 let changed = ready.get_inner().drain()?;
@@ -684,6 +719,10 @@ async fn report_loop(
                         );
                     }
                 }
+                continue;
+            }
+            _ = link_ticker.tick() => {
+                watch.check(guard)?;
                 continue;
             }
             conn = async {
@@ -731,48 +770,23 @@ async fn report_loop(
 }
 
 fn detach(a: TargetArgs) -> anyhow::Result<()> {
-    let key = PinKey::find(&a.iface, a.netns)?;
-    let state = match PinState::load(&key) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            log::warn!("{e}: removing the pins without restoring sysctls");
-            None
-        }
-    };
-    if let Some(pid) = state.as_ref().and_then(PinState::live_controller) {
-        // The controller of a pinned guard leaves it attached when it stops.
-        // Safety: plain syscall to the recorded controller, checked to be a `guard`.
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-        let start = Instant::now();
-        while std::path::Path::new(&format!("/proc/{pid}")).exists()
-            && start.elapsed() < Duration::from_secs(10)
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    let d = lifecycle::detach(&a.iface, a.netns)?;
+    let mut parts = Vec::new();
+    if let Some(pid) = d.stopped {
+        parts.push(format!("controller pid {pid} stopped"));
     }
-    pin::remove_pins(&key)?;
-    let mut restored = Vec::new();
-    if let Some(st) = &state {
-        let sysctls = st.sysctls.clone();
-        restored = guard_user::netns::run_in(key.netns, move || {
-            let mut done = Vec::new();
-            for (n, v) in sysctls.iter().rev() {
-                guard_user::sysctl::write(n, v)?;
-                done.push(format!("{n}={v}"));
-            }
-            Ok(done)
-        })?;
+    if d.pins_removed {
+        parts.push("pins removed".to_owned());
     }
-    let _ = std::fs::remove_file(key.state_file());
+    if let Some(r) = &d.restored {
+        parts.push(restored_text(r));
+    }
     println!(
-        "detached the guard from {} (network namespace {}); pins removed{}",
+        "detached the guard from {} (network namespace {}){}{}",
         a.iface,
-        key.netns,
-        if restored.is_empty() {
-            String::new()
-        } else {
-            format!("; restored {}", restored.join(", "))
-        }
+        d.netns,
+        parts.iter().map(|p| format!("; {p}")).collect::<String>(),
+        d.note.map(|n| format!("\nnote: {n}")).unwrap_or_default()
     );
     Ok(())
 }
@@ -780,7 +794,7 @@ fn detach(a: TargetArgs) -> anyhow::Result<()> {
 fn set(a: SetArgs) -> anyhow::Result<()> {
     // Parsed in full before the guard is even looked up: a typo changes nothing.
     let settings = control::parse_settings(&a.settings)?;
-    let key = PinKey::find(&a.target.iface, a.target.netns)?;
+    let key = lifecycle::find_live(&a.target.iface, a.target.netns)?;
     let mut maps = PinnedMaps::open(&key.pin_dir())?;
     let applied = control::apply(&mut maps, &settings)?;
     let mode = |c: &guard_user::GuardConfig| {
@@ -843,19 +857,25 @@ fn status_json(key: &PinKey) -> anyhow::Result<serde_json::Value> {
         "pin_dir": key.pin_dir_display(),
         "state_file": key.state_file(),
         "uptime_s": state.as_ref().map(|s| (now - s.attached_unix).max(0.0)),
-        "controller_pid": state.as_ref().and_then(PinState::live_controller),
+        // The state file names the controller once it is up; the lock names it when the file is
+        // lost (or while it starts).
+        "controller_pid": match &state {
+            Some(s) => s.live_controller(),
+            None => lifecycle::lock_holder(key),
+        },
         "controller_uptime_s": state.as_ref().filter(|s| s.live_controller().is_some())
             .map(|s| (now - s.controller_unix).max(0.0)),
         "restarts": state.as_ref().map(|s| s.restarts),
         "metrics_addr": state.as_ref().and_then(|s| s.metrics_addr.clone()),
         "config_file": state.as_ref().and_then(|s| s.config_file.clone()),
-        "sysctls_to_restore": state.as_ref().map(|s| s.sysctls.iter()
-            .map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>()),
+        "sysctls_to_restore": lifecycle::read_record(key.netns).ok().flatten()
+            .map(|r| r.values()).or_else(|| state.as_ref().map(|s| s.sysctls.clone()))
+            .map(|v| v.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>()),
     }))
 }
 
 fn status(a: StatusArgs) -> anyhow::Result<()> {
-    let key = PinKey::find(&a.target.iface, a.target.netns)?;
+    let key = lifecycle::find_live(&a.target.iface, a.target.netns)?;
     let v = status_json(&key)?;
     if a.json {
         println!("{v}");
@@ -883,7 +903,7 @@ fn status(a: StatusArgs) -> anyhow::Result<()> {
 }
 
 fn stats(a: StatsArgs) -> anyhow::Result<()> {
-    let key = PinKey::find(&a.target.iface, a.target.netns)?;
+    let key = lifecycle::find_live(&a.target.iface, a.target.netns)?;
     let mut maps = PinnedMaps::open(&key.pin_dir())?;
     let period = Duration::from_secs_f64(a.interval);
     let tty = !a.json && std::io::stdout().is_terminal();

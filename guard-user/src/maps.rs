@@ -47,11 +47,11 @@ impl PinnedMaps {
             let path = dir.join(name);
             let data = MapData::from_pin(&path).map_err(|e| GuardError::Map {
                 map: name,
-                reason: format!("opening {}: {e}", path.display()),
+                reason: format!("opening {}: {}", path.display(), crate::error::chain(&e)),
             })?;
             let map = Map::from_map_data(data).map_err(|e| GuardError::Map {
                 map: name,
-                reason: e.to_string(),
+                reason: crate::error::chain(&e),
             })?;
             maps.insert(name, map);
         }
@@ -78,7 +78,7 @@ fn missing(map: &'static str) -> GuardError {
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> GuardError {
     move |e| GuardError::Map {
         map,
-        reason: e.to_string(),
+        reason: crate::error::chain(&e),
     }
 }
 
@@ -132,11 +132,11 @@ pub trait GuardMaps: MapSource {
         let mut arr: Array<&mut MapData, GuardConfig> =
             Array::try_from(map).map_err(|e| GuardError::Map {
                 map: "GUARD_CONFIG",
-                reason: e.to_string(),
+                reason: crate::error::chain(&e),
             })?;
         arr.set(0, cfg, 0).map_err(|e| GuardError::Map {
             map: "GUARD_CONFIG",
-            reason: e.to_string(),
+            reason: crate::error::chain(&e),
         })
     }
 
@@ -149,11 +149,11 @@ pub trait GuardMaps: MapSource {
         let arr: Array<&MapData, GuardConfig> =
             Array::try_from(map).map_err(|e| GuardError::Map {
                 map: "GUARD_CONFIG",
-                reason: e.to_string(),
+                reason: crate::error::chain(&e),
             })?;
         arr.get(&0, 0).map_err(|e| GuardError::Map {
             map: "GUARD_CONFIG",
-            reason: e.to_string(),
+            reason: crate::error::chain(&e),
         })
     }
 
@@ -172,13 +172,13 @@ pub trait GuardMaps: MapSource {
             let mut arr: Array<&mut MapData, u64> =
                 Array::try_from(map).map_err(|e| GuardError::Map {
                     map: "GUARD_PORTS",
-                    reason: e.to_string(),
+                    reason: crate::error::chain(&e),
                 })?;
             // The bitmap first, then the switch, so no packet sees a half-written list.
             for (i, w) in words.iter().enumerate() {
                 arr.set(i as u32, w, 0).map_err(|e| GuardError::Map {
                     map: "GUARD_PORTS",
-                    reason: e.to_string(),
+                    reason: crate::error::chain(&e),
                 })?;
             }
         }
@@ -202,13 +202,13 @@ pub trait GuardMaps: MapSource {
         })?;
         let arr: Array<&MapData, u64> = Array::try_from(map).map_err(|e| GuardError::Map {
             map: "GUARD_PORTS",
-            reason: e.to_string(),
+            reason: crate::error::chain(&e),
         })?;
         let mut out = Vec::new();
         for i in 0..PORTS_WORDS {
             let w = arr.get(&i, 0).map_err(|e| GuardError::Map {
                 map: "GUARD_PORTS",
-                reason: e.to_string(),
+                reason: crate::error::chain(&e),
             })?;
             for b in 0..64 {
                 if w & (1 << b) != 0 {
@@ -240,7 +240,7 @@ pub trait GuardMaps: MapSource {
                 )
                 .map_err(|e| GuardError::Map {
                     map: "GUARD_ACL_V4",
-                    reason: e.to_string(),
+                    reason: crate::error::chain(&e),
                 })?;
                 ACL_V4
             }
@@ -256,7 +256,7 @@ pub trait GuardMaps: MapSource {
                 )
                 .map_err(|e| GuardError::Map {
                     map: "GUARD_ACL_V6",
-                    reason: e.to_string(),
+                    reason: crate::error::chain(&e),
                 })?;
                 ACL_V6
             }
@@ -280,12 +280,12 @@ pub trait GuardMaps: MapSource {
             let trie: LpmTrie<&MapData, [u8; 4], u32> =
                 LpmTrie::try_from(map).map_err(|e| GuardError::Map {
                     map: "GUARD_ACL_V4",
-                    reason: e.to_string(),
+                    reason: crate::error::chain(&e),
                 })?;
             for kv in trie.iter() {
                 let (k, v) = kv.map_err(|e| GuardError::Map {
                     map: "GUARD_ACL_V4",
-                    reason: e.to_string(),
+                    reason: crate::error::chain(&e),
                 })?;
                 out.push((IpAddr::from(k.data()), k.prefix_len() as u8, decode(v)));
             }
@@ -294,12 +294,12 @@ pub trait GuardMaps: MapSource {
             let trie: LpmTrie<&MapData, [u8; 16], u32> =
                 LpmTrie::try_from(map).map_err(|e| GuardError::Map {
                     map: "GUARD_ACL_V6",
-                    reason: e.to_string(),
+                    reason: crate::error::chain(&e),
                 })?;
             for kv in trie.iter() {
                 let (k, v) = kv.map_err(|e| GuardError::Map {
                     map: "GUARD_ACL_V6",
-                    reason: e.to_string(),
+                    reason: crate::error::chain(&e),
                 })?;
                 out.push((IpAddr::from(k.data()), k.prefix_len() as u8, decode(v)));
             }
@@ -333,7 +333,7 @@ pub trait GuardMaps: MapSource {
         })?;
         LpmTrie::try_from(map).map_err(|e| GuardError::Map {
             map: "GUARD_ACL_V4",
-            reason: e.to_string(),
+            reason: crate::error::chain(&e),
         })
     }
 
@@ -344,7 +344,7 @@ pub trait GuardMaps: MapSource {
         })?;
         LpmTrie::try_from(map).map_err(|e| GuardError::Map {
             map: "GUARD_ACL_V6",
-            reason: e.to_string(),
+            reason: crate::error::chain(&e),
         })
     }
 
@@ -357,13 +357,13 @@ pub trait GuardMaps: MapSource {
         let arr: PerCpuArray<&MapData, u64> =
             PerCpuArray::try_from(map).map_err(|e| GuardError::Map {
                 map: "GUARD_COUNTERS",
-                reason: e.to_string(),
+                reason: crate::error::chain(&e),
             })?;
         let mut values = Vec::with_capacity(guard_common::COUNTERS_LEN as usize);
         for i in 0..guard_common::COUNTERS_LEN {
             let per_cpu = arr.get(&i, 0).map_err(|e| GuardError::Map {
                 map: "GUARD_COUNTERS",
-                reason: e.to_string(),
+                reason: crate::error::chain(&e),
             })?;
             values.push(per_cpu.iter().sum());
         }

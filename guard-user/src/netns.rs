@@ -5,7 +5,7 @@
 
 use std::{
     fs::File,
-    os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
 
@@ -17,7 +17,7 @@ pub fn current_inode() -> Result<u64, GuardError> {
     std::fs::metadata(p)
         .map(|m| m.ino())
         .map_err(|source| GuardError::Io {
-            what: format!("stat {p}"),
+            what: format!("stat({p})"),
             source,
         })
 }
@@ -70,13 +70,13 @@ pub fn run_in<T: Send>(
     let ns = open_by_inode(inum)?;
     std::thread::scope(|s| {
         s.spawn(move || {
-            // Safety: plain syscall on an open namespace file; only this thread moves.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(GuardError::Io {
-                    what: format!("setns into network namespace {inum}"),
-                    source: std::io::Error::last_os_error(),
-                });
-            }
+            // Only this thread moves.
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+                GuardError::Io {
+                    what: format!("setns(network namespace {inum}, CLONE_NEWNET)"),
+                    source: e.into(),
+                }
+            })?;
             f()
         })
         .join()

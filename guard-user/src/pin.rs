@@ -231,7 +231,7 @@ pub fn ensure_pin_dir(dir: &Path) -> Result<(), GuardError> {
         }
         log::info!("mounted the BPF filesystem at {BPFFS}");
     }
-    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))
+    std::fs::create_dir_all(dir).map_err(io(format!("mkdir({})", dir.display())))
 }
 
 /// Makes tracefs reachable at /sys/kernel/tracing (aya looks there for tracepoint ids):
@@ -255,7 +255,7 @@ pub fn ensure_tracefs() -> Result<(), GuardError> {
         )
     };
     if rc != 0 {
-        return Err(io("mounting tracefs at /sys/kernel/tracing")(
+        return Err(io("mount(tracefs, /sys/kernel/tracing)")(
             std::io::Error::last_os_error(),
         ));
     }
@@ -264,10 +264,14 @@ pub fn ensure_tracefs() -> Result<(), GuardError> {
 
 /// What the controller records next to the pins.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PinState {
     pub iface: String,
     pub ifindex: u32,
     pub netns_inode: u64,
+    /// The namespace's cookie (`None` in files of older versions): tells the namespace from a
+    /// later one that got the same inode number.
+    pub netns_cookie: Option<u64>,
     pub pin_dir: String,
     /// `native` or `skb`.
     pub attach_mode: String,
@@ -295,7 +299,7 @@ impl PinState {
     /// Reads the state file of `key`.
     pub fn load(key: &PinKey) -> Result<Self, GuardError> {
         let p = key.state_file();
-        let text = std::fs::read_to_string(&p).map_err(io(format!("reading {}", p.display())))?;
+        let text = std::fs::read_to_string(&p).map_err(io(format!("read({})", p.display())))?;
         serde_json::from_str(&text).map_err(|e| GuardError::Io {
             what: format!("parsing {}", p.display()),
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
@@ -304,12 +308,12 @@ impl PinState {
 
     /// Writes the state file atomically (temporary file, then rename).
     pub fn save(&self, key: &PinKey) -> Result<(), GuardError> {
-        std::fs::create_dir_all(STATE_ROOT).map_err(io(format!("creating {STATE_ROOT}")))?;
+        std::fs::create_dir_all(STATE_ROOT).map_err(io(format!("mkdir({STATE_ROOT})")))?;
         let p = key.state_file();
         let tmp = p.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(self).expect("plain data serializes");
-        std::fs::write(&tmp, text + "\n").map_err(io(format!("writing {}", tmp.display())))?;
-        std::fs::rename(&tmp, &p).map_err(io(format!("renaming to {}", p.display())))
+        std::fs::write(&tmp, text + "\n").map_err(io(format!("write({})", tmp.display())))?;
+        std::fs::rename(&tmp, &p).map_err(io(format!("rename({}, {})", tmp.display(), p.display())))
     }
 
     /// The controller process if it is still alive and is a `guard`.
@@ -331,19 +335,19 @@ pub fn remove_pins(key: &PinKey) -> Result<(), GuardError> {
         match std::fs::remove_file(&link) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(format!("removing {}", link.display()))(e)),
+            Err(e) => return Err(io(format!("unlink({})", link.display()))(e)),
         }
     }
     if let Ok(rd) = std::fs::read_dir(&dir) {
         for e in rd.flatten() {
             std::fs::remove_file(e.path())
-                .map_err(io(format!("removing {}", e.path().display())))?;
+                .map_err(io(format!("unlink({})", e.path().display())))?;
         }
     }
     match std::fs::remove_dir(&dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io(format!("removing {}", dir.display()))(e)),
+        Err(e) => Err(io(format!("rmdir({})", dir.display()))(e)),
     }
 }
 

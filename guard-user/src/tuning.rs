@@ -84,7 +84,7 @@ pub fn interface_mtu(iface: &str) -> Result<u32, GuardError> {
     };
     if rc != 0 {
         return Err(GuardError::Io {
-            what: format!("SIOCGIFMTU {iface}"),
+            what: format!("ioctl(SIOCGIFMTU, {iface})"),
             source: std::io::Error::last_os_error(),
         });
     }
@@ -157,6 +157,15 @@ fn ipv6_max_opts(name: &str) -> i32 {
         })
 }
 
+/// The MSS of IPv4 and IPv6 SYN-ACKs on an interface of MTU `mtu` (minus the IP and TCP
+/// headers).
+pub fn mss_of_mtu(mtu: u32) -> (u32, u32) {
+    (
+        mtu.saturating_sub(40).min(65495),
+        mtu.saturating_sub(60).min(65475),
+    )
+}
+
 /// Builds the program configuration from the live system (call after [`prepare_sysctls`]).
 pub fn config_from_system(iface: &str, o: &Overrides) -> Result<GuardConfig, GuardError> {
     let mtu = interface_mtu(iface)?;
@@ -187,10 +196,11 @@ pub fn config_from_system(iface: &str, o: &Overrides) -> Result<GuardConfig, Gua
     if sysctl::read_u64("net.ipv4.tcp_ecn")? != 0 {
         options |= OPT_ECN;
     }
-    let mss_v4 = o.mss_v4.unwrap_or(mtu.saturating_sub(40)).min(65495);
+    let (v4, v6) = mss_of_mtu(mtu);
+    let mss_v4 = o.mss_v4.unwrap_or(v4).min(65495);
     let cfg = GuardConfig {
         mss_v4,
-        mss_v6: o.mss_v6.unwrap_or(mtu.saturating_sub(60)).min(65475),
+        mss_v6: o.mss_v6.unwrap_or(v6).min(65475),
         wscale: o.wscale.unwrap_or(window_scale_shift(rmem_top, rmem_max)),
         options,
         window: synack_window(rmem_default, mss_v4),

@@ -9,56 +9,17 @@
 
 mod common;
 
-use common::{guard_exe, new_lab};
+use common::{Pinned, guard, guard_exe, guard_ok, new_lab};
 
 use std::{
     collections::BTreeMap,
     path::Path,
-    process::{Command, Output},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use guard_common::{Counter, TcpState};
 use guard_user::lab::{self, ChildGuard, Lab, Report, TempDir, nginx::BIG_SIZE};
-
-/// Runs `guard <args>` in the server namespace to completion.
-fn guard(lab: &Lab, args: &[&str]) -> Output {
-    lab.server
-        .command(guard_exe())
-        .args(args)
-        .output()
-        .expect("running guard")
-}
-
-/// Like [`guard`], failing the test unless it succeeds; returns stdout.
-fn guard_ok(lab: &Lab, args: &[&str]) -> String {
-    let o = guard(lab, args);
-    assert!(
-        o.status.success(),
-        "guard {args:?}: {}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Detaches the lab's pinned guard on drop (whatever the test did), so no pin, link or sysctl
-/// outlives the test.
-struct Pinned<'a> {
-    lab: &'a Lab,
-}
-
-impl Drop for Pinned<'_> {
-    fn drop(&mut self) {
-        let o = guard(self.lab, &["detach", self.lab.server_if()]);
-        if !o.status.success() && !String::from_utf8_lossy(&o.stderr).contains("no pinned guard") {
-            eprintln!(
-                "cleanup: guard detach: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
-    }
-}
 
 /// Starts `guard run --pin --json` in the server namespace and waits until `guard status`
 /// names it as the guard's controller (and, with a short interval, for its first report).

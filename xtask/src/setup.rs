@@ -43,6 +43,8 @@ const TOOLS: &[(&str, &str)] = &[
     ("lintian", "lintian"),
     ("dpkg-deb", "dpkg"),
     ("systemd-analyze", "systemd"),
+    // The lifecycle tests run the guard as an unprivileged user with it.
+    ("setpriv", "util-linux"),
 ];
 
 /// Python packages the tests use (PyPI), with the module each provides.

@@ -1,7 +1,10 @@
 //! Helpers shared by the integration tests (each test binary uses some of them).
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
-use std::{path::Path, process::Command};
+use std::{
+    path::Path,
+    process::{Command, Output},
+};
 
 use guard_common::{GuardConfig, Mode, OPT_ECN, OPT_SACK, OPT_TIMESTAMPS, OPT_WSCALE};
 use guard_user::{Guard, LoadOptions, lab::Lab};
@@ -72,4 +75,43 @@ pub fn loaded_guard(cfg: &GuardConfig) -> Guard {
     let mut g = Guard::load(&LoadOptions::default()).expect("load the XDP program");
     g.set_config(cfg).expect("configure");
     g
+}
+
+/// Runs `guard <args>` in the server namespace to completion.
+pub fn guard(lab: &Lab, args: &[&str]) -> Output {
+    lab.server
+        .command(guard_exe())
+        .args(args)
+        .output()
+        .expect("running guard")
+}
+
+/// Like [`guard`], failing the test unless it succeeds; returns stdout.
+pub fn guard_ok(lab: &Lab, args: &[&str]) -> String {
+    let o = guard(lab, args);
+    assert!(
+        o.status.success(),
+        "guard {args:?}: {}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Detaches the lab's pinned guard on drop (whatever the test did), so no pin, link or sysctl
+/// outlives the test.
+pub struct Pinned<'a> {
+    pub lab: &'a Lab,
+}
+
+impl Drop for Pinned<'_> {
+    fn drop(&mut self) {
+        let o = guard(self.lab, &["detach", self.lab.server_if()]);
+        if !o.status.success() && !String::from_utf8_lossy(&o.stderr).contains("no pinned guard") {
+            eprintln!(
+                "cleanup: guard detach: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
 }
