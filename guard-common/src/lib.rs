@@ -13,16 +13,26 @@ pub const COUNTERS_MAP: &str = "GUARD_COUNTERS";
 /// Name of the protected-ports bitmap: [`PORTS_WORDS`] `u64` words, bit `port % 64` of word
 /// `port / 64` set for a protected port (used when `GuardConfig::ports` is [`PORTS_LISTED`]).
 pub const PORTS_MAP: &str = "GUARD_PORTS";
-/// Name of the IPv4 source access list: LPM trie of 4-byte prefixes to an [`Acl`] value.
+/// Name of the IPv4 source access list: hash of [`AclKeyV4`] (prefix length, masked address) to
+/// an [`Acl`] value; the data path looks up every length set in [`AclLens::v4`], longest first.
 pub const ACL_V4_MAP: &str = "GUARD_ACL_V4";
-/// Name of the IPv6 source access list: LPM trie of 16-byte prefixes to an [`Acl`] value.
+/// Name of the IPv6 source access list: hash of [`AclKeyV6`] to an [`Acl`] value, lengths in
+/// [`AclLens::v6`].
 pub const ACL_V6_MAP: &str = "GUARD_ACL_V6";
+/// Name of the one-entry array holding [`AclLens`]: the prefix lengths the access lists use.
+pub const ACL_LENS_MAP: &str = "GUARD_ACL_LENS";
+/// Name of the one-entry array holding [`AclFilter`]: which (length, prefix) pairs may have an
+/// entry, so that most misses cost one cached bit test instead of a hash lookup.
+pub const ACL_FILTER_MAP: &str = "GUARD_ACL_FILTER";
 /// Name of the per-CPU SYN rate windows: one [`RateState`] per destination port, and one at
 /// index [`RATE_OVERALL`] for all ports together.
 pub const RATES_MAP: &str = "GUARD_RATES";
-/// Name of the one-entry array holding [`AutoState`].
+/// Name of the one-entry array holding [`AutoState`] (read on every SYN in mode `auto`, written
+/// only when engagement starts, ends or its hold-down needs extending, at most once a window).
 pub const AUTO_MAP: &str = "GUARD_AUTO";
-/// Name of the LRU hash of SYN-ACK budgets per source prefix ([`ReflectKey`] -> [`ReflectBucket`]).
+/// Name of the per-CPU count-min sketch of SYN-ACKs per source prefix: [`REFLECT_ROWS`] rows of
+/// [`REFLECT_WIDTH`] `u32` cells (see [`reflect_cell`]); 32 KiB per CPU, so it stays in cache
+/// (a 1 MiB table cost 300-450 ns more per SYN under a 1M-source flood: cache misses).
 pub const REFLECT_MAP: &str = "GUARD_REFLECT";
 /// Name of the hash of the namespace's local IPv4 addresses: 4 bytes in network order to the
 /// ingress interface index they must arrive on (0: any), see [`LOCAL_ANY_IFINDEX`].
@@ -42,6 +52,8 @@ pub const GUARD_MAPS: &[&str] = &[
     PORTS_MAP,
     ACL_V4_MAP,
     ACL_V6_MAP,
+    ACL_LENS_MAP,
+    ACL_FILTER_MAP,
     RATES_MAP,
     AUTO_MAP,
     REFLECT_MAP,
@@ -74,8 +86,10 @@ pub const LOCAL_ANY_IFINDEX: u32 = 0;
 /// itself (the prefix's broadcast address, an anycast or multicast route): never answered. No
 /// interface has this index.
 pub const LOCAL_NEVER: u32 = u32::MAX;
-/// Source prefixes tracked by the reflection limit at once (least recently used evicted).
-pub const REFLECT_MAX_ENTRIES: u32 = 65536;
+/// Cells per row of the reflection sketch (a power of two).
+pub const REFLECT_WIDTH: u32 = 4096;
+/// Rows of the reflection sketch: a prefix is over budget only if its cell in every row is.
+pub const REFLECT_ROWS: u32 = 2;
 
 /// What an access-list entry does for matching sources (longest prefix wins).
 #[repr(u32)]
@@ -99,7 +113,8 @@ pub struct RateState {
     pub prev: u32,
 }
 
-/// Auto-mode engagement, shared by all CPUs.
+/// Auto-mode engagement, shared by all CPUs (read by every SYN in mode `auto`, written only on
+/// transitions and hold-down extensions, so the cache line stays shared between cores).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AutoState {
@@ -110,24 +125,161 @@ pub struct AutoState {
     pub _pad: u32,
 }
 
-/// Key of [`REFLECT_MAP`]: the client's address with host bits cleared.
+/// The cells of a source prefix in [`REFLECT_MAP`], one per row (indices into the map): a
+/// multiply-xorshift hash of the address family (4 or 6) and the masked address (IPv4 in the
+/// first 4 bytes), network byte order.
+// XXX: the hash is unkeyed: someone who can spoof many prefixes could aim them at a victim
+// prefix's cells and use up its budget (its SYNs are then dropped, never over-answered).
+#[inline(always)]
+pub const fn reflect_cells(family: u32, addr: &[u8; 16]) -> [u32; REFLECT_ROWS as usize] {
+    let mut h = (family as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut i = 0;
+    while i < 16 {
+        let w = u32::from_be_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]) as u64;
+        h = (h ^ w).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 32;
+        i += 4;
+    }
+    h = (h ^ (h >> 29)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 32;
+    let m = REFLECT_WIDTH as u64 - 1;
+    [(h & m) as u32, REFLECT_WIDTH + ((h >> 32) & m) as u32]
+}
+
+/// Bits of a reflection cell holding the count (the rest hold the second, modulo 64).
+pub const REFLECT_COUNT_BITS: u32 = 26;
+const REFLECT_COUNT_MAX: u32 = (1 << REFLECT_COUNT_BITS) - 1;
+
+/// A reflection sketch cell: `count` SYN-ACKs (saturating at 2^26 - 1, so a `reflect_limit`
+/// above that never limits) in `second` (`ktime_ns >> 30`, about 1.07 s).
+#[inline(always)]
+pub const fn reflect_cell(second: u32, count: u32) -> u32 {
+    let count = if count > REFLECT_COUNT_MAX {
+        REFLECT_COUNT_MAX
+    } else {
+        count
+    };
+    (second << REFLECT_COUNT_BITS) | count
+}
+
+/// The count a cell holds for `second` (0 if it belongs to another second; a cell left alone for
+/// a multiple of 64 seconds reads its old count, which only ever over-counts).
+#[inline(always)]
+pub const fn reflect_count(cell: u32, second: u32) -> u32 {
+    if cell >> REFLECT_COUNT_BITS == second & (u32::MAX >> REFLECT_COUNT_BITS) {
+        cell & REFLECT_COUNT_MAX
+    } else {
+        0
+    }
+}
+
+/// Key of the IPv4 access list: a prefix, host bits cleared.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct ReflectKey {
-    /// 4 or 6.
-    pub family: u32,
-    /// The masked address, IPv4 in the first 4 bytes.
+pub struct AclKeyV4 {
+    /// 0..=32.
+    pub prefix_len: u32,
+    /// Network byte order.
+    pub addr: [u8; 4],
+}
+
+/// Key of the IPv6 access list: a prefix, host bits cleared.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AclKeyV6 {
+    /// 0..=128.
+    pub prefix_len: u32,
+    /// Network byte order.
     pub addr: [u8; 16],
 }
 
-/// Value of [`REFLECT_MAP`]: SYN-ACKs sent to a prefix in one second.
+/// Words of [`AclFilter`] (32 KiB: small enough to stay cached, about 4 % false positives per
+/// probe with 11,000 entries).
+pub const ACL_FILTER_WORDS: usize = 4096;
+
+/// A one-hash Bloom filter over the access-list entries: bit [`acl_filter_bit`] is set for
+/// every entry. A clear bit proves there is no entry for that (length, prefix).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ReflectBucket {
-    /// Second (`ktime_ns >> 30`, about 1.07 s) the count belongs to.
-    pub second: u32,
-    pub count: u32,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AclFilter {
+    pub words: [u64; ACL_FILTER_WORDS],
 }
+
+impl Default for AclFilter {
+    fn default() -> Self {
+        Self {
+            words: [0; ACL_FILTER_WORDS],
+        }
+    }
+}
+
+impl AclFilter {
+    /// Marks an entry: `v6`, its prefix length and its masked address as two big-endian
+    /// halves (IPv4 in the top 32 bits of `hi`).
+    pub fn insert(&mut self, v6: bool, len: u32, hi: u64, lo: u64) {
+        let b = acl_filter_bit(v6, len, hi, lo) as usize;
+        self.words[b / 64] |= 1 << (b % 64);
+    }
+}
+
+/// The filter bit of an access-list entry or probe (see [`AclFilter::insert`]).
+#[inline(always)]
+pub const fn acl_filter_bit(v6: bool, len: u32, hi: u64, lo: u64) -> u32 {
+    let mut h = (hi ^ ((len as u64) << 1 | v6 as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^= h >> 32;
+    h = (h ^ lo).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 29;
+    (h >> 32) as u32 & (ACL_FILTER_WORDS as u32 * 64 - 1)
+}
+
+/// The prefix lengths present in the access lists ([`ACL_LENS_MAP`]), each family's longest
+/// first: the data path makes one exact-match lookup per length, in this order, and the first
+/// hit is the longest matching prefix. A listed length without entries only costs a lookup; an
+/// entry whose length is not listed is never found.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AclLens {
+    /// Lengths used in `v4` (0..=33).
+    pub v4_count: u32,
+    /// Lengths used in `v6` (0..=129).
+    pub v6_count: u32,
+    /// IPv4 prefix lengths, descending.
+    pub v4: [u8; 36],
+    /// IPv6 prefix lengths, descending.
+    pub v6: [u8; 132],
+}
+
+impl Default for AclLens {
+    fn default() -> Self {
+        Self {
+            v4_count: 0,
+            v6_count: 0,
+            v4: [0; 36],
+            v6: [0; 132],
+        }
+    }
+}
+
+impl AclLens {
+    /// Adds `/len` of the family (`v6`) to the lengths, keeping them descending and unique.
+    pub fn with(mut self, v6: bool, len: u8) -> Self {
+        let (list, count, max): (&mut [u8], &mut u32, u8) = if v6 {
+            (&mut self.v6, &mut self.v6_count, 128)
+        } else {
+            (&mut self.v4, &mut self.v4_count, 32)
+        };
+        let n = *count as usize;
+        if len > max || list[..n].contains(&len) {
+            return self;
+        }
+        let at = list[..n].iter().position(|&l| l < len).unwrap_or(n);
+        list.copy_within(at..n, at + 1);
+        list[at] = len;
+        *count += 1;
+        self
+    }
+}
+
 /// Name of the lab traffic generator's XDP program (run with `BPF_PROG_RUN` live frames).
 pub const FLOOD_PROGRAM_NAME: &str = "synguard_flood";
 /// Name of the one-entry array map holding [`FloodConfig`].
@@ -571,9 +723,13 @@ unsafe impl aya::Pod for RateState {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for AutoState {}
 #[cfg(feature = "user")]
-unsafe impl aya::Pod for ReflectKey {}
+unsafe impl aya::Pod for AclKeyV4 {}
 #[cfg(feature = "user")]
-unsafe impl aya::Pod for ReflectBucket {}
+unsafe impl aya::Pod for AclKeyV6 {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for AclLens {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for AclFilter {}
 #[cfg(feature = "user")]
 // Safety: FloodConfig is repr(C), Copy, made of byte arrays and u32s laid out without padding
 // (4 + 4 + 16 + 8 + 4 + 4 + 4 + 128 bytes), every bit pattern valid.
@@ -723,6 +879,41 @@ mod tests {
         }
         let last = counter_index(Family::Ipv6, Counter::ALL[Counter::ALL.len() - 1]);
         assert_eq!(last, COUNTERS_LEN - 1);
+    }
+
+    #[test]
+    fn reflect_cells_spread_and_stay_in_their_rows() {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&[10, 99, 0, 0]);
+        let mut b = a;
+        b[1] = 98;
+        let (ca, cb) = (reflect_cells(4, &a), reflect_cells(4, &b));
+        assert!(ca[0] != cb[0] || ca[1] != cb[1]);
+        assert_ne!(reflect_cells(6, &a), ca);
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..4096u32 {
+            a[..4].copy_from_slice(&(0x0a00_0000 | i << 8).to_be_bytes());
+            let c = reflect_cells(4, &a);
+            assert!(c[0] < REFLECT_WIDTH && (REFLECT_WIDTH..2 * REFLECT_WIDTH).contains(&c[1]));
+            seen.insert(c[0]);
+        }
+        assert!(seen.len() > 2500, "{} distinct cells of 4096", seen.len());
+        assert_eq!(reflect_count(reflect_cell(7, 3), 7), 3);
+        assert_eq!(reflect_count(reflect_cell(7, 3), 8), 0);
+        assert_eq!(reflect_count(reflect_cell(70, 3), 70), 3, "seconds wrap");
+        let full = reflect_cell(9, u32::MAX);
+        assert_eq!(reflect_count(full, 9), (1 << REFLECT_COUNT_BITS) - 1);
+    }
+
+    #[test]
+    fn acl_lens_stay_sorted_and_unique() {
+        let l = [24u8, 32, 8, 24, 0, 33]
+            .iter()
+            .fold(AclLens::default(), |l, &n| l.with(false, n));
+        assert_eq!(&l.v4[..l.v4_count as usize], &[32, 24, 8, 0]);
+        let l = (0..=128u8).fold(l, |l, n| l.with(true, n));
+        assert_eq!(l.v6_count, 129);
+        assert_eq!((l.v6[0], l.v6[128]), (128, 0));
     }
 
     #[test]

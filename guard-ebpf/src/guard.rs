@@ -108,13 +108,14 @@ fn listener(
         // (tcp_syncookies=2), check the same way.
         return check_ack(sk, seg);
     }
-    if cfg.mode == Mode::Auto as u32 && !policy::auto_engaged(cfg, family, port) {
+    let now = policy::now_ns();
+    if cfg.mode == Mode::Auto as u32 && !policy::auto_engaged(cfg, family, port, now) {
         return Counter::SynPassed;
     }
-    if !policy::reflect_budget(cfg, seg) {
+    if !policy::reflect_budget(cfg, seg, now) {
         return Counter::ReflectLimited;
     }
-    answer_syn(ctx, cfg, sk, seg, flags)
+    answer_syn(ctx, cfg, sk, seg, flags, now)
 }
 
 /// Looks up the socket for the segment's 4-tuple (remote first, network byte order, as the

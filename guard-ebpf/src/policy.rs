@@ -3,16 +3,20 @@
 //! per-prefix SYN-ACK budget that keeps the guard from being used as a reflector.
 
 use aya_ebpf::{
-    helpers::generated::{bpf_ktime_get_ns, bpf_map_lookup_percpu_elem},
-    maps::lpm_trie::Key,
+    cty::c_void,
+    helpers::generated::{bpf_ktime_get_coarse_ns, bpf_loop, bpf_map_lookup_percpu_elem},
 };
 use guard_common::{
-    ACL_V4, ACL_V6, Acl, Counter, Family, GuardConfig, MAX_CPUS, PORTS_LISTED, RATE_OVERALL,
-    RATE_WINDOW_NS, RateState, ReflectBucket, ReflectKey,
+    ACL_FILTER_WORDS, ACL_V4, ACL_V6, Acl, AclFilter, AclKeyV4, AclKeyV6, Counter, Family,
+    GuardConfig, MAX_CPUS, PORTS_LISTED, RATE_OVERALL, RATE_WINDOW_NS, RateState, acl_filter_bit,
+    reflect_cell, reflect_cells, reflect_count,
 };
 
 use crate::{
-    maps::{GUARD_ACL_V4, GUARD_ACL_V6, GUARD_AUTO, GUARD_PORTS, GUARD_RATES, GUARD_REFLECT},
+    maps::{
+        GUARD_ACL_FILTER, GUARD_ACL_LENS, GUARD_ACL_V4, GUARD_ACL_V6, GUARD_AUTO, GUARD_PORTS,
+        GUARD_RATES, GUARD_REFLECT,
+    },
     parse::Segment,
     stats::count,
 };
@@ -20,10 +24,12 @@ use crate::{
 /// Windows per second.
 const WINDOWS_PER_SEC: u64 = 1_000_000_000 / RATE_WINDOW_NS;
 
+/// The policy clock: CLOCK_MONOTONIC_COARSE (one tick, a few ms, of resolution; every policy
+/// period is 64 ms or longer). About 2 ns where `bpf_ktime_get_ns` costs about 24.
 #[inline(always)]
 pub fn now_ns() -> u64 {
     // Safety: helper without arguments.
-    unsafe { bpf_ktime_get_ns() }
+    unsafe { bpf_ktime_get_coarse_ns() }
 }
 
 /// The source address of the segment (IPv4 in the first 4 bytes).
@@ -43,25 +49,123 @@ fn source(seg: &Segment) -> [u8; 16] {
     a
 }
 
-/// The access-list verdict for the segment's source, if an entry matches.
+/// The access-list verdict for the segment's source, if an entry matches: one hash lookup per
+/// prefix length in use, longest first, so the longest matching prefix wins.
 #[inline(always)]
 pub fn acl(cfg: &GuardConfig, seg: &Segment) -> Option<Acl> {
+    let v4 = seg.family == Family::Ipv4;
+    if cfg.acl & if v4 { ACL_V4 } else { ACL_V6 } == 0 {
+        return None;
+    }
+    let lens = GUARD_ACL_LENS.get(0)?;
     let src = source(seg);
-    let v = if seg.family == Family::Ipv4 {
-        if cfg.acl & ACL_V4 == 0 {
-            return None;
-        }
-        GUARD_ACL_V4.get(Key::new(32, [src[0], src[1], src[2], src[3]]))
-    } else {
-        if cfg.acl & ACL_V6 == 0 {
-            return None;
-        }
-        GUARD_ACL_V6.get(Key::new(128, src))
-    }?;
-    match *v {
+    let mut walk = AclWalk {
+        hi: u64::from_be_bytes([
+            src[0], src[1], src[2], src[3], src[4], src[5], src[6], src[7],
+        ]),
+        lo: u64::from_be_bytes([
+            src[8], src[9], src[10], src[11], src[12], src[13], src[14], src[15],
+        ]),
+        v4: v4 as u32,
+        found: 0,
+    };
+    let rounds = if v4 { lens.v4_count } else { lens.v6_count };
+    // Verifier: bpf_loop verifies the round once for any index; an open-coded loop left one
+    // state per exit round, each verified through the rest of the program (over the 1M budget).
+    // Safety: `acl_round` has the callback signature; `walk` outlives the call.
+    unsafe {
+        bpf_loop(
+            rounds,
+            acl_round as *mut c_void,
+            &mut walk as *mut AclWalk as *mut c_void,
+            0,
+        )
+    };
+    match walk.found {
         1 => Some(Acl::Allow),
         2 => Some(Acl::Deny),
         _ => None,
+    }
+}
+
+/// State of an access-list walk: the source address as two big-endian halves (IPv4 in the top
+/// 32 bits of `hi`), the family, and the value found (0: none yet).
+#[repr(C)]
+struct AclWalk {
+    hi: u64,
+    lo: u64,
+    v4: u32,
+    found: u32,
+}
+
+/// `x` with all but its top `len` bits cleared (`len` 0..=64).
+#[inline(always)]
+fn keep_top(x: u64, len: u32) -> u64 {
+    if len == 0 {
+        0
+    } else {
+        x & (u64::MAX << ((64 - len) & 63))
+    }
+}
+
+/// False if the filter proves there is no entry for this (length, masked address).
+#[inline(always)]
+fn maybe(filter: &AclFilter, v6: bool, len: u32, hi: u64, lo: u64) -> bool {
+    let b = acl_filter_bit(v6, len, hi, lo);
+    filter.words[(b >> 6) as usize & (ACL_FILTER_WORDS - 1)] & (1 << (b & 63)) != 0
+}
+
+/// One round of the access-list walk: looks the source up at the `i`-th longest length in use;
+/// returns 1 (stop) on a hit.
+extern "C" fn acl_round(i: u64, walk: *mut AclWalk) -> i64 {
+    // Safety: `walk` is the caller's AclWalk, passed through bpf_loop.
+    let w = unsafe { &mut *walk };
+    let (Some(lens), Some(filter)) = (GUARD_ACL_LENS.get(0), GUARD_ACL_FILTER.get(0)) else {
+        return 1;
+    };
+    let v = if w.v4 != 0 {
+        if i >= 33 {
+            return 1;
+        }
+        let len = lens.v4[i as usize] as u32 & 63;
+        let hi = keep_top(w.hi, len);
+        if !maybe(filter, false, len, hi, 0) {
+            return 0;
+        }
+        let key = AclKeyV4 {
+            prefix_len: len,
+            addr: ((hi >> 32) as u32).to_be_bytes(),
+        };
+        // Safety: a value of the hash map, read once.
+        unsafe { GUARD_ACL_V4.get(&key) }
+    } else {
+        if i >= 129 {
+            return 1;
+        }
+        let len = lens.v6[i as usize] as u32 & 0xff;
+        let (h, l) = if len >= 64 {
+            (w.hi, keep_top(w.lo, (len - 64) & 127))
+        } else {
+            (keep_top(w.hi, len), 0)
+        };
+        if !maybe(filter, true, len, h, l) {
+            return 0;
+        }
+        let mut key = AclKeyV6 {
+            prefix_len: len,
+            addr: [0; 16],
+        };
+        key.addr[..8].copy_from_slice(&h.to_be_bytes());
+        key.addr[8..].copy_from_slice(&l.to_be_bytes());
+        // Safety: a value of the hash map, read once.
+        unsafe { GUARD_ACL_V6.get(&key) }
+    };
+    match v {
+        Some(v) => {
+            w.found = *v;
+            1
+        }
+        None => 0,
     }
 }
 
@@ -133,10 +237,11 @@ fn over_threshold(idx: u32, threshold: u32, ncpus: u32, now: u64) -> bool {
 }
 
 /// Mode `auto`: measures the SYN rate and says whether the guard answers this SYN. Engagement
-/// and release are counted for `family`.
+/// and release are counted for `family`. The shared state is only read per SYN: it is written
+/// when engagement starts or ends, and to push the hold-down's end forward once it is less than
+/// a window ahead of `now + hold` (so at most about once per window, not once per SYN).
 #[inline(always)]
-pub fn auto_engaged(cfg: &GuardConfig, family: Family, port: u16) -> bool {
-    let now = now_ns();
+pub fn auto_engaged(cfg: &GuardConfig, family: Family, port: u16, now: u64) -> bool {
     let overall = over_threshold(RATE_OVERALL, cfg.auto_syn_rate, cfg.ncpus, now);
     let per_port = over_threshold(port as u32, cfg.auto_port_rate, cfg.ncpus, now);
     let Some(st) = GUARD_AUTO.get_ptr_mut(0) else {
@@ -145,7 +250,11 @@ pub fn auto_engaged(cfg: &GuardConfig, family: Family, port: u16) -> bool {
     // Safety: the map's only entry; concurrent plain stores from other CPUs are benign.
     let st = unsafe { &mut *st };
     if overall || per_port {
-        st.engaged_until_ns = now + cfg.auto_hold_ms as u64 * 1_000_000;
+        let until = now + cfg.auto_hold_ms as u64 * 1_000_000;
+        if st.engaged_until_ns < until {
+            // One window of slack, so that the hold-down is never shorter than asked.
+            st.engaged_until_ns = until + RATE_WINDOW_NS;
+        }
         if st.engaged == 0 {
             st.engaged = 1;
             count(family, Counter::AutoEngaged);
@@ -163,20 +272,20 @@ pub fn auto_engaged(cfg: &GuardConfig, family: Family, port: u16) -> bool {
 }
 
 /// Reflection limit: takes one SYN-ACK from the source prefix's budget for this second; false if
-/// the budget is used up.
+/// the budget is used up. The budgets are this CPU's count-min sketch (no insert for a new
+/// prefix, no store another CPU reads): a prefix is over budget when its cell in every row is.
+/// Collisions only ever over-count, so a prefix never gets more than `reflect_limit` SYN-ACKs a
+/// second from one CPU.
 #[inline(always)]
-pub fn reflect_budget(cfg: &GuardConfig, seg: &Segment) -> bool {
+pub fn reflect_budget(cfg: &GuardConfig, seg: &Segment, now: u64) -> bool {
     if cfg.reflect_limit == 0 {
         return true;
     }
-    let mut key = ReflectKey {
-        family: if seg.family == Family::Ipv4 { 4 } else { 6 },
-        addr: source(seg),
-    };
-    let bits = if seg.family == Family::Ipv4 {
-        cfg.reflect_prefix_v4
+    let mut addr = source(seg);
+    let (family, bits) = if seg.family == Family::Ipv4 {
+        (4, cfg.reflect_prefix_v4)
     } else {
-        cfg.reflect_prefix_v6
+        (6, cfg.reflect_prefix_v6)
     };
     // Clear the host bits, byte by byte (constant bounds for the verifier).
     let mut i = 0u32;
@@ -188,29 +297,22 @@ pub fn reflect_budget(cfg: &GuardConfig, seg: &Segment) -> bool {
         } else {
             0xffu8 << (8 - (bits - i * 8))
         };
-        key.addr[i as usize] &= keep;
+        addr[i as usize] &= keep;
         i += 1;
     }
-    let second = (now_ns() >> 30) as u32;
-    match GUARD_REFLECT.get_ptr_mut(&key) {
-        Some(b) => {
-            // Safety: a value of the LRU map, ours for the duration of the program. Plain
-            // updates: two CPUs counting the same prefix at the same instant may lose an
-            // increment, which makes the budget a little soft, never a lock.
-            let b = unsafe { &mut *b };
-            if b.second != second {
-                b.second = second;
-                b.count = 0;
-            }
-            if b.count >= cfg.reflect_limit {
-                return false;
-            }
-            b.count += 1;
-            true
-        }
-        None => {
-            let _ = GUARD_REFLECT.insert(&key, &ReflectBucket { second, count: 1 }, 0);
-            true
-        }
+    let second = (now >> 30) as u32;
+    let [c0, c1] = reflect_cells(family, &addr);
+    let (Some(p0), Some(p1)) = (GUARD_REFLECT.get_ptr_mut(c0), GUARD_REFLECT.get_ptr_mut(c1))
+    else {
+        return true;
+    };
+    // Safety: this CPU's cells of a per-CPU array, ours for the duration of the program.
+    let (p0, p1) = unsafe { (&mut *p0, &mut *p1) };
+    let (n0, n1) = (reflect_count(*p0, second), reflect_count(*p1, second));
+    if n0 >= cfg.reflect_limit && n1 >= cfg.reflect_limit {
+        return false;
     }
+    *p0 = reflect_cell(second, n0 + 1);
+    *p1 = reflect_cell(second, n1 + 1);
+    true
 }

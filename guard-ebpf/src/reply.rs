@@ -4,8 +4,7 @@
 use aya_ebpf::{
     bindings::{bpf_sock, xdp_md},
     helpers::generated::{
-        bpf_ktime_get_ns, bpf_tcp_gen_syncookie, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
-        bpf_xdp_store_bytes,
+        bpf_tcp_gen_syncookie, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
     },
     programs::XdpContext,
 };
@@ -32,6 +31,7 @@ pub fn answer_syn(
     sk: *mut bpf_sock,
     seg: &Segment,
     flags: u8,
+    now_ns: u64,
 ) -> Counter {
     let v4 = seg.family == Family::Ipv4;
     let Some(scratch) = GUARD_SCRATCH.get_ptr_mut(0) else {
@@ -89,9 +89,8 @@ pub fn answer_syn(
         flags & (TCP_FLAG_ECE | TCP_FLAG_CWR) == TCP_FLAG_ECE | TCP_FLAG_CWR && seg.ecn == 0;
     let neg = synack::negotiate(&syn, ecn_requested, cfg.options);
     let tsval = if neg.ts {
-        // Safety: helper without arguments.
-        let now_ms = unsafe { bpf_ktime_get_ns() } / 1_000_000;
-        synack::cookie_tsval(now_ms, &neg, syn.wscale)
+        // The coarse clock is enough: the TSval only needs 64 ms resolution.
+        synack::cookie_tsval(now_ns / 1_000_000, &neg, syn.wscale)
     } else {
         0
     };

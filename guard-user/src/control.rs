@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::{
     error::GuardError,
-    maps::{GuardMaps, mask},
+    maps::{AclIndex, GuardMaps, mask},
 };
 
 /// An address prefix.
@@ -461,13 +461,15 @@ pub fn apply<M: GuardMaps + ?Sized>(
         // switched off (when they become empty), so no packet sees a half-written list.
         for (c, a) in &entries {
             if !had.contains(&(*c, *a as u32)) {
-                maps.acl_insert(c.addr, c.len, *a)?;
+                maps.acl_put(c.addr, c.len, *a)?;
             }
         }
         let keep: BTreeSet<Cidr> = entries.iter().map(|(c, _)| *c).collect();
         for (c, _) in had.iter().filter(|(c, _)| !keep.contains(c)) {
-            acl_remove(maps, c)?;
+            maps.acl_remove(c.addr, c.len)?;
         }
+        // Only the lengths and prefixes still in use are probed from now on.
+        maps.set_acl_index(&AclIndex::of(entries.iter().map(|(c, _)| (c.addr, c.len))))?;
     }
     maps.set_config(&new)?;
     if new.mode != old.mode {
@@ -477,19 +479,6 @@ pub fn apply<M: GuardMaps + ?Sized>(
         }
     }
     Ok(Applied { old, new })
-}
-
-fn acl_remove<M: GuardMaps + ?Sized>(maps: &mut M, c: &Cidr) -> Result<(), GuardError> {
-    use aya::maps::lpm_trie::Key;
-    match c.addr {
-        IpAddr::V4(a) => {
-            let _ = maps.acl_v4()?.remove(&Key::new(c.len as u32, a.octets()));
-        }
-        IpAddr::V6(a) => {
-            let _ = maps.acl_v6()?.remove(&Key::new(c.len as u32, a.octets()));
-        }
-    }
-    Ok(())
 }
 
 /// Adds one to a counter from userspace (CPU 0's slot; the data path never writes the

@@ -6,15 +6,13 @@ use std::{collections::HashMap, net::IpAddr, path::Path};
 
 use aya::{
     Ebpf,
-    maps::{
-        Array, Map, MapData, PerCpuArray,
-        lpm_trie::{Key, LpmTrie},
-    },
+    maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray},
 };
 use guard_common::{
-    ACL_V4, ACL_V4_MAP, ACL_V6, ACL_V6_MAP, AUTO_MAP, Acl, AutoState, CONFIG_MAP, COUNTERS_MAP,
-    GUARD_MAPS, GuardConfig, PORTS_LISTED, PORTS_MAP, PORTS_WORDS, STATE_BASE_MAP,
-    STATE_DELTAS_MAP, STATE_MAPS, TCP_STATE_SLOTS, TRANSITIONS_LEN, TRANSITIONS_MAP,
+    ACL_FILTER_MAP, ACL_LENS_MAP, ACL_V4, ACL_V4_MAP, ACL_V6, ACL_V6_MAP, AUTO_MAP, Acl, AclFilter,
+    AclKeyV4, AclKeyV6, AclLens, AutoState, CONFIG_MAP, COUNTERS_MAP, GUARD_MAPS, GuardConfig,
+    PORTS_LISTED, PORTS_MAP, PORTS_WORDS, STATE_BASE_MAP, STATE_DELTAS_MAP, STATE_MAPS,
+    TCP_STATE_SLOTS, TRANSITIONS_LEN, TRANSITIONS_MAP,
 };
 
 use crate::{counters::Counters, error::GuardError, sockdiag::StateCounts};
@@ -222,48 +220,72 @@ pub trait GuardMaps: MapSource {
     /// Adds (or replaces) an access-list entry for `addr/prefix_len`. The longest matching
     /// prefix decides; the family's list is consulted from now on.
     fn acl_insert(&mut self, addr: IpAddr, prefix_len: u8, action: Acl) -> Result<(), GuardError> {
+        // The entry first, then its length and filter bit, then the switch: no packet sees a
+        // half-written list.
+        self.acl_put(addr, prefix_len, action)?;
+        let mut index = self.acl_index()?;
+        index.add(addr, prefix_len);
+        self.set_acl_index(&index)?;
+        let mut cfg = self.config()?;
+        cfg.acl |= if addr.is_ipv4() { ACL_V4 } else { ACL_V6 };
+        self.set_config(&cfg)
+    }
+
+    /// Writes the entry for `addr/prefix_len` (host bits cleared) into its family's list only:
+    /// the data path finds it once [`GuardMaps::set_acl_index`] includes it.
+    fn acl_put(&mut self, addr: IpAddr, prefix_len: u8, action: Acl) -> Result<(), GuardError> {
         let bad = |max: u8| GuardError::InvalidConfig {
             field: "acl",
             reason: format!("prefix length {prefix_len} out of range 0..={max} for {addr}"),
         };
         let value = action as u32;
-        let flag = match addr {
+        match addr {
             IpAddr::V4(a) => {
                 if prefix_len > 32 {
                     return Err(bad(32));
                 }
-                let mut trie = self.acl_v4()?;
-                trie.insert(
-                    &Key::new(prefix_len as u32, mask(a.octets(), prefix_len)),
-                    value,
-                    0,
-                )
-                .map_err(|e| GuardError::Map {
-                    map: "GUARD_ACL_V4",
-                    reason: crate::error::chain(&e),
-                })?;
-                ACL_V4
+                let key = AclKeyV4 {
+                    prefix_len: prefix_len.into(),
+                    addr: mask(a.octets(), prefix_len),
+                };
+                self.acl_v4()?
+                    .insert(key, value, 0)
+                    .map_err(map_err("GUARD_ACL_V4"))
             }
             IpAddr::V6(a) => {
                 if prefix_len > 128 {
                     return Err(bad(128));
                 }
-                let mut trie = self.acl_v6()?;
-                trie.insert(
-                    &Key::new(prefix_len as u32, mask(a.octets(), prefix_len)),
-                    value,
-                    0,
-                )
-                .map_err(|e| GuardError::Map {
-                    map: "GUARD_ACL_V6",
-                    reason: crate::error::chain(&e),
-                })?;
-                ACL_V6
+                let key = AclKeyV6 {
+                    prefix_len: prefix_len.into(),
+                    addr: mask(a.octets(), prefix_len),
+                };
+                self.acl_v6()?
+                    .insert(key, value, 0)
+                    .map_err(map_err("GUARD_ACL_V6"))
             }
-        };
-        let mut cfg = self.config()?;
-        cfg.acl |= flag;
-        self.set_config(&cfg)
+        }
+    }
+
+    /// Removes the entry for exactly `addr/prefix_len` (`addr` without host bits), if there is
+    /// one. Its length and filter bit stay set (a wasted probe, never a wrong answer) until
+    /// [`GuardMaps::set_acl_index`] rewrites them.
+    fn acl_remove(&mut self, addr: IpAddr, prefix_len: u8) -> Result<(), GuardError> {
+        match addr {
+            IpAddr::V4(a) => {
+                let _ = self.acl_v4()?.remove(&AclKeyV4 {
+                    prefix_len: prefix_len.into(),
+                    addr: a.octets(),
+                });
+            }
+            IpAddr::V6(a) => {
+                let _ = self.acl_v6()?.remove(&AclKeyV6 {
+                    prefix_len: prefix_len.into(),
+                    addr: a.octets(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The access lists: `(address, prefix length, action)` for every entry.
@@ -277,31 +299,19 @@ pub trait GuardMaps: MapSource {
             }
         };
         if let Some(map) = self.map(ACL_V4_MAP) {
-            let trie: LpmTrie<&MapData, [u8; 4], u32> =
-                LpmTrie::try_from(map).map_err(|e| GuardError::Map {
-                    map: "GUARD_ACL_V4",
-                    reason: crate::error::chain(&e),
-                })?;
-            for kv in trie.iter() {
-                let (k, v) = kv.map_err(|e| GuardError::Map {
-                    map: "GUARD_ACL_V4",
-                    reason: crate::error::chain(&e),
-                })?;
-                out.push((IpAddr::from(k.data()), k.prefix_len() as u8, decode(v)));
+            let h: BpfHashMap<&MapData, AclKeyV4, u32> =
+                BpfHashMap::try_from(map).map_err(map_err("GUARD_ACL_V4"))?;
+            for kv in h.iter() {
+                let (k, v) = kv.map_err(map_err("GUARD_ACL_V4"))?;
+                out.push((IpAddr::from(k.addr), k.prefix_len as u8, decode(v)));
             }
         }
         if let Some(map) = self.map(ACL_V6_MAP) {
-            let trie: LpmTrie<&MapData, [u8; 16], u32> =
-                LpmTrie::try_from(map).map_err(|e| GuardError::Map {
-                    map: "GUARD_ACL_V6",
-                    reason: crate::error::chain(&e),
-                })?;
-            for kv in trie.iter() {
-                let (k, v) = kv.map_err(|e| GuardError::Map {
-                    map: "GUARD_ACL_V6",
-                    reason: crate::error::chain(&e),
-                })?;
-                out.push((IpAddr::from(k.data()), k.prefix_len() as u8, decode(v)));
+            let h: BpfHashMap<&MapData, AclKeyV6, u32> =
+                BpfHashMap::try_from(map).map_err(map_err("GUARD_ACL_V6"))?;
+            for kv in h.iter() {
+                let (k, v) = kv.map_err(map_err("GUARD_ACL_V6"))?;
+                out.push((IpAddr::from(k.addr), k.prefix_len as u8, decode(v)));
             }
         }
         Ok(out)
@@ -314,38 +324,52 @@ pub trait GuardMaps: MapSource {
         self.set_config(&cfg)?;
         let entries = self.acl_entries()?;
         for (addr, len, _) in entries {
-            match addr {
-                IpAddr::V4(a) => {
-                    let _ = self.acl_v4()?.remove(&Key::new(len as u32, a.octets()));
-                }
-                IpAddr::V6(a) => {
-                    let _ = self.acl_v6()?.remove(&Key::new(len as u32, a.octets()));
-                }
-            }
+            self.acl_remove(addr, len)?;
         }
-        Ok(())
+        self.set_acl_index(&AclIndex::default())
     }
 
-    fn acl_v4(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 4], u32>, GuardError> {
-        let map = self.map_mut(ACL_V4_MAP).ok_or(GuardError::Map {
-            map: "GUARD_ACL_V4",
-            reason: "missing from the object".into(),
-        })?;
-        LpmTrie::try_from(map).map_err(|e| GuardError::Map {
-            map: "GUARD_ACL_V4",
-            reason: crate::error::chain(&e),
-        })
+    /// The prefix lengths and the filter the data path probes the access lists with.
+    fn acl_index(&self) -> Result<AclIndex, GuardError> {
+        let map = self.map(ACL_LENS_MAP).ok_or(missing("GUARD_ACL_LENS"))?;
+        let arr: Array<&MapData, AclLens> =
+            Array::try_from(map).map_err(map_err("GUARD_ACL_LENS"))?;
+        let lens = arr.get(&0, 0).map_err(map_err("GUARD_ACL_LENS"))?;
+        let map = self
+            .map(ACL_FILTER_MAP)
+            .ok_or(missing("GUARD_ACL_FILTER"))?;
+        let arr: Array<&MapData, AclFilter> =
+            Array::try_from(map).map_err(map_err("GUARD_ACL_FILTER"))?;
+        let filter = Box::new(arr.get(&0, 0).map_err(map_err("GUARD_ACL_FILTER"))?);
+        Ok(AclIndex { lens, filter })
     }
 
-    fn acl_v6(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 16], u32>, GuardError> {
-        let map = self.map_mut(ACL_V6_MAP).ok_or(GuardError::Map {
-            map: "GUARD_ACL_V6",
-            reason: "missing from the object".into(),
-        })?;
-        LpmTrie::try_from(map).map_err(|e| GuardError::Map {
-            map: "GUARD_ACL_V6",
-            reason: crate::error::chain(&e),
-        })
+    /// Writes the lengths and the filter (every entry must be in them to be found): the filter
+    /// first, so a new length is never probed against a filter without its entries.
+    fn set_acl_index(&mut self, index: &AclIndex) -> Result<(), GuardError> {
+        let map = self
+            .map_mut(ACL_FILTER_MAP)
+            .ok_or(missing("GUARD_ACL_FILTER"))?;
+        let mut arr: Array<&mut MapData, AclFilter> =
+            Array::try_from(map).map_err(map_err("GUARD_ACL_FILTER"))?;
+        arr.set(0, *index.filter, 0)
+            .map_err(map_err("GUARD_ACL_FILTER"))?;
+        let map = self
+            .map_mut(ACL_LENS_MAP)
+            .ok_or(missing("GUARD_ACL_LENS"))?;
+        let mut arr: Array<&mut MapData, AclLens> =
+            Array::try_from(map).map_err(map_err("GUARD_ACL_LENS"))?;
+        arr.set(0, index.lens, 0).map_err(map_err("GUARD_ACL_LENS"))
+    }
+
+    fn acl_v4(&mut self) -> Result<BpfHashMap<&mut MapData, AclKeyV4, u32>, GuardError> {
+        let map = self.map_mut(ACL_V4_MAP).ok_or(missing("GUARD_ACL_V4"))?;
+        BpfHashMap::try_from(map).map_err(map_err("GUARD_ACL_V4"))
+    }
+
+    fn acl_v6(&mut self) -> Result<BpfHashMap<&mut MapData, AclKeyV6, u32>, GuardError> {
+        let map = self.map_mut(ACL_V6_MAP).ok_or(missing("GUARD_ACL_V6"))?;
+        BpfHashMap::try_from(map).map_err(map_err("GUARD_ACL_V6"))
     }
 
     /// Reads every counter, summed over CPUs.
@@ -451,6 +475,38 @@ pub trait GuardMaps: MapSource {
 }
 
 impl<T: MapSource + ?Sized> GuardMaps for T {}
+
+/// What the data path probes the access lists with: the prefix lengths in use and a filter of
+/// the entries (see `guard_common::AclLens` and `AclFilter`).
+#[derive(Clone, Debug, Default)]
+pub struct AclIndex {
+    pub lens: AclLens,
+    pub filter: Box<AclFilter>,
+}
+
+impl AclIndex {
+    /// The index of exactly these entries (`addr` without host bits).
+    pub fn of(entries: impl IntoIterator<Item = (IpAddr, u8)>) -> Self {
+        let mut index = Self::default();
+        for (addr, len) in entries {
+            index.add(addr, len);
+        }
+        index
+    }
+
+    /// Adds an entry for `addr/len` (host bits are cleared here).
+    pub fn add(&mut self, addr: IpAddr, len: u8) {
+        self.lens = self.lens.with(addr.is_ipv6(), len);
+        let (hi, lo) = match addr {
+            IpAddr::V4(a) => ((u32::from_be_bytes(mask(a.octets(), len)) as u64) << 32, 0),
+            IpAddr::V6(a) => {
+                let m = u128::from_be_bytes(mask(a.octets(), len));
+                ((m >> 64) as u64, m as u64)
+            }
+        };
+        self.filter.insert(addr.is_ipv6(), len.into(), hi, lo);
+    }
+}
 
 /// `addr` with the bits past `prefix_len` cleared (LPM keys must not carry host bits).
 pub fn mask<const N: usize>(mut addr: [u8; N], prefix_len: u8) -> [u8; N] {
