@@ -126,20 +126,17 @@ pub struct AutoState {
 }
 
 /// The cells of a source prefix in [`REFLECT_MAP`], one per row (indices into the map): a
-/// multiply-xorshift hash of the address family (4 or 6) and the masked address (IPv4 in the
-/// first 4 bytes), network byte order.
+/// multiply-xorshift hash of the address family (4 or 6) and the masked address as two
+/// big-endian halves (IPv4 in the top 32 bits of `hi`).
 // XXX: the hash is unkeyed: someone who can spoof many prefixes could aim them at a victim
 // prefix's cells and use up its budget (its SYNs are then dropped, never over-answered).
 #[inline(always)]
-pub const fn reflect_cells(family: u32, addr: &[u8; 16]) -> [u32; REFLECT_ROWS as usize] {
+pub const fn reflect_cells(family: u32, hi: u64, lo: u64) -> [u32; REFLECT_ROWS as usize] {
     let mut h = (family as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let mut i = 0;
-    while i < 16 {
-        let w = u32::from_be_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]) as u64;
-        h = (h ^ w).wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 32;
-        i += 4;
-    }
+    h = (h ^ hi).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 32;
+    h = (h ^ lo).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 32;
     h = (h ^ (h >> 29)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^= h >> 32;
     let m = REFLECT_WIDTH as u64 - 1;
@@ -883,17 +880,14 @@ mod tests {
 
     #[test]
     fn reflect_cells_spread_and_stay_in_their_rows() {
-        let mut a = [0u8; 16];
-        a[..4].copy_from_slice(&[10, 99, 0, 0]);
-        let mut b = a;
-        b[1] = 98;
-        let (ca, cb) = (reflect_cells(4, &a), reflect_cells(4, &b));
+        let a = 0x0a63_0000u64 << 32;
+        let b = 0x0a62_0000u64 << 32;
+        let (ca, cb) = (reflect_cells(4, a, 0), reflect_cells(4, b, 0));
         assert!(ca[0] != cb[0] || ca[1] != cb[1]);
-        assert_ne!(reflect_cells(6, &a), ca);
+        assert_ne!(reflect_cells(6, a, 0), ca);
         let mut seen = std::collections::BTreeSet::new();
-        for i in 0..4096u32 {
-            a[..4].copy_from_slice(&(0x0a00_0000 | i << 8).to_be_bytes());
-            let c = reflect_cells(4, &a);
+        for i in 0..4096u64 {
+            let c = reflect_cells(4, (0x0a00_0000 | i << 8) << 32, 0);
             assert!(c[0] < REFLECT_WIDTH && (REFLECT_WIDTH..2 * REFLECT_WIDTH).contains(&c[1]));
             seen.insert(c[0]);
         }

@@ -48,6 +48,18 @@ pub fn sum_fixed<const N: usize, const LEN: usize>(mut sum: u32, buf: &[u8; N], 
     sum
 }
 
+/// Folds a one's-complement sum of 32-bit words, loaded in memory byte order, to the 16-bit
+/// checksum field value in the same byte order (store it with `to_ne_bytes`).
+#[inline(always)]
+pub fn fold_words(mut sum: u64) -> u16 {
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
 /// Folds a 32-bit one's-complement sum to 16 bits and complements it: the value that goes into a
 /// checksum field (host order; store with `to_be_bytes`).
 #[inline(always)]
@@ -202,6 +214,23 @@ mod tests {
             h[10..12].copy_from_slice(&c.to_be_bytes());
             assert!(ipv4_header_ok(&h));
         }
+    }
+
+    #[test]
+    fn word_sums_match_byte_sums() {
+        let mut b = [0u8; 40];
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (i * 97 + 200) as u8;
+        }
+        let words: u64 = b
+            .chunks(4)
+            .map(|c| u32::from_ne_bytes(c.try_into().unwrap()) as u64)
+            .sum();
+        let want = fold(add_words(0, &b, 40));
+        assert_eq!(u16::from_be_bytes(fold_words(words).to_ne_bytes()), want);
+        assert_eq!(fold_words(0), 0xffff);
+        // Carries out of the 64-bit accumulator's top half fold back in.
+        assert_eq!(fold_words(0xffff_ffff_0000_0001), !1);
     }
 
     #[test]

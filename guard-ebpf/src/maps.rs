@@ -13,7 +13,7 @@ use guard_common::{
 use guard_ebpf::{
     ipv6_opts::{EXT_BUF, OptsScratch},
     options::{ParseScratch, TCP_HDR_BUF},
-    synack::SYNACK_L34_MAX,
+    synack::Words,
 };
 
 /// One entry: the runtime configuration, written by the controller (zeroed means mode off).
@@ -93,8 +93,8 @@ pub struct Scratch {
     pub parse: ParseScratch,
     /// Length of the reply's network + transport headers.
     pub len: usize,
-    /// The reply's network + transport headers under construction.
-    pub l34: [u8; SYNACK_L34_MAX],
+    /// The reply's network + transport headers under construction, a word at a time.
+    pub l34: Words,
 }
 
 #[map]

@@ -59,13 +59,10 @@ pub fn acl(cfg: &GuardConfig, seg: &Segment) -> Option<Acl> {
     }
     let lens = GUARD_ACL_LENS.get(0)?;
     let src = source(seg);
+    let (hi, lo) = halves(&src);
     let mut walk = AclWalk {
-        hi: u64::from_be_bytes([
-            src[0], src[1], src[2], src[3], src[4], src[5], src[6], src[7],
-        ]),
-        lo: u64::from_be_bytes([
-            src[8], src[9], src[10], src[11], src[12], src[13], src[14], src[15],
-        ]),
+        hi,
+        lo,
         v4: v4 as u32,
         found: 0,
     };
@@ -96,6 +93,15 @@ struct AclWalk {
     lo: u64,
     v4: u32,
     found: u32,
+}
+
+/// An address as two big-endian halves (IPv4, in the first 4 bytes, is the top of `hi`).
+#[inline(always)]
+fn halves(a: &[u8; 16]) -> (u64, u64) {
+    (
+        u64::from_be_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]),
+        u64::from_be_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]),
+    )
 }
 
 /// `x` with all but its top `len` bits cleared (`len` 0..=64).
@@ -281,27 +287,19 @@ pub fn reflect_budget(cfg: &GuardConfig, seg: &Segment, now: u64) -> bool {
     if cfg.reflect_limit == 0 {
         return true;
     }
-    let mut addr = source(seg);
     let (family, bits) = if seg.family == Family::Ipv4 {
         (4, cfg.reflect_prefix_v4)
     } else {
         (6, cfg.reflect_prefix_v6)
     };
-    // Clear the host bits, byte by byte (constant bounds for the verifier).
-    let mut i = 0u32;
-    while i < 16 {
-        let keep = if bits >= (i + 1) * 8 {
-            0xff
-        } else if bits <= i * 8 {
-            0
-        } else {
-            0xffu8 << (8 - (bits - i * 8))
-        };
-        addr[i as usize] &= keep;
-        i += 1;
-    }
+    let (hi, lo) = halves(&source(seg));
+    let (hi, lo) = if bits >= 64 {
+        (hi, keep_top(lo, (bits - 64) & 127))
+    } else {
+        (keep_top(hi, bits), 0)
+    };
     let second = (now >> 30) as u32;
-    let [c0, c1] = reflect_cells(family, &addr);
+    let [c0, c1] = reflect_cells(family, hi, lo);
     let (Some(p0), Some(p1)) = (GUARD_REFLECT.get_ptr_mut(c0), GUARD_REFLECT.get_ptr_mut(c1))
     else {
         return true;

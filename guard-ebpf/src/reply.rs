@@ -14,7 +14,8 @@ use guard_ebpf::{
     csum,
     options::{TCP_HDR_BUF, parse_syn_options},
     synack::{
-        self, Addrs, IPV4_HLEN, IPV6_HLEN, SYNACK_L34_MAX, SynAckFields, TCP_FLAG_CWR, TCP_FLAG_ECE,
+        self, Addrs, IPV4_HLEN, IPV6_HLEN, SYNACK_L34_MAX, SynAckFields, TCP_FLAG_CWR,
+        TCP_FLAG_ECE, Words,
     },
 };
 
@@ -159,7 +160,7 @@ fn ipv4_checksum_ok(xdp: *mut xdp_md, seg: &Segment, buf: &mut [u8; TCP_HDR_BUF]
 /// Resizes the frame to `l3 + len` bytes, writes `l34[..len]` at `l3` and swaps the MAC
 /// addresses; the link-layer header with its VLAN tags stays.
 #[inline(always)]
-fn emit(ctx: &XdpContext, l3: usize, l34: &[u8; SYNACK_L34_MAX], len: usize) -> Counter {
+fn emit(ctx: &XdpContext, l3: usize, l34: &Words, len: usize) -> Counter {
     let xdp = ctx.ctx as *mut xdp_md;
     // Verifier: sizes and offsets masked into ranges it can check against the buffers.
     let n = len as u32 & 0x7f;

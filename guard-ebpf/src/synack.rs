@@ -106,62 +106,93 @@ pub struct SynAckFields {
     pub tsecr: u32,
 }
 
-/// Writes the SYN-ACK TCP header with options into `out[at..]` (checksum field zero) and returns
-/// its length, a multiple of 4 between 24 and 40. Option layout follows `tcp_options_write`.
-/// `out` must have 40 bytes from `at`.
+/// 32-bit words of the reply's network + transport headers (IPv6 + the longest TCP header).
+pub const L34_WORDS: usize = SYNACK_L34_MAX / 4;
+
+/// The reply's headers under construction, a word at a time: each word holds four wire bytes
+/// in memory order (`u32::from_ne_bytes(wire)`), so the buffer is the frame's bytes as they are
+/// sent, built with word stores and summed with word loads (the one's complement sum does not
+/// depend on byte order, RFC 1071 section 2(B)).
+pub type Words = [u32; L34_WORDS];
+
 #[inline(always)]
-pub fn write_tcp<const N: usize>(out: &mut [u8; N], at: usize, f: &SynAckFields) -> usize {
-    if at + SYNACK_TCP_MAX > N {
+fn w(b: [u8; 4]) -> u32 {
+    u32::from_ne_bytes(b)
+}
+
+/// Writes the SYN-ACK TCP header with options at word `AT` (checksum field zero) and returns
+/// its length, a multiple of 4 between 24 and 40. Option layout follows `tcp_options_write`;
+/// the words past the header are zeroed, so a checksum may sum all ten.
+#[inline(always)]
+pub fn write_tcp<const AT: usize>(o: &mut Words, f: &SynAckFields) -> usize {
+    if AT + SYNACK_TCP_MAX / 4 > L34_WORDS {
         return 0;
     }
-    let o = &mut out[at..at + SYNACK_TCP_MAX];
-    o[0..2].copy_from_slice(&f.local_port.to_be_bytes());
-    o[2..4].copy_from_slice(&f.client_port.to_be_bytes());
-    o[4..8].copy_from_slice(&f.cookie.to_be_bytes());
-    o[8..12].copy_from_slice(&f.client_seq.wrapping_add(1).to_be_bytes());
+    let (p, c) = (f.local_port.to_be_bytes(), f.client_port.to_be_bytes());
+    o[AT] = w([p[0], p[1], c[0], c[1]]);
+    o[AT + 1] = f.cookie.to_be();
+    o[AT + 2] = f.client_seq.wrapping_add(1).to_be();
+    o[AT + 4] = 0;
+    let mss = f.mss.to_be_bytes();
+    o[AT + 5] = w([TCPOPT_MSS, 4, mss[0], mss[1]]);
+    o[AT + 6] = 0;
+    o[AT + 7] = 0;
+    o[AT + 8] = 0;
+    o[AT + 9] = 0;
+    let mut len = 24;
+    if f.neg.ts {
+        o[AT + 6] = if f.neg.sack {
+            w([TCPOPT_SACK_PERM, 2, TCPOPT_TIMESTAMP, 10])
+        } else {
+            w([TCPOPT_NOP, TCPOPT_NOP, TCPOPT_TIMESTAMP, 10])
+        };
+        o[AT + 7] = f.tsval.to_be();
+        o[AT + 8] = f.tsecr.to_be();
+        len = 36;
+    } else if f.neg.sack {
+        o[AT + 6] = w([TCPOPT_NOP, TCPOPT_NOP, TCPOPT_SACK_PERM, 2]);
+        len = 28;
+    }
+    if f.neg.wscale {
+        let ws = w([TCPOPT_NOP, TCPOPT_WINDOW, 3, f.wscale]);
+        // Constant indices on each arm keep every store's offset known to the verifier.
+        if len == 36 {
+            o[AT + 9] = ws;
+            len = 40;
+        } else if len == 28 {
+            o[AT + 7] = ws;
+            len = 32;
+        } else {
+            o[AT + 6] = ws;
+            len = 28;
+        }
+    }
     let mut flags = TCP_FLAG_SYN | TCP_FLAG_ACK;
     if f.neg.ecn {
         flags |= TCP_FLAG_ECE;
     }
-    o[13] = flags;
-    o[14..16].copy_from_slice(&f.window.to_be_bytes());
-    o[16..20].fill(0);
-    // Unused option space stays zero, so checksums may sum the whole 40 bytes.
-    o[24..SYNACK_TCP_MAX].fill(0);
-
-    let mss = f.mss.to_be_bytes();
-    o[20..24].copy_from_slice(&[TCPOPT_MSS, 4, mss[0], mss[1]]);
-    let mut len = 24;
-    if f.neg.ts {
-        let head = if f.neg.sack {
-            [TCPOPT_SACK_PERM, 2, TCPOPT_TIMESTAMP, 10]
-        } else {
-            [TCPOPT_NOP, TCPOPT_NOP, TCPOPT_TIMESTAMP, 10]
-        };
-        o[24..28].copy_from_slice(&head);
-        o[28..32].copy_from_slice(&f.tsval.to_be_bytes());
-        o[32..36].copy_from_slice(&f.tsecr.to_be_bytes());
-        len = 36;
-    } else if f.neg.sack {
-        o[24..28].copy_from_slice(&[TCPOPT_NOP, TCPOPT_NOP, TCPOPT_SACK_PERM, 2]);
-        len = 28;
-    }
-    if f.neg.wscale {
-        let ws = [TCPOPT_NOP, TCPOPT_WINDOW, 3, f.wscale];
-        // Constant slice bounds on each arm keep every store's offset known to the verifier.
-        if len == 36 {
-            o[36..40].copy_from_slice(&ws);
-            len = 40;
-        } else if len == 28 {
-            o[28..32].copy_from_slice(&ws);
-            len = 32;
-        } else {
-            o[24..28].copy_from_slice(&ws);
-            len = 28;
-        }
-    }
-    o[12] = ((len / 4) as u8) << 4;
+    let win = f.window.to_be_bytes();
+    o[AT + 3] = w([((len / 4) as u8) << 4, flags, win[0], win[1]]);
     len
+}
+
+/// Sum of `LEN` words from `AT`, as a 64-bit accumulator for [`csum::fold_words`].
+#[inline(always)]
+fn sum<const AT: usize, const LEN: usize>(o: &Words) -> u64 {
+    let mut s = 0u64;
+    let mut i = 0;
+    while i < LEN && AT + i < L34_WORDS {
+        s += o[AT + i] as u64;
+        i += 1;
+    }
+    s
+}
+
+/// The TCP pseudo-header's protocol and length words, in the buffer's byte order.
+#[inline(always)]
+fn pseudo_tail(tcp_len: usize) -> u64 {
+    let l = (tcp_len as u16).to_be_bytes();
+    u16::from_ne_bytes([0, 6]) as u64 + u16::from_ne_bytes(l) as u64
 }
 
 /// Addresses of an exchange, as the SYN carried them (`N` = 4 or 16 bytes).
@@ -171,65 +202,56 @@ pub struct Addrs<'a, const N: usize> {
     pub local: &'a [u8; N],
 }
 
-/// Writes the TCP part at `at` and fills in its checksum from the pseudo-header sum `pseudo`
-/// (which must not yet include the TCP length); returns the TCP length.
-#[inline(always)]
-fn tcp_with_checksum<const N: usize>(
-    out: &mut [u8; N],
-    at: usize,
-    f: &SynAckFields,
-    pseudo: u32,
-) -> usize {
-    let tcp_len = write_tcp(out, at, f);
-    // The bytes past tcp_len are zero (write_tcp), so a fixed-length, branch-free sum over
-    // the whole 40-byte area is the sum over the header.
-    let sum = csum::fold(csum::sum_fixed::<N, SYNACK_TCP_MAX>(
-        pseudo + tcp_len as u32,
-        out,
-        at,
-    ));
-    out[at + 16..at + 18].copy_from_slice(&sum.to_be_bytes());
-    tcp_len
-}
-
-/// Builds the IPv4 and TCP headers of a SYN-ACK into `out` and returns their length. The IPv4
+/// Builds the IPv4 and TCP headers of a SYN-ACK into `o` and returns their length. The IPv4
 /// header is the one the kernel sends with a SYN-ACK: no options, TOS 0, DF, ID 0, `ttl`.
 #[inline(always)]
-pub fn build_v4(
-    out: &mut [u8; SYNACK_L34_MAX],
-    a: Addrs<'_, 4>,
-    f: &SynAckFields,
-    ttl: u8,
-) -> usize {
-    const TCP: usize = IPV4_HLEN;
-    let pseudo = csum::ipv4_pseudo(*a.local, *a.client, 0);
-    let tcp_len = tcp_with_checksum(out, TCP, f, pseudo);
-    let tot_len = ((IPV4_HLEN + tcp_len) as u16).to_be_bytes();
-    // version/ihl, tos, total length, id 0, DF, ttl, TCP, checksum 0 (filled below)
-    out[0..12].copy_from_slice(&[0x45, 0, tot_len[0], tot_len[1], 0, 0, 0x40, 0, ttl, 6, 0, 0]);
-    out[12..16].copy_from_slice(a.local);
-    out[16..20].copy_from_slice(a.client);
-    let ipsum = csum::fold(csum::sum_fixed::<SYNACK_L34_MAX, IPV4_HLEN>(0, out, 0));
-    out[10..12].copy_from_slice(&ipsum.to_be_bytes());
+pub fn build_v4(o: &mut Words, a: Addrs<'_, 4>, f: &SynAckFields, ttl: u8) -> usize {
+    let tcp_len = write_tcp::<5>(o, f);
+    let tot = ((IPV4_HLEN + tcp_len) as u16).to_be_bytes();
+    let (local, client) = (w(*a.local), w(*a.client));
+    o[0] = w([0x45, 0, tot[0], tot[1]]);
+    o[1] = w([0, 0, 0x40, 0]);
+    o[2] = w([ttl, 6, 0, 0]);
+    o[3] = local;
+    o[4] = client;
+    let ip = csum::fold_words(sum::<0, 5>(o)).to_ne_bytes();
+    o[2] = w([ttl, 6, ip[0], ip[1]]);
+    let pseudo = local as u64 + client as u64 + pseudo_tail(tcp_len);
+    let tcp = csum::fold_words(pseudo + sum::<5, 10>(o)).to_ne_bytes();
+    o[9] = w([tcp[0], tcp[1], 0, 0]);
     IPV4_HLEN + tcp_len
 }
 
-/// Builds the IPv6 and TCP headers of a SYN-ACK into `out` and returns their length: traffic
+/// Builds the IPv6 and TCP headers of a SYN-ACK into `o` and returns their length: traffic
 /// class and flow label 0, no extension headers, `hop_limit`.
 #[inline(always)]
-pub fn build_v6(
-    out: &mut [u8; SYNACK_L34_MAX],
-    a: Addrs<'_, 16>,
-    f: &SynAckFields,
-    hop_limit: u8,
-) -> usize {
-    const TCP: usize = IPV6_HLEN;
-    let pseudo = csum::ipv6_pseudo(a.local, a.client, 0);
-    let tcp_len = tcp_with_checksum(out, TCP, f, pseudo);
+pub fn build_v6(o: &mut Words, a: Addrs<'_, 16>, f: &SynAckFields, hop_limit: u8) -> usize {
+    let tcp_len = write_tcp::<10>(o, f);
     let plen = (tcp_len as u16).to_be_bytes();
-    out[0..8].copy_from_slice(&[0x60, 0, 0, 0, plen[0], plen[1], 6, hop_limit]);
-    out[8..24].copy_from_slice(a.local);
-    out[24..40].copy_from_slice(a.client);
+    o[0] = w([0x60, 0, 0, 0]);
+    o[1] = w([plen[0], plen[1], 6, hop_limit]);
+    let mut pseudo = pseudo_tail(tcp_len);
+    let mut i = 0;
+    while i < 4 {
+        let l = w([
+            a.local[i * 4],
+            a.local[i * 4 + 1],
+            a.local[i * 4 + 2],
+            a.local[i * 4 + 3],
+        ]);
+        let c = w([
+            a.client[i * 4],
+            a.client[i * 4 + 1],
+            a.client[i * 4 + 2],
+            a.client[i * 4 + 3],
+        ]);
+        o[2 + i] = l;
+        o[6 + i] = c;
+        pseudo += l as u64 + c as u64;
+        i += 1;
+    }
+    let tcp = csum::fold_words(pseudo + sum::<10, 10>(o)).to_ne_bytes();
+    o[14] = w([tcp[0], tcp[1], 0, 0]);
     IPV6_HLEN + tcp_len
 }
 
@@ -331,11 +353,21 @@ mod tests {
         }
     }
 
+    /// The buffer's wire bytes.
+    fn bytes(o: &Words) -> Vec<u8> {
+        o.iter().flat_map(|x| x.to_ne_bytes()).collect()
+    }
+
+    fn tcp_bytes(f: &SynAckFields) -> (Vec<u8>, usize) {
+        let mut o = [0xdead_beef; L34_WORDS];
+        let n = write_tcp::<0>(&mut o, f);
+        (bytes(&o)[..SYNACK_TCP_MAX].to_vec(), n)
+    }
+
     #[test]
     fn tcp_header_layouts() {
-        let mut b = [0u8; SYNACK_TCP_MAX];
         // MSS only
-        let n = write_tcp(&mut b, 0, &fields(Negotiated::default()));
+        let (b, n) = tcp_bytes(&fields(Negotiated::default()));
         assert_eq!(n, 24);
         assert_eq!(&b[20..24], &[2, 4, 0x05, 0xb4]);
         assert_eq!(b[12] >> 4, 6);
@@ -350,7 +382,7 @@ mod tests {
             wscale: true,
             ecn: true,
         };
-        let n = write_tcp(&mut b, 0, &fields(all));
+        let (b, n) = tcp_bytes(&fields(all));
         assert_eq!(n, 40);
         assert_eq!(&b[24..28], &[4, 2, 8, 10]);
         assert_eq!(
@@ -360,29 +392,25 @@ mod tests {
         assert_eq!(&b[36..40], &[1, 3, 3, 10]);
         assert_eq!(b[13], TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_ECE);
         // ts without sack, without wscale
-        let n = write_tcp(
-            &mut b,
-            0,
-            &fields(Negotiated {
-                ts: true,
-                ..Default::default()
-            }),
-        );
+        let (b, n) = tcp_bytes(&fields(Negotiated {
+            ts: true,
+            ..Default::default()
+        }));
         assert_eq!(n, 36);
         assert_eq!(&b[24..28], &[1, 1, 8, 10]);
         assert_eq!(b[12] >> 4, 9);
         // sack without ts (not produced by negotiate, but laid out like the kernel would)
-        let n = write_tcp(
-            &mut b,
-            0,
-            &fields(Negotiated {
-                sack: true,
-                ..Default::default()
-            }),
-        );
+        let (b, n) = tcp_bytes(&fields(Negotiated {
+            sack: true,
+            ..Default::default()
+        }));
         assert_eq!(n, 28);
         assert_eq!(&b[24..28], &[1, 1, 4, 2]);
         assert_eq!(u16::from_be_bytes([b[14], b[15]]), 64240);
+        assert!(
+            b[28..].iter().all(|&x| x == 0),
+            "unused option space is zero"
+        );
     }
 
     fn negs() -> [Negotiated; 3] {
@@ -409,8 +437,9 @@ mod tests {
             local: &[10, 0, 0, 2],
         };
         for neg in negs() {
-            let mut f = [0u8; SYNACK_L34_MAX];
-            let n = build_v4(&mut f, a, &fields(neg), 64);
+            let mut o = [0xdead_beef; L34_WORDS];
+            let n = build_v4(&mut o, a, &fields(neg), 64);
+            let f = bytes(&o);
             let ip: [u8; 20] = f[0..20].try_into().unwrap();
             assert!(csum::ipv4_header_ok(&ip));
             assert_eq!(u16::from_be_bytes([ip[2], ip[3]]) as usize, n);
@@ -440,8 +469,9 @@ mod tests {
             local: &local,
         };
         for neg in negs() {
-            let mut f = [0u8; SYNACK_L34_MAX];
-            let n = build_v6(&mut f, a, &fields(neg), 255);
+            let mut o = [0xdead_beef; L34_WORDS];
+            let n = build_v6(&mut o, a, &fields(neg), 255);
+            let f = bytes(&o);
             assert_eq!(&f[0..4], &[0x60, 0, 0, 0]);
             assert_eq!(u16::from_be_bytes([f[4], f[5]]) as usize, n - 40);
             assert_eq!((f[6], f[7]), (6, 255));
