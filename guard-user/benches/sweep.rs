@@ -112,7 +112,7 @@ fn main() {
     }
     let _ = writeln!(
         md,
-        "| front | step | offered kpps | answered kpps | lost at ring kpps | server NAPI CPU % (median / min..max / spread) | legit clients ok / tries | connect p99 ms |\n|---|---|---|---|---|---|---|---|"
+        "| front | step | offered kpps | answered kpps | lost at ring kpps | server NAPI CPU % median | min..max | spread | legit clients ok / tries | connect p99 ms |\n|---|---|---|---|---|---|---|---|---|---|"
     );
     let mut json_steps = Vec::new();
     for (fi, (name, _, _)) in fronts.iter().enumerate() {
