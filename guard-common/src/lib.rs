@@ -592,7 +592,7 @@ counters! {
     AutoEngaged = "auto_engaged",
     /// Times mode `auto` disengaged after the hold-down time (counted besides the outcome).
     AutoReleased = "auto_released",
-    /// Mode changes made by the controller (`guard set mode=...`), counted in userspace.
+    /// Mode changes made by the controller (`synguard set mode=...`), counted in userspace.
     ModeSwitches = "mode_switches",
 }
 

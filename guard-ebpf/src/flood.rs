@@ -1,5 +1,5 @@
 //! The lab traffic generator: an XDP program run by `BPF_PROG_RUN` in live-frames mode on a veth
-//! (see `guard flood`). Each run turns the frame it was given into a copy of the template
+//! (see `synguard flood`). Each run turns the frame it was given into a copy of the template
 //! (untagged Ethernet + IPv4 or IPv6 + TCP) with a random source address inside the configured
 //! prefix, a random source port and sequence number (and acknowledgment number for forged-ACK
 //! floods), patches the checksums incrementally, and transmits it (XDP_TX). Frames it does not

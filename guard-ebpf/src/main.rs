@@ -32,7 +32,7 @@ pub fn synguard_states(ctx: TracePointContext) -> u32 {
 }
 
 /// The lab traffic generator (see `flood.rs`); never attached to an interface, only run with
-/// `BPF_PROG_RUN` live frames by `guard flood`.
+/// `BPF_PROG_RUN` live frames by `synguard flood`.
 #[xdp]
 pub fn synguard_flood(ctx: XdpContext) -> u32 {
     flood::generate(&ctx)

@@ -1,5 +1,5 @@
-//! Live configuration: the `key=value` settings of `guard set` and the same keys in a TOML
-//! config file (`guard run --config`), parsed into a [`Settings`] list, checked in full against
+//! Live configuration: the `key=value` settings of `synguard set` and the same keys in a TOML
+//! config file (`synguard run --config`), parsed into a [`Settings`] list, checked in full against
 //! the running configuration, and only then written to the maps, so a refused change leaves the
 //! running guard exactly as it was.
 //!
@@ -146,7 +146,7 @@ fn parse_acl(key: &str, action: Acl, v: &str) -> Result<Setting, GuardError> {
     Ok(Setting::Acl(action, add, cidr))
 }
 
-/// Parses one `key=value` argument of `guard set`.
+/// Parses one `key=value` argument of `synguard set`.
 pub fn parse_setting(arg: &str) -> Result<Setting, GuardError> {
     let (key, v) = arg.split_once('=').ok_or_else(|| {
         refuse(
@@ -241,7 +241,7 @@ enum PortsValue {
     List(Vec<u32>),
 }
 
-/// The config file: the keys of `guard set`, typed; unknown keys are refused.
+/// The config file: the keys of `synguard set`, typed; unknown keys are refused.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct ConfigFile {
@@ -432,7 +432,7 @@ fn plan(
 }
 
 /// Checks `settings` against `cfg` (with empty access lists) without writing anything: lets
-/// `guard run --config` refuse a bad file before it loads or changes anything.
+/// `synguard run --config` refuse a bad file before it loads or changes anything.
 pub fn check(cfg: &GuardConfig, settings: &[Setting]) -> Result<(), GuardError> {
     plan(cfg, &[], settings).map(|_| ())
 }

@@ -345,7 +345,7 @@ impl Guard {
         self.program().info().ok().map(|i| i.id())
     }
 
-    /// Takes the aya-log reader, to be polled by the caller (see `guard run -v`). The caller must
+    /// Takes the aya-log reader, to be polled by the caller (see `synguard run -v`). The caller must
     /// keep it alive as long as the program runs.
     pub fn take_logger(&mut self) -> Option<Logger> {
         self.logger.take()

@@ -1,4 +1,4 @@
-//! The veth lab shared by the integration tests and `guard lab`: network namespaces, a veth pair
+//! The veth lab shared by the integration tests and `synguard lab`: network namespaces, a veth pair
 //! between them, child processes, nginx, kernel counters (`/proc/net/netstat`, `ss`) and a
 //! bounded packet generator. Every resource is an RAII guard removed on drop, named uniquely per
 //! process (`sg-<pid>-<n>`), so parallel tests do not collide and a failing test leaves nothing
@@ -857,13 +857,13 @@ pub fn curl(ns: &Netns, url: &str, out: Option<&Path>, extra: &[&str]) -> Result
     })
 }
 
-/// A `guard run --json` child: its reports, parsed.
+/// A `synguard run --json` child: its reports, parsed.
 #[derive(Debug)]
 pub struct GuardProc {
     pub child: ChildGuard,
 }
 
-/// One `guard run --json` report: the totals under the counter names (all address families).
+/// One `synguard run --json` report: the totals under the counter names (all address families).
 #[derive(Clone, Debug)]
 pub struct Report {
     /// The raw JSON object.
@@ -910,7 +910,7 @@ impl GuardProc {
         let mut cmd = ns.command(exe);
         cmd.args(["run", iface, "--json", "--interval"])
             .arg(interval_s.to_string());
-        let child = ChildGuard::spawn("guard run", &mut cmd)?;
+        let child = ChildGuard::spawn("synguard run", &mut cmd)?;
         let g = Self { child };
         g.next_report(g.child.started(), Duration::from_secs(30))?;
         Ok(g)
@@ -1044,7 +1044,7 @@ impl Lab {
         http_url(SERVER_IP6.into(), path)
     }
 
-    /// Starts `guard run` on the server end.
+    /// Starts `synguard run` on the server end.
     /// Frames the client end has transmitted through XDP (the live-frames generator's output).
     pub fn client_tx_frames(&self) -> u64 {
         let out = self
@@ -1067,7 +1067,7 @@ impl Lab {
         curl(&self.client, &self.url(path), out, extra)
     }
 
-    /// A `guard flood` command from the client end towards nginx's port, spoofing
+    /// A `synguard flood` command from the client end towards nginx's port, spoofing
     /// [`SPOOF_PREFIX`]; run it with [`ChildGuard::spawn`] or [`run_flood`].
     pub fn flood_command(
         &self,
@@ -1107,7 +1107,7 @@ pub fn run_flood(cmd: &mut Command) -> Result<flood::FloodReport> {
     text.lines()
         .find_map(flood::FloodReport::parse_line)
         .ok_or_else(|| LabError::Parse {
-            what: "guard flood output".into(),
+            what: "synguard flood output".into(),
             text,
         })
 }

@@ -1,6 +1,6 @@
 //! synguard controller library: the [`Guard`] type that loads the embedded XDP program, configures
 //! it, attaches it to an interface and reads its counters, plus the system plumbing it needs
-//! (sysctls, option negotiation inputs). The `guard` binary is a thin CLI over this crate; the
+//! (sysctls, option negotiation inputs). The `synguard` binary is a thin CLI over this crate; the
 //! tests and the lab drive the same API.
 
 pub mod baseline;

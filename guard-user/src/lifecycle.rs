@@ -219,7 +219,7 @@ pub fn lock_guard(key: &PinKey) -> Result<Lock, GuardError> {
         TryLock::Taken(l) => Ok(l),
         TryLock::Held(pid) => Err(GuardError::Busy(format!(
             "`{}` (network namespace {}) is being attached by {}; stop that controller first \
-             (`guard detach {}` stops it and removes the guard)",
+             (`synguard detach {}` stops it and removes the guard)",
             key.iface,
             key.netns,
             pid.map_or("another process".into(), |p| format!("pid {p}")),
@@ -228,7 +228,7 @@ pub fn lock_guard(key: &PinKey) -> Result<Lock, GuardError> {
     }
 }
 
-/// Takes the lock of `key`, waiting for it at most `timeout` (`guard detach`, after it asked
+/// Takes the lock of `key`, waiting for it at most `timeout` (`synguard detach`, after it asked
 /// the controller to stop).
 pub fn lock_guard_wait(key: &PinKey, timeout: Duration) -> Result<Lock, GuardError> {
     state_dir()?;
@@ -388,7 +388,7 @@ pub fn other_guards(netns: u64, iface: &str) -> Vec<String> {
     out
 }
 
-/// Writes back every recorded original whose sysctl still holds the value the guard set
+/// Writes back every recorded original whose sysctl still holds the value the synguard set
 /// (a value changed by someone else since is left alone); returns `name=value` of each write.
 fn write_back(values: &[(String, String)]) -> Result<Vec<String>, GuardError> {
     let mut done = Vec::new();
@@ -401,7 +401,7 @@ fn write_back(values: &[(String, String)]) -> Result<Vec<String>, GuardError> {
             sysctl::write(name, orig)?;
             done.push(format!("{name}={orig}"));
         } else if now != *orig {
-            log::warn!("{name} is {now}, not the {set} the guard set: left alone (was {orig})");
+            log::warn!("{name} is {now}, not the {set} the synguard set: left alone (was {orig})");
         }
     }
     Ok(done)
@@ -410,7 +410,7 @@ fn write_back(values: &[(String, String)]) -> Result<Vec<String>, GuardError> {
 /// Before a guard of namespace `netns` (the calling thread's) changes any sysctl: records their
 /// current values unless a record of this namespace exists. A record left by guards that are
 /// all gone (a controller killed with SIGKILL) is restored first, then recorded again: the
-/// values it holds are the true originals, never values a guard set. `me` is the interface of
+/// values it holds are the true originals, never values a synguard set. `me` is the interface of
 /// the starting guard, `pinned_here` true if a pinned guard already runs on it (a takeover),
 /// `copy` the originals its state file recorded (used when the pinned record is missing).
 /// Returns the originals.
@@ -539,8 +539,8 @@ pub fn pinned_prior(key: &PinKey, pin: bool) -> Result<Option<PinState>, GuardEr
             iface: key.iface.clone(),
             mode: "unpinned",
             reason: format!(
-                "a pinned guard runs on it: take it over with `guard run --pin {0}`, or remove \
-                 it with `guard detach {0}`",
+                "a pinned guard runs on it: take it over with `synguard run --pin {0}`, or remove \
+                 it with `synguard detach {0}`",
                 key.iface
             ),
             hint: "",
@@ -551,7 +551,7 @@ pub fn pinned_prior(key: &PinKey, pin: bool) -> Result<Option<PinState>, GuardEr
 
 /// The pinned guard of `iface` for `set`, `status` and `stats` ([`PinKey::find`]), refused when
 /// its namespace is gone or its inode now names another namespace (the pins are a dead
-/// namespace's: `guard detach` removes them).
+/// namespace's: `synguard detach` removes them).
 pub fn find_live(iface: &str, netns_arg: Option<u64>) -> Result<PinKey, GuardError> {
     let key = PinKey::find(iface, netns_arg)?;
     let recorded = PinState::load(&key).ok().and_then(|s| s.netns_cookie);
@@ -564,7 +564,7 @@ pub fn find_live(iface: &str, netns_arg: Option<u64>) -> Result<PinKey, GuardErr
     } else {
         Err(GuardError::NotPinned(format!(
             "the pinned guard of `{iface}` belongs to network namespace {}, which is gone: \
-             `guard detach {iface}` removes its pins",
+             `synguard detach {iface}` removes its pins",
             key.netns
         )))
     }
@@ -756,8 +756,8 @@ impl<'a> Follow<'a> {
                         GONE_LIMIT.as_secs(),
                         if self.state.is_some() {
                             format!(
-                                "; the pins stay (`guard run --pin {iface}` re-attaches once it \
-                                 is back, `guard detach {iface}` removes them)"
+                                "; the pins stay (`synguard run --pin {iface}` re-attaches once it \
+                                 is back, `synguard detach {iface}` removes them)"
                             )
                         } else {
                             String::new()
@@ -830,7 +830,7 @@ fn stop_controller(key: &PinKey, pid: u32) -> Result<Lock, GuardError> {
     lock_guard_wait(key, Duration::from_secs(15))
 }
 
-/// `guard detach`: stops the guard's controller if one runs (a plain one then detaches and
+/// `synguard detach`: stops the guard's controller if one runs (a plain one then detaches and
 /// restores by itself), removes the pinned guard (link, maps, state file) and, unless guards on
 /// other interfaces of the namespace need them, restores the sysctls. Works without pins too:
 /// after a plain controller died (SIGKILL), it restores the sysctls it left changed. A guard
@@ -917,7 +917,7 @@ pub fn detach(iface: &str, netns_arg: Option<u64>) -> Result<Detached, GuardErro
 fn not_found(iface: &str, key: &PinKey) -> GuardError {
     GuardError::NotPinned(format!(
         "no pinned guard on `{iface}`, no controller running on it and no sysctls recorded in \
-         network namespace {} (start one with `guard run --pin {iface}` or `guard attach \
+         network namespace {} (start one with `synguard run --pin {iface}` or `synguard attach \
          {iface}`)",
         key.netns
     ))

@@ -1,4 +1,4 @@
-//! `guard`: the synguard command line. A thin layer over the `guard_user` library: argument
+//! `synguard`: the command line. A thin layer over the `guard_user` library: argument
 //! parsing, signal handling, and printing.
 
 use std::{
@@ -32,7 +32,7 @@ use tokio::{
 /// XDP SYN-flood guard: answers SYNs with SYN cookies in XDP, validates third ACKs before the
 /// kernel sees them, and lets established traffic through.
 #[derive(Debug, Parser)]
-#[command(name = "guard", version, propagate_version = true)]
+#[command(name = "synguard", version, propagate_version = true)]
 struct Cli {
     /// More output: -v shows the data path's log stream and info, -vv debug, -vvv trace.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -45,7 +45,7 @@ struct Cli {
 enum Command {
     /// Attach the guard to an interface and print its counters until interrupted.
     Run(RunArgs),
-    /// Attach a pinned guard to an interface and exit (it stays attached; see `guard detach`).
+    /// Attach a pinned guard to an interface and exit (it stays attached; see `synguard detach`).
     Attach(AttachArgs),
     /// Remove a pinned guard: detach it, remove its pins, restore the sysctls it changed.
     Detach(TargetArgs),
@@ -177,13 +177,13 @@ struct RunArgs {
     /// controller exits, and a restart takes the pinned guard over without a gap.
     #[arg(long)]
     pin: bool,
-    /// TOML file with the keys of `guard set` (mode, auto-syn-rate, ports, allow, deny, ...).
+    /// TOML file with the keys of `synguard set` (mode, auto-syn-rate, ports, allow, deny, ...).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Serve Prometheus metrics on http://ADDR:PORT/metrics.
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
-    /// `guard attach`: exit once attached.
+    /// `synguard attach`: exit once attached.
     #[arg(skip)]
     exit_after_attach: bool,
 }
@@ -195,7 +195,7 @@ struct AttachArgs {
     /// XDP attach mode (of a new attachment; a pinned one keeps its mode).
     #[arg(long, value_enum, default_value_t = AttachMode::Native)]
     mode: AttachMode,
-    /// TOML file with the keys of `guard set`.
+    /// TOML file with the keys of `synguard set`.
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -277,7 +277,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("guard: error: tokio runtime: {e}");
+            eprintln!("synguard: error: tokio runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -295,7 +295,7 @@ fn main() -> ExitCode {
                 (None, Some(LabError::Refused(_))) => 2,
                 _ => 1,
             };
-            eprintln!("guard: error: {e:#}");
+            eprintln!("synguard: error: {e:#}");
             ExitCode::from(code as u8)
         }
     }
@@ -404,7 +404,7 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
         };
         control::check(&probe, &settings)?;
     }
-    // Caught from here on: a SIGTERM while starting (`guard detach`, a service stop) ends the
+    // Caught from here on: a SIGTERM while starting (`synguard detach`, a service stop) ends the
     // run once it started, through the orderly shutdown.
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
@@ -538,7 +538,7 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
     );
     if args.exit_after_attach {
         println!(
-            "synguard attached to {} and pinned at {} (program id {}); `guard detach {}` removes it",
+            "synguard attached to {} and pinned at {} (program id {}); `synguard detach {}` removes it",
             args.iface,
             key.pin_dir_display().display(),
             state.program_id,
@@ -745,7 +745,7 @@ async fn report_loop(
         if let Err(e) = snapshot::reseed(guard.maps_mut(), netns) {
             log::debug!("re-seeding the TCP state gauges: {e}");
         }
-        // The same report as `guard stats`: counters, TCP state gauges, kernel counters.
+        // The same report as `synguard stats`: counters, TCP state gauges, kernel counters.
         let now = snapshot::take(guard.maps(), netns)?;
         let line = if args.json {
             now.json_line(&prev) + "\n"
@@ -810,7 +810,7 @@ fn set(a: SetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Everything `guard status` shows.
+/// Everything `synguard status` shows.
 fn status_json(key: &PinKey) -> anyhow::Result<serde_json::Value> {
     let maps = PinnedMaps::open(&key.pin_dir())?;
     let state = PinState::load(key).ok();
@@ -1009,25 +1009,25 @@ mod tests {
     #[test]
     fn bad_values_are_refused() {
         for args in [
-            &["guard", "run"][..],
-            &["guard", "run", "eth0", "--interval", "0"],
-            &["guard", "run", "eth0", "--interval", "abc"],
-            &["guard", "run", "eth0", "--count", "0"],
-            &["guard", "run", "eth0", "--ttl", "0"],
-            &["guard", "run", "eth0", "--ttl", "256"],
-            &["guard", "run", "eth0", "--mss", "100"],
-            &["guard", "run", "eth0", "--mode", "hw"],
+            &["synguard", "run"][..],
+            &["synguard", "run", "eth0", "--interval", "0"],
+            &["synguard", "run", "eth0", "--interval", "abc"],
+            &["synguard", "run", "eth0", "--count", "0"],
+            &["synguard", "run", "eth0", "--ttl", "0"],
+            &["synguard", "run", "eth0", "--ttl", "256"],
+            &["synguard", "run", "eth0", "--mss", "100"],
+            &["synguard", "run", "eth0", "--mode", "hw"],
         ] {
             let err = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");
         }
         for args in [
-            &["guard", "set", "eth0"][..],
-            &["guard", "stats", "eth0", "--count", "0"],
-            &["guard", "stats", "eth0", "--interval", "0"],
-            &["guard", "run", "eth0", "--metrics-addr", "nope"],
-            &["guard", "status"],
-            &["guard", "detach", "eth0", "--netns", "x"],
+            &["synguard", "set", "eth0"][..],
+            &["synguard", "stats", "eth0", "--count", "0"],
+            &["synguard", "stats", "eth0", "--interval", "0"],
+            &["synguard", "run", "eth0", "--metrics-addr", "nope"],
+            &["synguard", "status"],
+            &["synguard", "detach", "eth0", "--netns", "x"],
         ] {
             let err = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");

@@ -1,5 +1,5 @@
 //! Network namespaces by inode number: the guard is keyed by the namespace of its interface,
-//! and `guard stats`/`guard status` may run elsewhere, so the controller finds the namespace
+//! and `synguard stats`/`synguard status` may run elsewhere, so the controller finds the namespace
 //! again (the caller's own, a named one under /run/netns, or any process's) and runs sock_diag
 //! dumps and /proc/net reads on a helper thread moved into it with `setns`.
 

@@ -6,7 +6,7 @@
 //!   and `STATE_MAPS` under its own name), `xdp_link` (the bpf_link attaching the XDP program
 //!   to the interface) and `states_link` (the bpf_link of the TCP state tracepoint program);
 //! - `/run/synguard/<key>.json`: the [`PinState`] (bpffs holds only BPF objects): the sysctls'
-//!   prior values to restore on `guard detach`, attach mode, program ids, times, config file.
+//!   prior values to restore on `synguard detach`, attach mode, program ids, times, config file.
 
 use std::{
     path::{Path, PathBuf},
@@ -44,7 +44,7 @@ fn parent_of(pid: u32) -> Option<u32> {
 ///
 /// `ip netns exec` runs its command in a private mount namespace with a fresh /sys, where a BPF
 /// filesystem mounted at /sys/fs/bpf is private too and dies with the process, pins included.
-/// Pins must live on the host's BPF filesystem for another process (`guard set`, `guard stats`,
+/// Pins must live on the host's BPF filesystem for another process (`synguard set`, `synguard stats`,
 /// a restarted controller) to find them.
 pub fn host_root() -> PathBuf {
     static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -200,8 +200,8 @@ impl PinKey {
 
 fn not_pinned(iface: &str, where_: &str) -> GuardError {
     GuardError::NotPinned(format!(
-        "no pinned guard on `{iface}`{where_} (start one with `guard run --pin {iface}` or \
-         `guard attach {iface}`)"
+        "no pinned guard on `{iface}`{where_} (start one with `synguard run --pin {iface}` or \
+         `synguard attach {iface}`)"
     ))
 }
 
@@ -283,13 +283,13 @@ pub struct PinState {
     pub attached_unix: f64,
     /// When the current (or last) controller started.
     pub controller_unix: f64,
-    /// The controller process, while it runs (`None` after `guard attach`).
+    /// The controller process, while it runs (`None` after `synguard attach`).
     pub controller_pid: Option<u32>,
     /// Metrics address of the running controller.
     pub metrics_addr: Option<String>,
     /// The configuration file given to the controller, if any.
     pub config_file: Option<String>,
-    /// Sysctls changed for the guard, with the values to restore on `guard detach`.
+    /// Sysctls changed for the guard, with the values to restore on `synguard detach`.
     pub sysctls: Vec<(String, String)>,
     /// Controller restarts since the first attach.
     pub restarts: u64,

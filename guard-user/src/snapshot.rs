@@ -67,7 +67,7 @@ impl Snapshot {
             .max(1e-9)
     }
 
-    /// The live table of `guard stats`: states, guard counters, kernel counters, with
+    /// The live table of `synguard stats`: states, guard counters, kernel counters, with
     /// per-second rates since `prev`.
     pub fn table(&self, prev: &Snapshot, title: &str) -> String {
         let secs = self.secs_since(prev);

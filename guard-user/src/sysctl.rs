@@ -85,7 +85,7 @@ impl SysctlSet {
     }
 
     /// Gives up the changes without restoring them (a pinned guard keeps its sysctls after the
-    /// controller exits; `guard detach` restores them from the recorded values): returns the
+    /// controller exits; `synguard detach` restores them from the recorded values): returns the
     /// changed sysctls with their previous values, oldest first.
     pub fn keep(&mut self) -> Vec<(String, String)> {
         std::mem::take(&mut self.changed)

@@ -123,7 +123,7 @@ pub fn possible_cpus() -> u32 {
 }
 
 /// Policy fields of a fresh configuration: mode `always`, every listening port protected, no
-/// access lists, no reflection limit; auto thresholds ready for `guard set mode=auto`.
+/// access lists, no reflection limit; auto thresholds ready for `synguard set mode=auto`.
 pub fn policy_defaults() -> GuardConfig {
     GuardConfig {
         mode: Mode::Always as u32,

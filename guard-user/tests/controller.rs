@@ -1,5 +1,5 @@
 //! The controller end to end, in the veth lab (`guard_user::lab`, RAII namespaces and
-//! processes): pinned guards and their restart without a gap, `guard set`/`status`/`stats`/
+//! processes): pinned guards and their restart without a gap, `synguard set`/`status`/`stats`/
 //! `detach`/`attach` from other processes, the TCP state gauges against `ss -tan`, the
 //! Prometheus endpoint, and the TOML config file. Every pinned guard a test creates is detached
 //! by a guard object on drop, also when the test fails.
@@ -21,7 +21,7 @@ use std::{
 use guard_common::{Counter, TcpState};
 use guard_user::lab::{self, ChildGuard, Lab, Report, TempDir, nginx::BIG_SIZE};
 
-/// Starts `guard run --pin --json` in the server namespace and waits until `guard status`
+/// Starts `synguard run --pin --json` in the server namespace and waits until `synguard status`
 /// names it as the guard's controller (and, with a short interval, for its first report).
 fn start_pinned(lab: &Lab, interval: &str, extra: &[&str]) -> ChildGuard {
     let mut cmd = lab.server.command(guard_exe());
@@ -34,7 +34,8 @@ fn start_pinned(lab: &Lab, interval: &str, extra: &[&str]) -> ChildGuard {
         interval,
     ])
     .args(extra);
-    let mut child = ChildGuard::spawn("guard run --pin", &mut cmd).expect("starting guard run");
+    let mut child =
+        ChildGuard::spawn("synguard run --pin", &mut cmd).expect("starting synguard run");
     let pid = child.pid();
     let started = Instant::now();
     loop {
@@ -46,11 +47,11 @@ fn start_pinned(lab: &Lab, interval: &str, extra: &[&str]) -> ChildGuard {
             break;
         }
         if let Some(st) = child.try_status() {
-            panic!("guard run --pin exited ({st}): {}", child.stderr());
+            panic!("synguard run --pin exited ({st}): {}", child.stderr());
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "guard run --pin not up after 30 s; stderr: {}",
+            "synguard run --pin not up after 30 s; stderr: {}",
             child.stderr()
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -60,14 +61,14 @@ fn start_pinned(lab: &Lab, interval: &str, extra: &[&str]) -> ChildGuard {
             .wait_line(started, Duration::from_secs(30), |l| {
                 Report::parse(l).is_some()
             })
-            .unwrap_or_else(|e| panic!("guard run --pin: {e}; stderr: {}", child.stderr()));
+            .unwrap_or_else(|e| panic!("synguard run --pin: {e}; stderr: {}", child.stderr()));
     }
     child
 }
 
 fn stop(mut child: ChildGuard) {
     let st = child.stop(Duration::from_secs(10));
-    assert!(st.success(), "guard run exit: {st}; {}", child.stderr());
+    assert!(st.success(), "synguard run exit: {st}; {}", child.stderr());
 }
 
 fn status(lab: &Lab) -> serde_json::Value {
@@ -85,7 +86,7 @@ fn stable_status(lab: &Lab) -> serde_json::Value {
     v
 }
 
-/// One `guard stats --json` report.
+/// One `synguard stats --json` report.
 fn stats(lab: &Lab, extra: &[&str]) -> serde_json::Value {
     let mut args = vec![
         "stats",
@@ -402,7 +403,7 @@ fn state_gauges_equal_ss_counts() {
     let lab = new_lab(true);
     let _pinned = Pinned { lab: &lab };
     // A long interval: the controller seeds the gauges once at start, so what follows is
-    // tracked by the tracepoint alone until `guard stats` re-seeds.
+    // tracked by the tracepoint alone until `synguard stats` re-seeds.
     let run = start_pinned(&lab, "3600", &[]);
     let iface = lab.server_if();
     assert_gauges_match(&lab, &["--no-reseed"], &[]);
@@ -505,10 +506,10 @@ fn metrics_endpoint_serves_prometheus_text() {
     // A SYN flood; the live table and a scrape taken while it runs are printed (visible with
     // --nocapture) as the documentation of both outputs.
     let mut flood = ChildGuard::spawn(
-        "guard flood",
+        "synguard flood",
         &mut lab.flood_command(guard_exe(), "syn", 60_000, 20.0, Some(20_000)),
     )
-    .expect("starting guard flood");
+    .expect("starting synguard flood");
     std::thread::sleep(Duration::from_millis(1500));
     let table = guard_ok(
         &lab,
@@ -516,7 +517,7 @@ fn metrics_endpoint_serves_prometheus_text() {
     );
     let (code, during) = scrape(&lab, port, "/metrics");
     assert_eq!(code, 200);
-    println!("guard stats during a 20 kpps SYN flood:\n{table}");
+    println!("synguard stats during a 20 kpps SYN flood:\n{table}");
     println!("/metrics during the flood (excerpt):");
     for l in during.lines().filter(|l| {
         !l.starts_with('#')
@@ -527,7 +528,7 @@ fn metrics_endpoint_serves_prometheus_text() {
     }
     assert!(table.contains("synack_sent"), "{table}");
     let st = flood.wait(Duration::from_secs(20)).expect("the flood ends");
-    assert!(st.success(), "guard flood: {}", flood.stderr());
+    assert!(st.success(), "synguard flood: {}", flood.stderr());
     std::thread::sleep(Duration::from_millis(200));
 
     let (code, body) = scrape(&lab, port, "/metrics");

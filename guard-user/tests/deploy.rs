@@ -153,7 +153,7 @@ fn dashboard_and_alerts_query_only_exported_series() {
     let addr = "127.0.0.1:9464";
     let mut cmd = lab.server.command(guard_exe());
     cmd.args(["run", lab.server_if(), "--json", "--metrics-addr", addr]);
-    let _guard = ChildGuard::spawn("guard run", &mut cmd).expect("guard run");
+    let _guard = ChildGuard::spawn("synguard run", &mut cmd).expect("synguard run");
     let out = std::env::temp_dir().join(format!("synguard-metrics-{}.txt", std::process::id()));
     let scrape = wait_until("the metrics endpoint", Duration::from_secs(30), || {
         let r = curl(

@@ -121,7 +121,7 @@ fn forwarded_traffic_passes_untouched_and_local_addresses_stay_protected() {
     let mut t = topology();
     t.guard = Some(
         GuardProc::start(guard_exe(), &t.router, &t.front_if, 0.2)
-            .expect("guard run on the router"),
+            .expect("synguard run on the router"),
     );
     let g = t.guard.as_ref().unwrap();
     let expected = std::fs::read(t.web.file("big.bin")).unwrap();
@@ -230,7 +230,7 @@ fn forwarded_traffic_passes_untouched_and_local_addresses_stay_protected() {
     );
     let _ = (&t.web_ns, std::fs::remove_file(&out));
     let status = t.guard.take().unwrap().stop();
-    assert!(status.success(), "guard run exits cleanly: {status}");
+    assert!(status.success(), "synguard run exits cleanly: {status}");
 }
 
 fn tempfile(tag: &str) -> std::path::PathBuf {

@@ -1,7 +1,7 @@
 //! Issue 10, "a guard that never leaves a host worse than it found it", case by case in the veth
 //! lab: a SIGKILLed controller's sysctls, simultaneous pinned starts, a lost state file, an
 //! interface deleted and re-created under a guard, a namespace deleted under a pinned guard, an
-//! unbindable metrics address, duplicate `guard set` keys, unbounded config files, and callers
+//! unbindable metrics address, duplicate `synguard set` keys, unbounded config files, and callers
 //! without privileges. Every pinned guard is detached on drop, also when a test fails.
 //!
 //! Needs root, iproute2, ethtool, curl, nginx and setpriv (`cargo xtask setup`).
@@ -77,8 +77,8 @@ fn assert_no_leftovers(lab: &Lab, what: &str) {
     assert_eq!(sysctls(lab), ["1", "1"], "{what}: sysctls changed");
 }
 
-/// Case 1: a plain controller killed with SIGKILL leaves 2/2; the next `guard detach`, and
-/// the next `guard run`, restore the true originals 1/1 (never recording 2/2 as the prior).
+/// Case 1: a plain controller killed with SIGKILL leaves 2/2; the next `synguard detach`, and
+/// the next `synguard run`, restore the true originals 1/1 (never recording 2/2 as the prior).
 #[test]
 fn sigkilled_plain_controller_is_restored_by_detach_and_by_the_next_run() {
     let lab = new_lab(false);
@@ -86,7 +86,7 @@ fn sigkilled_plain_controller_is_restored_by_detach_and_by_the_next_run() {
     let iface = lab.server_if();
     assert_eq!(sysctls(&lab), ["1", "1"], "the lab starts at the defaults");
 
-    let mut g = lab.start_guard(guard_exe(), 0.2).expect("guard run");
+    let mut g = lab.start_guard(guard_exe(), 0.2).expect("synguard run");
     assert_eq!(sysctls(&lab), ["2", "2"]);
     g.child.signal(libc::SIGKILL);
     g.child.wait(Duration::from_secs(10)).unwrap();
@@ -95,7 +95,7 @@ fn sigkilled_plain_controller_is_restored_by_detach_and_by_the_next_run() {
     assert!(out.contains("net.ipv4.tcp_syncookies=1"), "{out}");
     assert_untouched(&lab, "detach after SIGKILL");
 
-    let mut g = lab.start_guard(guard_exe(), 0.2).expect("guard run");
+    let mut g = lab.start_guard(guard_exe(), 0.2).expect("synguard run");
     g.child.signal(libc::SIGKILL);
     g.child.wait(Duration::from_secs(10)).unwrap();
     // The next run finds the dead controller's record, restores it, records it again.
@@ -107,8 +107,8 @@ fn sigkilled_plain_controller_is_restored_by_detach_and_by_the_next_run() {
     assert!(stderr(&o).contains("died"), "{}", stderr(&o));
     assert_untouched(&lab, "run after SIGKILL");
 
-    // `guard detach` on a running plain controller stops it; it restores by itself.
-    let g = lab.start_guard(guard_exe(), 0.2).expect("guard run");
+    // `synguard detach` on a running plain controller stops it; it restores by itself.
+    let g = lab.start_guard(guard_exe(), 0.2).expect("synguard run");
     let out = guard_ok(&lab, &["detach", iface]);
     assert!(
         out.contains(&format!("controller pid {} stopped", g.child.pid())),
@@ -118,7 +118,7 @@ fn sigkilled_plain_controller_is_restored_by_detach_and_by_the_next_run() {
     assert_untouched(&lab, "detach of a running plain controller");
 }
 
-/// Case 2: two `guard attach` started together, 20 times: exactly one attaches, the other
+/// Case 2: two `synguard attach` started together, 20 times: exactly one attaches, the other
 /// says who is attaching and removes nothing; the interface stays protected.
 #[test]
 fn simultaneous_pinned_starts_one_wins_every_time() {
@@ -181,7 +181,7 @@ fn lost_state_file_still_restores_the_originals() {
     let iface = lab.server_if();
     guard_ok(&lab, &["attach", iface]);
     // The pinned record lost (a guard of an older version had none): a takeover rebuilds it
-    // from the state file's copy, not from the values the guard set.
+    // from the state file's copy, not from the values the synguard set.
     let record = format!("/sys/fs/bpf/synguard/sysctls/{}", server_netns(&lab));
     std::fs::remove_file(&record).unwrap();
     guard_ok(&lab, &["attach", iface]);
@@ -258,14 +258,14 @@ fn assert_guarded_again(lab: &Lab, what: &str) {
 }
 
 /// Case 4: the interface deleted and re-created under a plain and a pinned controller, and
-/// under a pinned guard without one (its stale link is replaced by the next `guard attach`).
+/// under a pinned guard without one (its stale link is replaced by the next `synguard attach`).
 #[test]
 fn recreated_interface_is_guarded_again() {
     let lab = new_lab(true);
     let _pinned = Pinned { lab: &lab };
     let iface = lab.server_if();
 
-    let mut g = lab.start_guard(guard_exe(), 0.2).expect("guard run");
+    let mut g = lab.start_guard(guard_exe(), 0.2).expect("synguard run");
     let _pass1 = recreate_veth(&lab);
     assert_guarded_again(&lab, "plain run");
     assert!(g.child.try_status().is_none(), "{}", g.child.stderr());
@@ -274,7 +274,7 @@ fn recreated_interface_is_guarded_again() {
 
     let mut cmd = lab.server.command(guard_exe());
     cmd.args(["run", "--pin", iface, "--json", "--interval", "0.2"]);
-    let mut run = ChildGuard::spawn("guard run --pin", &mut cmd).unwrap();
+    let mut run = ChildGuard::spawn("synguard run --pin", &mut cmd).unwrap();
     run.wait_line(run.started(), Duration::from_secs(30), |l| {
         l.starts_with('{')
     })
@@ -317,7 +317,7 @@ fn recreated_interface_that_cannot_be_attached_ends_the_controller_clearly() {
     let lab = new_lab(false);
     let _pinned = Pinned { lab: &lab };
     let iface = lab.server_if();
-    let mut g = lab.start_guard(guard_exe(), 0.2).expect("guard run");
+    let mut g = lab.start_guard(guard_exe(), 0.2).expect("synguard run");
     lab.server.exec(&["ip", "link", "del", iface]).unwrap();
     lab.server
         .exec(&["ip", "link", "add", iface, "type", "bridge"])
@@ -331,7 +331,7 @@ fn recreated_interface_that_cannot_be_attached_ends_the_controller_clearly() {
 }
 
 /// Case 5: pins of a namespace whose inode was reused are replaced by the next start; the
-/// namespace of a pinned guard deleted: `guard detach` from the host removes the pins, the
+/// namespace of a pinned guard deleted: `synguard detach` from the host removes the pins, the
 /// state file and the record, and exits 0 with a note.
 #[test]
 fn detach_of_a_deleted_namespace_removes_everything() {
@@ -378,7 +378,7 @@ fn detach_of_a_deleted_namespace_removes_everything() {
     assert!(!std::path::Path::new(&record).exists(), "record left");
 }
 
-/// Cases 6 to 9 on one lab: an unbindable metrics address, duplicate `guard set` keys, config
+/// Cases 6 to 9 on one lab: an unbindable metrics address, duplicate `synguard set` keys, config
 /// files that are not small regular files, and callers without privileges.
 #[test]
 fn bad_starts_and_bad_callers_change_nothing() {

@@ -3,7 +3,7 @@
 //! the configured prefix, which the guard's own counters prove (no malformed frames, no bad
 //! checksums, every SYN answered).
 //!
-//! Also: the program's output frame checksums (BPF_PROG_TEST_RUN), a paced `guard flood` never
+//! Also: the program's output frame checksums (BPF_PROG_TEST_RUN), a paced `synguard flood` never
 //! running ahead of its rate, and Ctrl-C ending a flood with its report and exit code 0. How
 //! close pacing gets to its rate, and the generator's speed, are measured by `cargo xtask bench`,
 //! not asserted here.
@@ -248,7 +248,7 @@ fn generated_frames_have_valid_checksums() {
     }
 }
 
-/// `guard flood --pps`: a bounded paced flood sends exactly its count and never faster than its
+/// `synguard flood --pps`: a bounded paced flood sends exactly its count and never faster than its
 /// rate (a lower bound on the time taken, which scheduling noise cannot break); then Ctrl-C
 /// (SIGINT) ends a long flood early with its report printed and exit code 0.
 #[test]
@@ -268,7 +268,7 @@ fn paced_flood_and_ctrl_c() {
     );
 
     let mut cmd = lab.flood_command(exe, "syn", 1_000_000_000, 60.0, None);
-    let mut child = ChildGuard::spawn("guard flood", &mut cmd).unwrap();
+    let mut child = ChildGuard::spawn("synguard flood", &mut cmd).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         child.try_status().is_none(),

@@ -1,5 +1,5 @@
 //! End-to-end tests in a veth lab: two network namespaces per test (`sg-<pid>-<n>s` with nginx
-//! behind `guard run`, `sg-<pid>-<n>c` with curl and the flood generator), built and removed by
+//! behind `synguard run`, `sg-<pid>-<n>c` with curl and the flood generator), built and removed by
 //! the RAII guards of `guard_user::lab`, also when a test fails. All traffic stays between the
 //! two namespaces; spoofed sources come from 10.204.0.0/16.
 //!
@@ -22,7 +22,7 @@ use guard_user::lab::{
 
 fn start_guard(lab: &Lab) -> GuardProc {
     lab.start_guard(guard_exe(), 0.2)
-        .unwrap_or_else(|e| panic!("guard run on {}: {e}", lab.server_if()))
+        .unwrap_or_else(|e| panic!("synguard run on {}: {e}", lab.server_if()))
 }
 
 fn snmp(lab: &Lab) -> Snmp {
@@ -34,7 +34,7 @@ fn snmp(lab: &Lab) -> Snmp {
 fn settled(guard: &GuardProc) -> Report {
     guard.settled_report().unwrap_or_else(|e| {
         panic!(
-            "no report from guard run: {e}; stderr: {}",
+            "no report from synguard run: {e}; stderr: {}",
             guard.child.stderr()
         )
     })
@@ -93,7 +93,7 @@ fn two_hundred_requests_complete_through_cookie_handshakes() {
         let d = delta(&c1, &c0, c);
         assert!(d >= 200, "{} rose by {d}, expected >= 200", c.name());
     }
-    assert!(guard.stop().success(), "guard run exits 0 on SIGTERM");
+    assert!(guard.stop().success(), "synguard run exits 0 on SIGTERM");
 }
 
 #[test]
@@ -135,7 +135,7 @@ fn forged_ack_flood_is_dropped_without_sockets_or_resets() {
 
     let report =
         lab::run_flood(&mut lab.flood_command(guard_exe(), "ack", 5000, 20.0, Some(20_000)))
-            .expect("guard flood --kind ack");
+            .expect("synguard flood --kind ack");
     assert_eq!(report.sent, 5000, "{report}");
     assert_eq!(
         report.lost, 0,
@@ -176,10 +176,10 @@ fn syn_flood_leaves_no_syn_recv_and_clients_get_through() {
 
     let count = 20_000;
     let mut flood = ChildGuard::spawn(
-        "guard flood",
+        "synguard flood",
         &mut lab.flood_command(guard_exe(), "syn", count, 30.0, Some(10_000)),
     )
-    .expect("starting guard flood");
+    .expect("starting synguard flood");
     let mut during = 0;
     let start = Instant::now();
     while flood.try_status().is_none() && start.elapsed() < Duration::from_secs(30) {
@@ -190,14 +190,14 @@ fn syn_flood_leaves_no_syn_recv_and_clients_get_through() {
         during += 1;
     }
     let st = flood.wait(Duration::from_secs(5)).expect("the flood ends");
-    assert!(st.success(), "guard flood: {}", flood.stderr());
+    assert!(st.success(), "synguard flood: {}", flood.stderr());
     let report = flood
         .stdout_lines()
         .iter()
         .find_map(|l| lab::flood::FloodReport::parse_line(l))
         .unwrap_or_else(|| {
             panic!(
-                "guard flood printed no report: stdout {:?}, stderr {:?}",
+                "synguard flood printed no report: stdout {:?}, stderr {:?}",
                 flood.stdout_lines(),
                 flood.stderr()
             )
@@ -271,7 +271,7 @@ fn run_refuses_a_busy_interface_and_leaves_its_program() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success(),
-        "guard run attached over another program"
+        "synguard run attached over another program"
     );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("already"), "{stderr}");
@@ -303,7 +303,7 @@ fn run_restores_sysctls_and_detaches_when_done() {
         "--interval",
         "0.3",
     ]);
-    let mut child = ChildGuard::spawn("guard run --count 3", &mut cmd).unwrap();
+    let mut child = ChildGuard::spawn("synguard run --count 3", &mut cmd).unwrap();
     child
         .wait_line(child.started(), Duration::from_secs(30), |l| {
             Report::parse(l).is_some()
@@ -318,7 +318,7 @@ fn run_restores_sysctls_and_detaches_when_done() {
 
     let st = child
         .wait(Duration::from_secs(20))
-        .expect("guard run --count 3 exits");
+        .expect("synguard run --count 3 exits");
     assert!(st.success(), "{st}: {}", child.stderr());
     let after: Vec<String> = names
         .iter()

@@ -1,5 +1,5 @@
 //! Real clients through the guard over every protocol variant it answers in XDP:
-//! - IPv4 and IPv6: curl against nginx behind `guard run`, once for each of the 16 combinations
+//! - IPv4 and IPv6: curl against nginx behind `synguard run`, once for each of the 16 combinations
 //!   of the client's `tcp_timestamps`, `tcp_sack`, `tcp_window_scaling` and `tcp_ecn`. Each
 //!   combination downloads the 10 MiB file byte-exact, and a second, slowed-down download keeps
 //!   a connection open long enough for `ss` to show on both ends the options it negotiated. The
@@ -44,13 +44,13 @@ fn require_extra_tools() {
 
 fn start_guard(ns: &Netns, iface: &str) -> GuardProc {
     GuardProc::start(guard_exe(), ns, iface, 0.2)
-        .unwrap_or_else(|e| panic!("guard run on {iface}: {e}"))
+        .unwrap_or_else(|e| panic!("synguard run on {iface}: {e}"))
 }
 
 fn settled(guard: &GuardProc) -> Report {
     guard.settled_report().unwrap_or_else(|e| {
         panic!(
-            "no report from guard run: {e}; stderr: {}",
+            "no report from synguard run: {e}; stderr: {}",
             guard.child.stderr()
         )
     })
@@ -307,7 +307,7 @@ fn option_matrix(family: Family) {
     assert_eq!(
         lab.server.sysctl("net.ipv4.tcp_timestamps").unwrap(),
         "2",
-        "guard run sets tcp_timestamps=2 on the server"
+        "synguard run sets tcp_timestamps=2 on the server"
     );
 
     let mut before = settled(&guard);
@@ -404,7 +404,7 @@ fn option_matrix(family: Family) {
         before = after;
         k_before = k_after;
     }
-    assert!(guard.stop().success(), "guard run exits 0 on SIGTERM");
+    assert!(guard.stop().success(), "synguard run exits 0 on SIGTERM");
 
     let table: Vec<String> = rows
         .iter()
@@ -733,7 +733,7 @@ fn vlan_downloads(tagging: Tagging) {
             family.name(),
         ));
     }
-    assert!(guard.stop().success(), "guard run exits 0 on SIGTERM");
+    assert!(guard.stop().success(), "synguard run exits 0 on SIGTERM");
     println!(
         "{}\n({tagging:?} lab: {:.1} s)",
         lines.join("\n"),

@@ -1,7 +1,7 @@
-//! `cargo xtask bench <what>`: measurements that need the built `guard` and root.
+//! `cargo xtask bench <what>`: measurements that need the built `synguard` and root.
 //!
-//! - `controller`: the controller's memory (RSS) and CPU while `guard run --pin` reports and
-//!   `guard stats` streams at 1 Hz on a veth in a throwaway network namespace (both re-seed the
+//! - `controller`: the controller's memory (RSS) and CPU while `synguard run --pin` reports and
+//!   `synguard stats` streams at 1 Hz on a veth in a throwaway network namespace (both re-seed the
 //!   TCP state gauges from sock_diag every second), read from /proc/<pid>/status (VmRSS, VmHWM)
 //!   and /proc/<pid>/stat (utime + stime).
 
@@ -125,7 +125,7 @@ pub fn controller(exe: &Path, seconds: u64) -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .context("starting guard run")?,
+        .context("starting synguard run")?,
     );
     // Detach whatever happens next (the namespace goes after it).
     struct Detach<F: FnMut()>(F);
@@ -143,7 +143,7 @@ pub fn controller(exe: &Path, seconds: u64) -> anyhow::Result<()> {
         .map(|o| !o.status.success())?
     {
         if start.elapsed() > Duration::from_secs(30) {
-            bail!("guard run --pin did not come up in 30 s");
+            bail!("synguard run --pin did not come up in 30 s");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -152,7 +152,7 @@ pub fn controller(exe: &Path, seconds: u64) -> anyhow::Result<()> {
         guard(&["stats", &s, "--interval", "1", "--count", &count])
             .stdout(Stdio::null())
             .spawn()
-            .context("starting guard stats")?,
+            .context("starting synguard stats")?,
     );
     std::thread::sleep(Duration::from_millis(500));
     let hz = 100.0; // USER_HZ
@@ -172,8 +172,8 @@ pub fn controller(exe: &Path, seconds: u64) -> anyhow::Result<()> {
         "process", "RSS KiB", "peak KiB", "CPU %"
     );
     for (name, rss, hwm, d) in [
-        ("guard run --pin --json", r_rss, r_hwm, r1 - r0),
-        ("guard stats", s_rss, s_hwm, s1 - s0),
+        ("synguard run --pin --json", r_rss, r_hwm, r1 - r0),
+        ("synguard stats", s_rss, s_hwm, s1 - s0),
     ] {
         println!(
             "{name:<24} {rss:>10} {hwm:>12} {:>10.2}",

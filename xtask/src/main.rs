@@ -3,10 +3,10 @@
 //!
 //! - `setup`: Debian packages the lab and tests use, `rust-src` for nightly, and bpf-linker built
 //!   against the nightly's own LLVM in `.tools/bpf-linker` (each step skipped when done);
-//! - `build`: setup, then the release `guard` binary;
+//! - `build`: setup, then the release `synguard` binary;
 //! - `dist`: setup, release build, then the Debian package in `target/dist/`;
 //! - `test`: setup, formatting, clippy, every test (the integration tests need root);
-//! - `lab`: setup, release build, then `guard lab` with the given arguments;
+//! - `lab`: setup, release build, then `synguard lab` with the given arguments;
 //! - `bench [<what>]`: setup, release build, then a measurement (`datapath`, the default: every
 //!   issue-13 target beside its measured value; `sweep`: server receive CPU against SYN flood rate
 //!   per front, with a chart; `local`: the cost of the local-destination check; `controller`:
@@ -54,9 +54,9 @@ enum Task {
         #[command(subcommand)]
         what: Option<Bench>,
     },
-    /// Setup, release build, then `guard lab ARGS...` (e.g. `cargo xtask lab --duration 5`).
+    /// Setup, release build, then `synguard lab ARGS...` (e.g. `cargo xtask lab --duration 5`).
     Lab {
-        /// Arguments for `guard lab` (see `guard lab --help`).
+        /// Arguments for `synguard lab` (see `synguard lab --help`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -92,7 +92,7 @@ enum Bench {
     /// What "is this destination ours?" costs per SYN: the local-address maps the guard uses
     /// beside a FIB lookup, over the guard's header walk (BPF_PROG_TEST_RUN, interleaved).
     Local,
-    /// RSS and CPU of `guard run --pin` and `guard stats` streaming at 1 Hz.
+    /// RSS and CPU of `synguard run --pin` and `synguard stats` streaming at 1 Hz.
     Controller {
         /// Seconds to measure.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(3..=600))]
@@ -161,8 +161,15 @@ fn target_dir(root: &Path) -> PathBuf {
 
 fn build(root: &Path) -> anyhow::Result<PathBuf> {
     step("build: cargo build --release (guard-user embeds the XDP object built with nightly)");
-    run(cargo(root).args(["build", "--release", "-p", "guard-user", "--bin", "guard"]))?;
-    let exe = target_dir(root).join("release/guard");
+    run(cargo(root).args([
+        "build",
+        "--release",
+        "-p",
+        "guard-user",
+        "--bin",
+        "synguard",
+    ]))?;
+    let exe = target_dir(root).join("release/synguard");
     if !exe.exists() {
         bail!("the build succeeded but {} is missing", exe.display());
     }
@@ -204,6 +211,9 @@ fn test(root: &Path, test_threads: u16) -> anyhow::Result<()> {
     step(&format!(
         "test: cargo test (default members; lab integration tests as root, {test_threads} threads)"
     ));
+    step("test: the Debian package (tests/packaging.rs checks it)");
+    let exe = build(root)?;
+    dist::dist(root, &target_dir(root), &exe, env!("CARGO_PKG_VERSION"))?;
     let threads = format!("--test-threads={test_threads}");
     run(cargo(root).args(["test", "--", &threads]))?;
     step("test: guard-ebpf pure data-path code on the host");
@@ -219,7 +229,7 @@ fn lab(root: &Path, args: &[String]) -> anyhow::Result<()> {
     setup::setup(root)?;
     let exe = build(root)?;
     step(&format!("lab: {} lab {}", exe.display(), args.join(" ")));
-    // Replace this process: Ctrl-C then reaches only `guard lab`, which cleans up and reports.
+    // Replace this process: Ctrl-C then reaches only `synguard lab`, which cleans up and reports.
     let err = std::os::unix::process::CommandExt::exec(Command::new(&exe).arg("lab").args(args));
     Err(err).with_context(|| format!("starting {}", exe.display()))
 }

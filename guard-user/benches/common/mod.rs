@@ -342,7 +342,7 @@ pub enum Policy {
 }
 
 impl Policy {
-    /// The `guard set` arguments of this policy (applied through `control::apply`, the CLI's
+    /// The `synguard set` arguments of this policy (applied through `control::apply`, the CLI's
     /// path, so the bench follows whatever layout the maps have).
     pub fn settings(self) -> Vec<String> {
         let reflect = [
@@ -441,7 +441,7 @@ fn nft_rules() -> String {
 /// answering a tiny HTTP response to every connection (for the legitimate clients).
 pub fn server(lab: &Lab, front: Front) -> Res<Server> {
     let srv = lab.srv.name().to_owned();
-    // What `guard run` sets (see tuning::prepare_sysctls); synproxy wants the classic values.
+    // What `synguard run` sets (see tuning::prepare_sysctls); synproxy wants the classic values.
     let (syncookies, timestamps) = if front == Front::Nft {
         ("1", "1")
     } else {

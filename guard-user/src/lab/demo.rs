@@ -1,4 +1,4 @@
-//! The `guard lab` scenario: nginx behind the guard in one namespace, a bounded spoofed SYN flood
+//! The `synguard lab` scenario: nginx behind the guard in one namespace, a bounded spoofed SYN flood
 //! and concurrent curl clients from another, then a summary of what the clients saw, what the
 //! guard counted and what the server kernel counted.
 
@@ -24,7 +24,7 @@ use super::{
 /// Parameters of one demo run.
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
-    /// The `guard` binary, run as `guard run` in the server namespace and `guard flood` in the
+    /// The `synguard` binary, run as `synguard run` in the server namespace and `synguard flood` in the
     /// client namespace.
     pub exe: PathBuf,
     /// SYNs to send at most.
@@ -56,7 +56,7 @@ pub struct DemoSummary {
     pub guard: Option<Report>,
     pub snmp_before: Snmp,
     pub snmp_after: Snmp,
-    /// Exit status of `guard run` after SIGTERM.
+    /// Exit status of `synguard run` after SIGTERM.
     pub guard_exit: String,
     /// One sample per second of the flood phase.
     pub samples: Vec<Sample>,
@@ -134,7 +134,7 @@ impl fmt::Display for DemoSummary {
         if let Some(p) = &self.plot {
             writeln!(f, "chart     {}", p.display())?;
         }
-        write!(f, "guard run exited: {}", self.guard_exit)
+        write!(f, "synguard run exited: {}", self.guard_exit)
     }
 }
 
@@ -168,7 +168,7 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
     }
     let guard = lab.start_guard(&opts.exe, 1.0)?;
     say(&format!(
-        "guard run attached to {} (pid {})",
+        "synguard run attached to {} (pid {})",
         lab.server_if(),
         guard.child.pid()
     ));
@@ -191,7 +191,7 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
         opts.clients
     ));
     let mut flood = ChildGuard::spawn(
-        "guard flood",
+        "synguard flood",
         &mut lab.flood_command(
             &opts.exe,
             "syn",
@@ -292,7 +292,7 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
         .iter()
         .find_map(|l| FloodReport::parse_line(l));
     if flood_report.is_none() {
-        say(&format!("guard flood: {}", flood.stderr().trim()));
+        say(&format!("synguard flood: {}", flood.stderr().trim()));
     }
     let last = guard.settled_report().ok();
     let snmp_after = lab.server.snmp()?;

@@ -1,4 +1,4 @@
-//! The bounded flood generator behind `guard flood`: crafted SYNs or forged ACKs from random
+//! The bounded flood generator behind `synguard flood`: crafted SYNs or forged ACKs from random
 //! sources of a spoofed prefix (IPv4 or IPv6), stopped by a frame count and a time limit,
 //! optionally paced to a rate. Two engines: `xdp` (default) runs the `synguard_flood` XDP
 //! program with `BPF_PROG_RUN` live frames (`guard_user::livegen`), millions of frames per second
@@ -201,20 +201,20 @@ pub fn check_veth(iface: &str) -> Result<()> {
     let sys = format!("/sys/class/net/{iface}");
     if std::fs::metadata(&sys).is_err() {
         return Err(LabError::Refused(format!(
-            "interface `{iface}` does not exist in this network namespace (run guard flood \
+            "interface `{iface}` does not exist in this network namespace (run synguard flood \
              with `ip netns exec <ns>`)"
         )));
     }
     if std::fs::metadata(format!("{sys}/device")).is_ok() {
         return Err(LabError::Refused(format!(
-            "refusing to flood `{iface}`: it is backed by a hardware device; guard flood only \
+            "refusing to flood `{iface}`: it is backed by a hardware device; synguard flood only \
              sends on the veth of a lab"
         )));
     }
     let driver = driver_of(iface).unwrap_or_else(|e| format!("unknown: {e}"));
     if driver != "veth" {
         return Err(LabError::Refused(format!(
-            "refusing to flood `{iface}`: its driver is `{driver}`, not `veth`; guard flood only \
+            "refusing to flood `{iface}`: its driver is `{driver}`, not `veth`; synguard flood only \
              sends on the veth of a lab"
         )));
     }

@@ -11,7 +11,7 @@ use guard_user::{Guard, LoadOptions, lab::Lab};
 
 /// The `guard` binary under test.
 pub fn guard_exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_guard"))
+    Path::new(env!("CARGO_BIN_EXE_synguard"))
 }
 
 /// The two-namespace veth lab, or a panic that says what the environment lacks.
@@ -109,7 +109,7 @@ impl Drop for Pinned<'_> {
         let o = guard(self.lab, &["detach", self.lab.server_if()]);
         if !o.status.success() && !String::from_utf8_lossy(&o.stderr).contains("no pinned guard") {
             eprintln!(
-                "cleanup: guard detach: {}",
+                "cleanup: synguard detach: {}",
                 String::from_utf8_lossy(&o.stderr)
             );
         }
