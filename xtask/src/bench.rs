@@ -48,20 +48,6 @@ unsafe extern "C" {
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
-fn sh(cmd: &mut Command) -> anyhow::Result<String> {
-    let o = cmd
-        .output()
-        .with_context(|| format!("running {}", crate::describe(cmd)))?;
-    if !o.status.success() {
-        bail!(
-            "`{}` failed: {}",
-            crate::describe(cmd),
-            String::from_utf8_lossy(&o.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
 /// (RSS kB, peak RSS kB, CPU ticks) of a process.
 fn usage(pid: u32) -> anyhow::Result<(u64, u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -95,16 +81,16 @@ pub fn controller(exe: &Path, seconds: u64) -> anyhow::Result<()> {
     let (s, c) = (format!("{base}s"), format!("{base}c"));
     let mut ns = Netns(Vec::new());
     for n in [&s, &c] {
-        sh(Command::new("ip").args(["netns", "add", n]))?;
+        crate::output(Command::new("ip").args(["netns", "add", n]))?;
         ns.0.push(n.clone());
-        sh(Command::new("ip").args(["-n", n, "link", "set", "lo", "up"]))?;
+        crate::output(Command::new("ip").args(["-n", n, "link", "set", "lo", "up"]))?;
     }
-    sh(Command::new("ip").args([
+    crate::output(Command::new("ip").args([
         "link", "add", &s, "netns", &s, "type", "veth", "peer", "name", &c, "netns", &c,
     ]))?;
     for (n, addr) in [(&s, "10.207.0.2/24"), (&c, "10.207.0.1/24")] {
-        sh(Command::new("ip").args(["-n", n, "addr", "add", addr, "dev", n]))?;
-        sh(Command::new("ip").args(["-n", n, "link", "set", n, "up"]))?;
+        crate::output(Command::new("ip").args(["-n", n, "addr", "add", addr, "dev", n]))?;
+        crate::output(Command::new("ip").args(["-n", n, "link", "set", n, "up"]))?;
     }
     let guard = |args: &[&str]| {
         let mut c = Command::new("ip");

@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{run, step};
+use crate::{output, run, step};
 
 /// The name the binary is installed under.
 pub const BIN: &str = "synguard";
@@ -36,25 +36,11 @@ fn gzip(path: &Path) -> anyhow::Result<()> {
     run(Command::new("gzip").args(["-9nf"]).arg(path))
 }
 
-fn output(cmd: &mut Command) -> anyhow::Result<Vec<u8>> {
-    let o = cmd
-        .output()
-        .with_context(|| format!("running {}", crate::describe(cmd)))?;
-    if !o.status.success() {
-        bail!(
-            "`{}` failed: {}",
-            crate::describe(cmd),
-            String::from_utf8_lossy(&o.stderr).trim()
-        );
-    }
-    Ok(o.stdout)
-}
-
 /// The `Depends` of the binary: a package per shared library it needs, versioned by the
 /// newest glibc symbol version it uses.
 fn depends(exe: &Path) -> anyhow::Result<String> {
-    let dynamic = String::from_utf8(output(Command::new("objdump").arg("-p").arg(exe))?)?;
-    let symbols = String::from_utf8(output(Command::new("objdump").arg("-T").arg(exe))?)?;
+    let dynamic = output(Command::new("objdump").arg("-p").arg(exe))?;
+    let symbols = output(Command::new("objdump").arg("-T").arg(exe))?;
     let glibc = symbols
         .split_whitespace()
         .filter_map(|w| {
@@ -167,7 +153,7 @@ fn debian_changelog(root: &Path, version: &str) -> anyhow::Result<String> {
     if items.is_empty() {
         bail!("CHANGELOG.md has no entries under its first `## ` heading");
     }
-    let date = String::from_utf8(output(Command::new("date").args(["-R", "-u"]))?)?;
+    let date = output(Command::new("date").args(["-R", "-u"]))?;
     Ok(format!(
         "synguard ({version}) unstable; urgency=medium\n\n{}\n\n -- {MAINTAINER}  {}\n",
         items.join("\n"),
@@ -280,7 +266,7 @@ pub fn dist(root: &Path, target: &Path, exe: &Path, version: &str) -> anyhow::Re
     files.sort();
     for p in &files {
         let rel = p.strip_prefix(&stage)?;
-        let md5 = String::from_utf8(output(Command::new("md5sum").arg(p))?)?;
+        let md5 = output(Command::new("md5sum").arg(p))?;
         let hash = md5.split_whitespace().next().unwrap_or_default();
         let _ = writeln!(sums, "{hash}  {}", rel.display());
     }

@@ -126,6 +126,23 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `cmd` (no stdin) and returns its stdout; fails with its stderr.
+pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
+    let shown = describe(cmd);
+    let o = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    if !o.status.success() {
+        bail!(
+            "`{shown}` failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
 /// `program arg arg...` for messages.
 pub fn describe(cmd: &Command) -> String {
     std::iter::once(cmd.get_program())

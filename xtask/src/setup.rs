@@ -18,7 +18,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{describe, run, step};
+use crate::{output, run, step};
 
 /// Commands the lab and tests use, with the Debian package providing each.
 const TOOLS: &[(&str, &str)] = &[
@@ -182,22 +182,6 @@ fn python_packages() -> anyhow::Result<()> {
         .args(&missing)
         .stdin(Stdio::null()))
     .with_context(|| format!("pip could not install {}", missing.join(" ")))
-}
-
-fn output(cmd: &mut Command) -> anyhow::Result<String> {
-    let shown = describe(cmd);
-    let o = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("could not start `{shown}`"))?;
-    if !o.status.success() {
-        bail!(
-            "`{shown}` failed ({}): {}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 fn nightly_rustc(args: &[&str]) -> anyhow::Result<String> {
