@@ -339,6 +339,22 @@ pub enum FloodCounter {
     Refused = 1,
 }
 
+/// Name of the lab generator's pacing map: one `[u64; PACE_SLOTS]`, indexed by the `PACE_*`
+/// constants, written by the controller before a flood (all values host order).
+pub const FLOOD_PACE_MAP: &str = "FLOOD_PACE";
+/// ns between frames (0: as fast as possible).
+pub const PACE_INTERVAL: usize = 0;
+/// `bpf_ktime_get_ns` at which the next frame is due.
+pub const PACE_NEXT: usize = 1;
+/// Frames left to send; none once 0.
+pub const PACE_BUDGET: usize = 2;
+/// `bpf_ktime_get_ns` after which nothing is sent (paced floods only).
+pub const PACE_END: usize = 3;
+/// `bpf_ktime_get_ns` of the last frame sent (paced), or of the budget's last frame.
+pub const PACE_LAST: usize = 4;
+/// Slots of the pacing value.
+pub const PACE_SLOTS: usize = 5;
+
 /// Number of generator counters.
 pub const FLOOD_COUNTER_COUNT: u32 = 2;
 

@@ -34,7 +34,10 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
     programs::XdpContext,
 };
-use guard_common::{FLOOD_COUNTER_COUNT, FLOOD_TEMPLATE_MAX, FloodConfig, FloodCounter};
+use guard_common::{
+    FLOOD_COUNTER_COUNT, FLOOD_TEMPLATE_MAX, FloodConfig, FloodCounter, PACE_BUDGET, PACE_END,
+    PACE_INTERVAL, PACE_LAST, PACE_NEXT, PACE_SLOTS,
+};
 use guard_ebpf::csum;
 
 use crate::parse::{frame_len, ptr_at};
@@ -52,22 +55,11 @@ pub static FLOOD_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(FLOO
 #[map]
 static FLOOD_RNG: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// Pacing and bounds of the flood, written by `guard_user::livegen` before a flood, indexed
-/// by the `PACE_*` constants (one value: one lookup per frame); one instance of the program
+/// Pacing and bounds of the flood (`guard_common::FLOOD_PACE_MAP`), written by
+/// `guard_user::livegen` before a flood, indexed by the `PACE_*` constants (one value: one lookup per frame); one instance of the program
 /// serves one generator (its threads share one CPU, and a program run is never preempted).
 #[map]
 static FLOOD_PACE: Array<[u64; PACE_SLOTS]> = Array::with_max_entries(1, 0);
-/// ns between frames (0: as fast as possible).
-const PACE_INTERVAL: usize = 0;
-/// `bpf_ktime_get_ns` at which the next frame is due.
-const PACE_NEXT: usize = 1;
-/// Frames left to send; none once 0.
-const PACE_BUDGET: usize = 2;
-/// `bpf_ktime_get_ns` after which nothing is sent (paced floods only).
-const PACE_END: usize = 3;
-/// `bpf_ktime_get_ns` of the last frame sent (paced), or of the budget's last frame.
-const PACE_LAST: usize = 4;
-const PACE_SLOTS: usize = 5;
 /// How far behind its schedule a paced flood may fall and still catch up (the generator's CPU
 /// taken by another process, the gap between calls): frames missed longer ago are dropped from
 /// the schedule.

@@ -13,8 +13,9 @@ use aya::{
     programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp},
 };
 use guard_common::{
-    FLOOD_CONFIG_MAP, FLOOD_COUNTERS_MAP, FLOOD_PROGRAM_NAME, FLOOD_TEMPLATE_MAX, FloodConfig,
-    FloodCounter,
+    FLOOD_CONFIG_MAP, FLOOD_COUNTERS_MAP, FLOOD_PACE_MAP, FLOOD_PROGRAM_NAME, FLOOD_TEMPLATE_MAX,
+    FloodConfig, FloodCounter, PACE_BUDGET, PACE_END, PACE_INTERVAL, PACE_LAST, PACE_NEXT,
+    PACE_SLOTS,
 };
 
 use crate::{error::GuardError, guard::OBJECT};
@@ -27,14 +28,6 @@ pub const CALL_TIME: Duration = Duration::from_millis(1000);
 const FIRST_REPEAT: u32 = 200_000;
 /// Largest `repeat` of a call.
 const MAX_REPEAT: u32 = 1 << 30;
-/// The program's pacing map and its slots (`guard-ebpf/src/flood.rs`).
-const PACE_MAP: &str = "FLOOD_PACE";
-const PACE_INTERVAL: usize = 0;
-const PACE_NEXT: usize = 1;
-const PACE_BUDGET: usize = 2;
-const PACE_END: usize = 3;
-const PACE_LAST: usize = 4;
-const PACE_SLOTS: usize = 5;
 
 /// A thread pinned to one CPU; its former affinity is restored on drop.
 struct Affinity {
@@ -322,24 +315,24 @@ impl LiveGenerator {
 
     /// Writes the pacing and bounds the program follows (`FLOOD_PACE`, see `flood.rs`).
     fn set_pace(&mut self, pace: [u64; PACE_SLOTS]) -> Result<(), GuardError> {
-        let map = self.ebpf.map_mut(PACE_MAP).ok_or(GuardError::Map {
-            map: PACE_MAP,
+        let map = self.ebpf.map_mut(FLOOD_PACE_MAP).ok_or(GuardError::Map {
+            map: FLOOD_PACE_MAP,
             reason: "missing".into(),
         })?;
         let mut arr: Array<&mut MapData, [u64; PACE_SLOTS]> =
-            Array::try_from(map).map_err(map_err(PACE_MAP))?;
-        arr.set(0, pace, 0).map_err(map_err(PACE_MAP))
+            Array::try_from(map).map_err(map_err(FLOOD_PACE_MAP))?;
+        arr.set(0, pace, 0).map_err(map_err(FLOOD_PACE_MAP))
     }
 
     /// The pacing state as the program left it.
     fn pace(&self) -> Result<[u64; PACE_SLOTS], GuardError> {
-        let map = self.ebpf.map(PACE_MAP).ok_or(GuardError::Map {
-            map: PACE_MAP,
+        let map = self.ebpf.map(FLOOD_PACE_MAP).ok_or(GuardError::Map {
+            map: FLOOD_PACE_MAP,
             reason: "missing".into(),
         })?;
         let arr: Array<&MapData, [u64; PACE_SLOTS]> =
-            Array::try_from(map).map_err(map_err(PACE_MAP))?;
-        arr.get(&0, 0).map_err(map_err(PACE_MAP))
+            Array::try_from(map).map_err(map_err(FLOOD_PACE_MAP))?;
+        arr.get(&0, 0).map_err(map_err(FLOOD_PACE_MAP))
     }
 
     /// Runs one bounded flood: stops at `count` frames or after `duration`, whichever first,
