@@ -636,7 +636,7 @@ mod tests {
             "mode",
         ] {
             let e = parse_setting(bad).unwrap_err();
-            assert_eq!(e.exit_code(), 2, "{bad}");
+            assert_eq!(e.failure(), crate::error::Failure::Invalid, "{bad}");
             assert!(!e.to_string().contains('\n'), "{e}");
         }
     }
@@ -684,7 +684,7 @@ mod tests {
             "ports = [0]\n",
         ] {
             let e = parse_config_text(bad).unwrap_err();
-            assert_eq!(e.exit_code(), 2, "{bad}");
+            assert_eq!(e.failure(), crate::error::Failure::Invalid, "{bad}");
         }
     }
 }

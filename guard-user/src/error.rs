@@ -1,6 +1,7 @@
-//! Library errors, one variant per failure kind so the CLI can map them to exit codes and hints.
+//! Library errors: one variant per thing that failed, keeping the underlying error as its
+//! `#[source]`, and a [`Failure`] class per variant from which the CLI picks its exit code.
 
-use std::{io, path::PathBuf};
+use std::{io, net::SocketAddr, path::PathBuf};
 
 /// Everything the controller library can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +14,12 @@ pub enum GuardError {
     Permission { what: String },
     #[error("failed to load the XDP program: {0}")]
     Load(String),
+    /// `BPF_PROG_TEST_RUN` of a loaded program failed.
+    #[error("BPF_PROG_TEST_RUN")]
+    TestRun {
+        #[source]
+        source: aya::programs::ProgramError,
+    },
     #[error(
         "interface `{iface}` already has an XDP program attached; remove it first \
          (`ip link set dev {iface} xdp off`) or pick another interface"
@@ -39,11 +46,31 @@ pub enum GuardError {
     InvalidSetting { key: String, reason: String },
     #[error("kernel BTF: {0}")]
     Btf(String),
+    /// No pinned guard (or nothing at all) where one was looked for.
     #[error("{0}")]
     NotPinned(String),
+    /// No process or /run/netns entry holds a network namespace of this inode.
+    #[error("network namespace {inode} not found (no process or /run/netns entry holds it)")]
+    NoSuchNamespace { inode: u64 },
+    /// The pins of `iface` belong to a namespace that is gone (or whose inode was reused).
+    #[error(
+        "the pinned guard of `{iface}` belongs to network namespace {netns}, which is gone: \
+         `synguard detach {iface}` removes its pins"
+    )]
+    NamespaceGone { iface: String, netns: u64 },
+    /// The helper thread that entered a namespace panicked.
+    #[error("the helper thread in network namespace {inode} panicked")]
+    NamespaceThread { inode: u64 },
     /// Another process holds the guard's lock (attaching, running or detaching it).
     #[error("{0}")]
     Busy(String),
+    /// The metrics address could not be bound (nothing was attached or changed).
+    #[error("binding the metrics address {addr}")]
+    MetricsAddress {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -52,22 +79,41 @@ pub enum GuardError {
     },
 }
 
+/// The class of a failure, for exit codes and hints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Bad options, arguments, settings or configuration.
+    Invalid,
+    /// Attaching to the interface failed (or another process holds it).
+    Attach,
+    /// Loading or reaching the BPF objects failed, or the privileges for it are missing.
+    Bpf,
+    /// Anything else (files, sysctls, namespaces, sockets).
+    System,
+}
+
 impl GuardError {
-    /// Process exit code for this failure, in the xdp-tools convention: 2 for bad options or
-    /// arguments, 3 for XDP attach failures, 4 for BPF load and permission failures, 1 otherwise.
-    pub fn exit_code(&self) -> i32 {
+    /// What kind of failure this is.
+    pub fn failure(&self) -> Failure {
         match self {
             GuardError::NoSuchInterface(_)
             | GuardError::InvalidConfig { .. }
-            | GuardError::InvalidSetting { .. } => 2,
+            | GuardError::InvalidSetting { .. } => Failure::Invalid,
             GuardError::AlreadyAttached { .. }
             | GuardError::Attach { .. }
-            | GuardError::Busy(_) => 3,
+            | GuardError::Busy(_) => Failure::Attach,
             GuardError::Permission { .. }
             | GuardError::Load(_)
+            | GuardError::TestRun { .. }
             | GuardError::Map { .. }
-            | GuardError::Btf(_) => 4,
-            GuardError::Sysctl { .. } | GuardError::Io { .. } | GuardError::NotPinned(_) => 1,
+            | GuardError::Btf(_) => Failure::Bpf,
+            GuardError::Sysctl { .. }
+            | GuardError::Io { .. }
+            | GuardError::NotPinned(_)
+            | GuardError::NoSuchNamespace { .. }
+            | GuardError::NamespaceGone { .. }
+            | GuardError::NamespaceThread { .. }
+            | GuardError::MetricsAddress { .. } => Failure::System,
         }
     }
 }

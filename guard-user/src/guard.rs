@@ -26,7 +26,7 @@ pub(crate) static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_
 pub type Logger = EbpfLogger<&'static dyn log::Log>;
 
 /// How the program is attached.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AttachMode {
     /// In the driver (native XDP): the fast path; veth, virtio_net and most 10G+ NICs have it.
     #[default]
@@ -651,7 +651,7 @@ fn test_run_xdp_on(
             repeat,
             ..Default::default()
         })
-        .map_err(|e| GuardError::Load(format!("BPF_PROG_TEST_RUN: {}", crate::error::chain(&e))))?;
+        .map_err(|source| GuardError::TestRun { source })?;
     out.truncate(res.data_size_out as usize);
     Ok(TestRunOutput {
         verdict: res.return_value,

@@ -17,10 +17,13 @@ pub mod maps;
 pub mod netns;
 pub mod netstat;
 pub mod pin;
+pub mod report;
 pub mod snapshot;
 pub mod sockdiag;
+pub mod status;
 pub mod sysctl;
 pub mod tuning;
+pub mod view;
 
 pub use counters::Counters;
 pub use error::GuardError;

@@ -53,9 +53,7 @@ pub fn open_by_inode(inum: u64) -> Result<File, GuardError> {
             return Ok(f);
         }
     }
-    Err(GuardError::NotPinned(format!(
-        "network namespace {inum} not found (no process or /run/netns entry holds it)"
-    )))
+    Err(GuardError::NoSuchNamespace { inode: inum })
 }
 
 /// Runs `f` in the network namespace with inode `inum`: directly if it is the caller's, else on
@@ -80,11 +78,7 @@ pub fn run_in<T: Send>(
             f()
         })
         .join()
-        .unwrap_or_else(|_| {
-            Err(GuardError::NotPinned(
-                "helper thread in the guarded namespace panicked".into(),
-            ))
-        })
+        .unwrap_or_else(|_| Err(GuardError::NamespaceThread { inode: inum }))
     })
 }
 

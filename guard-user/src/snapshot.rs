@@ -1,6 +1,7 @@
 //! One reading of everything the controller reports: the guard's counters, the TCP state gauges
 //! and transitions of the guarded namespace, the kernel's cookie and listen-queue counters, and
-//! whether `auto` is engaged; rendered as a terminal table, a JSON line, or Prometheus text.
+//! whether `auto` is engaged; rendered as a JSON line or Prometheus text (the terminal view is
+//! `view.rs`).
 
 use std::{fmt::Write as _, time::Instant};
 
@@ -65,68 +66,6 @@ impl Snapshot {
             .saturating_duration_since(prev.at)
             .as_secs_f64()
             .max(1e-9)
-    }
-
-    /// The live table of `synguard stats`: states, guard counters, kernel counters, with
-    /// per-second rates since `prev`.
-    pub fn table(&self, prev: &Snapshot, title: &str) -> String {
-        let secs = self.secs_since(prev);
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "{title}  mode {}{}",
-            mode_name(&self.config),
-            if self.auto_engaged { " (engaged)" } else { "" }
-        );
-        let _ = writeln!(s, "{:<22} {:>12} {:>12}", "tcp state", "now", "change/s");
-        for &st in TcpState::ALL {
-            let d = self.states.gauge(st) - prev.states.gauge(st);
-            let _ = writeln!(
-                s,
-                "{:<22} {:>12} {:>12.0}",
-                st.name(),
-                self.states.gauge(st),
-                d as f64 / secs
-            );
-        }
-        let _ = writeln!(
-            s,
-            "{:<22} {:>12} {:>12.0}",
-            "transitions",
-            self.states.total_transitions(),
-            self.states
-                .total_transitions()
-                .saturating_sub(prev.states.total_transitions()) as f64
-                / secs
-        );
-        let _ = writeln!(
-            s,
-            "{:<22} {:>12} {:>12}",
-            "guard counter", "total", "per second"
-        );
-        let d = self.counters.delta(&prev.counters);
-        for (c, v) in self.counters.iter() {
-            let _ = writeln!(
-                s,
-                "{:<22} {:>12} {:>12.0}",
-                c.name(),
-                v,
-                d.get(c) as f64 / secs
-            );
-        }
-        if let (Some(k), Some(pk)) = (&self.kernel, &prev.kernel) {
-            let _ = writeln!(s, "{:<22} {:>12} {:>12}", "kernel", "total", "per second");
-            for (name, v) in k.iter() {
-                let _ = writeln!(
-                    s,
-                    "{:<22} {:>12} {:>12.0}",
-                    name,
-                    v,
-                    v.saturating_sub(pk.get(name)) as f64 / secs
-                );
-            }
-        }
-        s
     }
 
     /// One JSON object (no newline): `timestamp`, `interval_s`, every counter's total under its
@@ -337,13 +276,6 @@ mod tests {
         let a = snap(1, 2);
         let mut b = snap(11, 5);
         b.at = a.at + std::time::Duration::from_secs(2);
-        let t = b.table(&a, "t");
-        let row = t.lines().find(|l| l.starts_with("ESTABLISHED")).unwrap();
-        assert_eq!(
-            row.split_whitespace().collect::<Vec<_>>(),
-            ["ESTABLISHED", "5", "2"]
-        );
-        assert!(t.contains("TcpExtListenDrops"));
         let j: serde_json::Value = serde_json::from_str(&b.json_line(&a)).unwrap();
         assert_eq!(j["states"]["ESTABLISHED"], 5);
         assert_eq!(j["ack_valid"], 11);

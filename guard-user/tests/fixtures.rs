@@ -1467,7 +1467,7 @@ fn invalid_config_is_refused() {
         GuardConfig { ttl: 0, ..CONFIG },
     ] {
         let err = guard.set_config(&bad).unwrap_err();
-        assert_eq!(err.exit_code(), 2, "{err}");
+        assert_eq!(err.failure(), guard_user::error::Failure::Invalid, "{err}");
     }
     assert_eq!(
         guard.config().unwrap(),

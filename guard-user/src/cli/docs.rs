@@ -1,10 +1,7 @@
 //! `man` and `completions`: manual pages and shell completion scripts generated from the
 //! command line's own definition (clap_mangen, clap_complete), for the package and for users.
 
-use std::{
-    io::Write as _,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
@@ -22,16 +19,7 @@ pub fn man(cmd: clap::Command, out_dir: &Path) -> anyhow::Result<()> {
         .iter()
         .map(|p| format!("{}\n", p.display()))
         .collect();
-    print_quietly(list.as_bytes())
-}
-
-/// Writes to standard output; a closed one (`| head`) is not an error.
-fn print_quietly(bytes: &[u8]) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing"),
-        _ => Ok(()),
-    }
+    crate::output::print(&list)
 }
 
 fn write_pages(
@@ -57,5 +45,5 @@ pub fn completions(mut cmd: clap::Command, shell: clap_complete::Shell) -> anyho
     let name = cmd.get_name().to_owned();
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, name, &mut out);
-    print_quietly(&out)
+    crate::output::print(&String::from_utf8_lossy(&out))
 }
