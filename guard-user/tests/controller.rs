@@ -42,7 +42,7 @@ fn start_pinned(lab: &Lab, interval: &str, extra: &[&str]) -> ChildGuard {
         let o = guard(lab, &["status", lab.server_if(), "--json"]);
         if o.status.success()
             && serde_json::from_slice::<serde_json::Value>(&o.stdout)
-                .is_ok_and(|v| v["controller_pid"] == pid)
+                .is_ok_and(|v| v["runtime"]["controller-pid"] == pid)
         {
             break;
         }
@@ -79,10 +79,10 @@ fn status(lab: &Lab) -> serde_json::Value {
 /// The status without what moves by itself (uptimes).
 fn stable_status(lab: &Lab) -> serde_json::Value {
     let mut v = status(lab);
-    let o = v.as_object_mut().unwrap();
-    o.remove("uptime_s");
-    o.remove("controller_uptime_s");
-    o.remove("auto_engaged");
+    let o = v["runtime"].as_object_mut().unwrap();
+    o.remove("uptime-s");
+    o.remove("controller-uptime-s");
+    o.remove("engaged");
     v
 }
 
@@ -113,16 +113,19 @@ fn set_and_status_round_trip_and_invalid_values_change_nothing() {
     let run = start_pinned(&lab, "0.5", &[]);
     let iface = lab.server_if();
     let st = status(&lab);
-    assert_eq!(st["mode"], "always");
-    assert_eq!(st["ports"], "all");
-    assert_eq!(st["attach_mode"], "native");
-    assert_eq!(st["controller_pid"], run.pid());
+    assert_eq!(st["policy"]["mode"], "always");
+    assert_eq!(st["policy"]["ports"], "all");
+    assert_eq!(st["attachment"]["attach-mode"], "native");
+    assert_eq!(st["runtime"]["controller-pid"], run.pid());
     assert_eq!(
-        st["program_id"].as_u64().map(|i| i as u32),
+        st["attachment"]["program-id"].as_u64().map(|i| i as u32),
         lab.server.xdp_prog_id(iface).unwrap(),
         "status names the attached program"
     );
-    assert!(st["states_program_id"].as_u64().is_some(), "{st}");
+    assert!(
+        st["attachment"]["states-program-id"].as_u64().is_some(),
+        "{st}"
+    );
 
     guard_ok(
         &lab,
@@ -144,20 +147,20 @@ fn set_and_status_round_trip_and_invalid_values_change_nothing() {
         ],
     );
     let st = status(&lab);
-    assert_eq!(st["mode"], "auto");
-    assert_eq!(st["auto_syn_rate"], 1234);
-    assert_eq!(st["auto_port_rate"], 99);
-    assert_eq!(st["auto_hold_ms"], 2500);
-    assert_eq!(st["ports"], serde_json::json!([80, 443]));
-    assert_eq!(st["deny"], serde_json::json!(["10.9.0.0/16"]));
+    assert_eq!(st["policy"]["mode"], "auto");
+    assert_eq!(st["policy"]["auto-syn-rate"], 1234);
+    assert_eq!(st["policy"]["auto-port-rate"], 99);
+    assert_eq!(st["policy"]["auto-hold-ms"], 2500);
+    assert_eq!(st["policy"]["ports"], serde_json::json!([80, 443]));
+    assert_eq!(st["policy"]["deny"], serde_json::json!(["10.9.0.0/16"]));
     assert_eq!(
-        st["allow"],
+        st["policy"]["allow"],
         serde_json::json!(["10.8.1.0/24", "2001:db8::/32"])
     );
-    assert_eq!(st["reflect_limit"], 7);
-    assert_eq!(st["reflect_prefix_v4"], 20);
-    assert_eq!(st["reflect_prefix_v6"], 56);
-    assert_eq!(st["ttl"], 33);
+    assert_eq!(st["policy"]["reflect-limit"], 7);
+    assert_eq!(st["policy"]["reflect-prefix-v4"], 20);
+    assert_eq!(st["policy"]["reflect-prefix-v6"], 56);
+    assert_eq!(st["policy"]["ttl"], 33);
     let s = stats(&lab, &[]);
     assert_eq!(counter(&s, Counter::ModeSwitches), 1, "{s}");
     assert_eq!(s["mode"], "auto");
@@ -198,9 +201,9 @@ fn set_and_status_round_trip_and_invalid_values_change_nothing() {
         &["set", iface, "acl=clear", "ports=all", "mode=always"],
     );
     let st = status(&lab);
-    assert_eq!(st["allow"], serde_json::json!([]));
-    assert_eq!(st["deny"], serde_json::json!([]));
-    assert_eq!(st["ports"], "all");
+    assert_eq!(st["policy"]["allow"], serde_json::json!([]));
+    assert_eq!(st["policy"]["deny"], serde_json::json!([]));
+    assert_eq!(st["policy"]["ports"], "all");
     assert_eq!(counter(&stats(&lab, &[]), Counter::ModeSwitches), 2);
     stop(run);
 }
@@ -219,7 +222,7 @@ fn pinned_restart_keeps_counters_and_configuration_and_detach_restores() {
     guard_ok(&lab, &["set", iface, "ports=80", "deny=+10.9.0.0/16"]);
     let s0 = stats(&lab, &[]);
     assert!(counter(&s0, Counter::AckValid) >= 20, "{s0}");
-    let prog0 = status(&lab)["program_id"].as_u64().unwrap();
+    let prog0 = status(&lab)["attachment"]["program-id"].as_u64().unwrap();
     stop(run);
 
     // The controller is gone; the guard is not.
@@ -231,7 +234,7 @@ fn pinned_restart_keeps_counters_and_configuration_and_detach_restores() {
     let r = lab.curl("index.html", None, &[]).unwrap();
     assert!(r.ok(), "{r:?}");
     let st = status(&lab);
-    assert_eq!(st["controller_pid"], serde_json::Value::Null);
+    assert_eq!(st["runtime"]["controller-pid"], serde_json::Value::Null);
     assert_eq!(
         sysctls.map(|n| lab.server.sysctl(n).unwrap()),
         ["2", "2"],
@@ -240,12 +243,12 @@ fn pinned_restart_keeps_counters_and_configuration_and_detach_restores() {
 
     let run = start_pinned(&lab, "0.5", &[]);
     let st = status(&lab);
-    let prog1 = st["program_id"].as_u64().unwrap();
+    let prog1 = st["attachment"]["program-id"].as_u64().unwrap();
     assert_ne!(prog1, prog0, "the restart replaced the program");
     assert_eq!(lab.server.xdp_prog_id(iface).unwrap(), Some(prog1 as u32));
-    assert_eq!(st["restarts"], 1);
-    assert_eq!(st["ports"], serde_json::json!([80]));
-    assert_eq!(st["deny"], serde_json::json!(["10.9.0.0/16"]));
+    assert_eq!(st["runtime"]["restarts"], 1);
+    assert_eq!(st["policy"]["ports"], serde_json::json!([80]));
+    assert_eq!(st["policy"]["deny"], serde_json::json!(["10.9.0.0/16"]));
     let s1 = stats(&lab, &[]);
     assert!(
         counter(&s1, Counter::AckValid) > counter(&s0, Counter::AckValid),
@@ -669,14 +672,14 @@ fn toml_config_is_applied_and_bad_files_are_refused() {
     }
     let run = start_pinned(&lab, "0.5", &["--config", good.to_str().unwrap()]);
     let st = status(&lab);
-    assert_eq!(st["mode"], "auto");
-    assert_eq!(st["auto_syn_rate"], 5000);
-    assert_eq!(st["auto_hold_ms"], 2000);
-    assert_eq!(st["ports"], serde_json::json!([80, 8080]));
-    assert_eq!(st["deny"], serde_json::json!(["10.9.0.0/16"]));
-    assert_eq!(st["allow"], serde_json::json!(["10.8.0.0/24"]));
-    assert_eq!(st["reflect_limit"], 100);
-    assert_eq!(st["ttl"], 60);
-    assert_eq!(st["config_file"], good.to_str().unwrap());
+    assert_eq!(st["policy"]["mode"], "auto");
+    assert_eq!(st["policy"]["auto-syn-rate"], 5000);
+    assert_eq!(st["policy"]["auto-hold-ms"], 2000);
+    assert_eq!(st["policy"]["ports"], serde_json::json!([80, 8080]));
+    assert_eq!(st["policy"]["deny"], serde_json::json!(["10.9.0.0/16"]));
+    assert_eq!(st["policy"]["allow"], serde_json::json!(["10.8.0.0/24"]));
+    assert_eq!(st["policy"]["reflect-limit"], 100);
+    assert_eq!(st["policy"]["ttl"], 60);
+    assert_eq!(st["runtime"]["config-file"], good.to_str().unwrap());
     stop(run);
 }

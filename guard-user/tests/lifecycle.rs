@@ -28,6 +28,19 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Runs `synguard detach` on the lab's server interface, failing the test unless it succeeds;
+/// returns its lifecycle lines (stderr: stdout stays empty).
+fn detach_ok(lab: &Lab) -> String {
+    let o = guard(lab, &["detach", lab.server_if()]);
+    assert!(o.status.success(), "synguard detach: {}", stderr(&o));
+    assert!(
+        o.stdout.is_empty(),
+        "detach printed on stdout: {:?}",
+        o.stdout
+    );
+    stderr(&o)
+}
+
 /// The server namespace's inode (as the guard keys it).
 fn server_netns(lab: &Lab) -> u64 {
     lab.server
@@ -91,7 +104,7 @@ fn sigkilled_plain_controller_is_restored_by_detach_and_by_the_next_run() {
     g.child.signal(libc::SIGKILL);
     g.child.wait(Duration::from_secs(10)).unwrap();
     assert_eq!(sysctls(&lab), ["2", "2"], "SIGKILL leaves them set");
-    let out = guard_ok(&lab, &["detach", iface]);
+    let out = detach_ok(&lab);
     assert!(out.contains("net.ipv4.tcp_syncookies=1"), "{out}");
     assert_untouched(&lab, "detach after SIGKILL");
 
@@ -109,7 +122,7 @@ fn sigkilled_plain_controller_is_restored_by_detach_and_by_the_next_run() {
 
     // `synguard detach` on a running plain controller stops it; it restores by itself.
     let g = lab.start_guard(guard_exe(), 0.2).expect("synguard run");
-    let out = guard_ok(&lab, &["detach", iface]);
+    let out = detach_ok(&lab);
     assert!(
         out.contains(&format!("controller pid {} stopped", g.child.pid())),
         "{out}"
@@ -162,7 +175,7 @@ fn simultaneous_pinned_starts_one_wins_every_time() {
         let st: serde_json::Value =
             serde_json::from_str(&guard_ok(&lab, &["status", iface, "--json"])).unwrap();
         assert_eq!(
-            st["program_id"].as_u64().map(|i| i as u32),
+            st["attachment"]["program-id"].as_u64().map(|i| i as u32),
             lab.server.xdp_prog_id(iface).unwrap(),
             "trial {trial}: the winner's pins are intact"
         );
@@ -190,7 +203,7 @@ fn lost_state_file_still_restores_the_originals() {
     let st: serde_json::Value =
         serde_json::from_str(&guard_ok(&lab, &["status", iface, "--json"])).unwrap();
     assert_eq!(
-        st["sysctls_to_restore"],
+        st["runtime"]["sysctls-to-restore"],
         serde_json::json!(["net.ipv4.tcp_syncookies=1", "net.ipv4.tcp_timestamps=1"]),
         "{st}"
     );
@@ -212,7 +225,7 @@ fn lost_state_file_still_restores_the_originals() {
         "{rebuilt}"
     );
     std::fs::remove_file(state_file(&lab)).unwrap();
-    let out = guard_ok(&lab, &["detach", iface]);
+    let out = detach_ok(&lab);
     assert!(out.contains("net.ipv4.tcp_timestamps=1"), "{out}");
     assert_untouched(&lab, "detach without a state file");
 }
@@ -288,7 +301,10 @@ fn recreated_interface_is_guarded_again() {
     lab::wait_until("the MSS of MTU 1400", Duration::from_secs(2), || {
         let st: serde_json::Value =
             serde_json::from_str(&guard_ok(&lab, &["status", iface, "--json"])).unwrap();
-        Ok((st["mss_v4"] == 1360 && st["mss_v6"] == 1340).then_some(()))
+        Ok(
+            (st["attachment"]["mss-v4"] == 1360 && st["attachment"]["mss-v6"] == 1340)
+                .then_some(()),
+        )
     })
     .unwrap_or_else(|e| panic!("{e}: {}", run.stderr()));
     assert!(run.stderr().contains("re-attached"), "{}", run.stderr());
@@ -353,9 +369,9 @@ fn detach_of_a_deleted_namespace_removes_everything() {
     assert!(stderr(&o).contains("is gone"), "{}", stderr(&o));
     let st: serde_json::Value =
         serde_json::from_str(&guard_ok(&lab, &["status", &iface, "--json"])).unwrap();
-    assert_eq!(st["restarts"], 0, "a fresh guard: {st}");
+    assert_eq!(st["runtime"]["restarts"], 0, "a fresh guard: {st}");
     assert_eq!(
-        st["sysctls_to_restore"],
+        st["runtime"]["sysctls-to-restore"],
         serde_json::json!(["net.ipv4.tcp_syncookies=1", "net.ipv4.tcp_timestamps=1"]),
         "the namespace's own record is kept: {st}"
     );
@@ -370,8 +386,13 @@ fn detach_of_a_deleted_namespace_removes_everything() {
         .args(["detach", &iface])
         .output()
         .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stderr(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        o.stdout.is_empty(),
+        "detach printed on stdout: {:?}",
+        o.stdout
+    );
     assert!(out.contains("is gone"), "{out}");
     assert!(!pins.exists(), "pins left");
     assert!(!state.exists(), "state file left");
@@ -446,9 +467,9 @@ fn bad_starts_and_bad_callers_change_nothing() {
     }
     let st: serde_json::Value =
         serde_json::from_str(&guard_ok(&lab, &["status", iface, "--json"])).unwrap();
-    assert_eq!(st["mode"], "always");
-    assert_eq!(st["deny"], serde_json::json!([]));
-    assert_eq!(st["allow"], serde_json::json!([]));
+    assert_eq!(st["policy"]["mode"], "always");
+    assert_eq!(st["policy"]["deny"], serde_json::json!([]));
+    assert_eq!(st["policy"]["allow"], serde_json::json!([]));
 
     // 9: without privileges, every verb says so (exit 4) instead of "no pinned guard".
     for verb in [

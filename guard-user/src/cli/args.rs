@@ -18,8 +18,8 @@ use crate::lab::{FloodArgs, LabArgs};
     after_help = EXAMPLES_MAIN
 )]
 pub struct Cli {
-    /// More output: -v debug lines and the data path's log stream, -vv trace, -vvv everything
-    /// (attach, detach and restore lines are shown without it).
+    /// More output: -v debug lines and the data path's log stream, -vv trace (attach, detach
+    /// and restore lines are shown without it; RUST_LOG=aya=debug adds aya's own).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     #[command(subcommand)]

@@ -88,16 +88,23 @@ impl Screen {
     }
 }
 
+/// Leaves the live view on the screen as it is: what is written next goes below it.
+pub fn keep_frame() {
+    FRAME_LINES.store(0, Ordering::SeqCst);
+}
+
 /// The logger: `synguard: <message>` for info, `synguard: warning: ...`, `synguard: error: ...`;
 /// with -v also the level and module of debug and trace lines. The default level shows the
-/// lifecycle lines (info) of the controller's own modules, warnings of everything else.
+/// lifecycle lines (info) of the controller's own modules, warnings of everything else; no
+/// level shows other crates' debug output.
 pub fn init_logger(verbose: u8) {
     use log::LevelFilter::{Debug, Info, Trace, Warn};
+    // Other crates (aya) stop at info: their debug lines dump structures (`RUST_LOG=aya=debug`
+    // still shows them).
     let (others, ours) = match verbose {
         0 => (Warn, Info),
         1 => (Info, Debug),
-        2 => (Debug, Trace),
-        _ => (Trace, Trace),
+        _ => (Info, Trace),
     };
     let both_tty = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
     env_logger::Builder::new()

@@ -140,7 +140,10 @@ pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
         interval: Duration::from_secs_f64(args.interval),
         count: args.count,
     };
-    match running.serve(schedule, stop, &mut printer).await? {
+    let stopped = running.serve(schedule, stop, &mut printer).await;
+    // The last frame stays on the terminal, the lines below it.
+    crate::output::keep_frame();
+    match stopped? {
         Stopped::Left { pin_dir } => log::info!(
             "controller stopped; the guard stays attached to {} (pinned at {})",
             args.iface,
