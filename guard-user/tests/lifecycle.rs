@@ -16,7 +16,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_user::lab::{self, ChildGuard, Lab, VethPair, XdpPass};
+use guard_user::{
+    GuardError,
+    error::Failure,
+    lab::{self, ChildGuard, Lab, VethPair, XdpPass},
+    lifecycle::{self, Restored, StartOptions, Stopped},
+    report::{Reports, Schedule},
+    snapshot::Snapshot,
+};
 
 const SYSCTLS: [&str; 2] = ["net.ipv4.tcp_syncookies", "net.ipv4.tcp_timestamps"];
 
@@ -499,4 +506,78 @@ fn bad_starts_and_bad_callers_change_nothing() {
     assert!(lab.server.xdp_prog_id(iface).unwrap().is_some());
     guard_ok(&lab, &["detach", iface]);
     assert_untouched(&lab, "after the refusals");
+}
+
+/// Counts what the report loop hands its sink.
+#[derive(Default)]
+struct Counted {
+    first: u64,
+    reports: u64,
+}
+
+impl Reports for Counted {
+    fn first(&mut self, _now: &Snapshot) -> std::io::Result<()> {
+        self.first += 1;
+        Ok(())
+    }
+
+    fn report(&mut self, _prev: &Snapshot, _now: &Snapshot) -> std::io::Result<()> {
+        self.reports += 1;
+        Ok(())
+    }
+}
+
+/// The lifecycle as a library, driven from a test thread inside the server namespace: a start
+/// attaches and sets the sysctls, a second start on the interface is refused while the first
+/// holds the lock, the report loop hands its sink the first reading at once then one per
+/// interval, and the end detaches and restores.
+#[test]
+fn the_library_lifecycle_can_be_driven_without_the_cli() {
+    let lab = new_lab(false);
+    let _pinned = Pinned { lab: &lab };
+    let iface = lab.server_if().to_owned();
+    let (sink, stopped, sysctls_while_running, second) =
+        guard_user::netns::run_in(server_netns(&lab), move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let opts = StartOptions {
+                    iface: iface.clone(),
+                    ..Default::default()
+                };
+                let running = lifecycle::start(opts.clone()).await?;
+                let read = |n: &str| {
+                    std::fs::read_to_string(format!("/proc/sys/{}", n.replace('.', "/")))
+                        .unwrap()
+                        .trim()
+                        .to_owned()
+                };
+                let during = SYSCTLS.map(read);
+                let second = lifecycle::start(opts).await.err();
+                let mut sink = Counted::default();
+                let schedule = Schedule {
+                    interval: Duration::from_millis(50),
+                    count: Some(3),
+                };
+                let stopped = running
+                    .serve(schedule, std::future::pending(), &mut sink)
+                    .await?;
+                Ok::<_, GuardError>((sink, stopped, during, second))
+            })
+        })
+        .expect("the lifecycle in the server namespace");
+    assert_eq!(sysctls_while_running, ["2", "2"]);
+    let second = second.expect("a second start on a held interface is refused");
+    assert_eq!(second.failure(), Failure::Attach, "{second}");
+    assert!(second.to_string().contains("being attached by pid"), "{second}");
+    assert_eq!((sink.first, sink.reports), (1, 3));
+    match stopped {
+        Stopped::Detached(Restored::Written(w)) => {
+            assert!(w.contains(&"net.ipv4.tcp_syncookies=1".to_owned()), "{w:?}")
+        }
+        other => panic!("a plain controller detaches and restores: {other:?}"),
+    }
+    assert_untouched(&lab, "the library's lifecycle");
 }
