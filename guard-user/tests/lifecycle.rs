@@ -571,7 +571,10 @@ fn the_library_lifecycle_can_be_driven_without_the_cli() {
     assert_eq!(sysctls_while_running, ["2", "2"]);
     let second = second.expect("a second start on a held interface is refused");
     assert_eq!(second.failure(), Failure::Attach, "{second}");
-    assert!(second.to_string().contains("being attached by pid"), "{second}");
+    assert!(
+        second.to_string().contains("being attached by pid"),
+        "{second}"
+    );
     assert_eq!((sink.first, sink.reports), (1, 3));
     match stopped {
         Stopped::Detached(Restored::Written(w)) => {
