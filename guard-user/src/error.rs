@@ -1,7 +1,11 @@
 //! Library errors: one variant per thing that failed, keeping the underlying error as its
 //! `#[source]`, and a [`Failure`] class per variant from which the CLI picks its exit code.
 
-use std::{io, net::SocketAddr, path::PathBuf};
+use std::{io, net::SocketAddr, path::PathBuf, time::Duration};
+
+fn holder_text(pid: Option<u32>) -> String {
+    pid.map_or_else(|| "another process".to_owned(), |p| format!("pid {p}"))
+}
 
 /// Everything the controller library can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -61,9 +65,37 @@ pub enum GuardError {
     /// The helper thread that entered a namespace panicked.
     #[error("the helper thread in network namespace {inode} panicked")]
     NamespaceThread { inode: u64 },
-    /// Another process holds the guard's lock (attaching, running or detaching it).
-    #[error("{0}")]
-    Busy(String),
+    /// Another controller holds the lock of the guard of `iface` (attaching or running it).
+    #[error(
+        "`{iface}` (network namespace {netns}) is being attached by {}; stop that controller \
+         first (`synguard detach {iface}` stops it and removes the guard)",
+        holder_text(*holder)
+    )]
+    Busy {
+        iface: String,
+        netns: u64,
+        holder: Option<u32>,
+    },
+    /// A lock stayed held for longer than it was waited for.
+    #[error(
+        "{} is held by {} for more than {waited:?}",
+        path.display(),
+        holder_text(*holder)
+    )]
+    LockTimeout {
+        path: PathBuf,
+        holder: Option<u32>,
+        waited: Duration,
+    },
+    /// Reading or writing a namespace's pinned record of the sysctls' originals failed.
+    #[error("sysctl record {}: {op}", path.display())]
+    SysctlRecord {
+        path: PathBuf,
+        /// What was done: `BPF_OBJ_GET`, `BPF_MAP_LOOKUP_ELEM`, ...
+        op: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The metrics address could not be bound (nothing was attached or changed).
     #[error("binding the metrics address {addr}")]
     MetricsAddress {
@@ -101,11 +133,13 @@ impl GuardError {
             | GuardError::InvalidSetting { .. } => Failure::Invalid,
             GuardError::AlreadyAttached { .. }
             | GuardError::Attach { .. }
-            | GuardError::Busy(_) => Failure::Attach,
+            | GuardError::Busy { .. }
+            | GuardError::LockTimeout { .. } => Failure::Attach,
             GuardError::Permission { .. }
             | GuardError::Load(_)
             | GuardError::TestRun { .. }
             | GuardError::Map { .. }
+            | GuardError::SysctlRecord { .. }
             | GuardError::Btf(_) => Failure::Bpf,
             GuardError::Sysctl { .. }
             | GuardError::Io { .. }

@@ -12,7 +12,7 @@ use tokio::{
 use crate::{
     error::GuardError,
     guard::Guard,
-    lifecycle::Follow,
+    lifecycle::{Follow, io},
     snapshot::{self, Snapshot},
 };
 
@@ -31,13 +31,6 @@ pub struct Schedule {
     pub interval: Duration,
     /// Stop after this many reports (`None`: until `stop`).
     pub count: Option<u64>,
-}
-
-fn io(what: &str) -> impl FnOnce(std::io::Error) -> GuardError + '_ {
-    move |source| GuardError::Io {
-        what: what.to_owned(),
-        source,
-    }
 }
 
 /// Answers one HTTP/1.1 request: `GET /metrics` gets `body`, anything else 404. The request

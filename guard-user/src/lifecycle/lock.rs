@@ -86,11 +86,11 @@ impl Lock {
             match Self::try_take(path)? {
                 TryLock::Taken(l) => return Ok(l),
                 TryLock::Held(pid) if start.elapsed() >= timeout => {
-                    return Err(GuardError::Busy(format!(
-                        "{} is held by {} for more than {timeout:?}",
-                        path.display(),
-                        pid.map_or("another process".into(), |p| format!("pid {p}"))
-                    )));
+                    return Err(GuardError::LockTimeout {
+                        path: path.to_owned(),
+                        holder: pid,
+                        waited: timeout,
+                    });
                 }
                 TryLock::Held(_) => std::thread::sleep(Duration::from_millis(20)),
             }
@@ -140,14 +140,11 @@ pub fn lock_guard(key: &PinKey) -> Result<Lock, GuardError> {
     let path = lock_path(key);
     match Lock::try_take(&path)? {
         TryLock::Taken(l) => Ok(l),
-        TryLock::Held(pid) => Err(GuardError::Busy(format!(
-            "`{}` (network namespace {}) is being attached by {}; stop that controller first \
-             (`synguard detach {}` stops it and removes the guard)",
-            key.iface,
-            key.netns,
-            pid.map_or("another process".into(), |p| format!("pid {p}")),
-            key.iface
-        ))),
+        TryLock::Held(holder) => Err(GuardError::Busy {
+            iface: key.iface.clone(),
+            netns: key.netns,
+            holder,
+        }),
     }
 }
 

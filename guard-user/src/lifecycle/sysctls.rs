@@ -58,39 +58,42 @@ pub fn read_record(netns: u64) -> Result<Option<SysctlRecord>, GuardError> {
     if !path.exists() {
         return Ok(None);
     }
-    let data = MapData::from_pin(&path).map_err(|e| GuardError::Map {
-        map: "sysctl record",
-        reason: format!("opening {}: {}", path.display(), crate::error::chain(&e)),
-    })?;
+    let err = |op| {
+        let path = path.clone();
+        move |e: aya::maps::MapError| GuardError::SysctlRecord {
+            path,
+            op,
+            source: Box::new(e),
+        }
+    };
+    let data = MapData::from_pin(&path).map_err(err("BPF_OBJ_GET"))?;
     let arr: Array<MapData, SysctlRecord> =
-        Array::try_from(aya::maps::Map::Array(data)).map_err(|e| GuardError::Map {
-            map: "sysctl record",
-            reason: format!("{}: {}", path.display(), crate::error::chain(&e)),
-        })?;
-    let rec = arr.get(&0, 0).map_err(|e| GuardError::Map {
-        map: "sysctl record",
-        reason: format!("reading {}: {}", path.display(), crate::error::chain(&e)),
-    })?;
+        Array::try_from(aya::maps::Map::Array(data)).map_err(err("opening as an array"))?;
+    let rec = arr.get(&0, 0).map_err(err("BPF_MAP_LOOKUP_ELEM"))?;
     Ok((rec.magic == RECORD_MAGIC).then_some(rec))
 }
 
 fn write_record(netns: u64, rec: &SysctlRecord) -> Result<(), GuardError> {
-    let map_err = |what: &str, e: &(dyn std::error::Error + 'static)| GuardError::Map {
-        map: "sysctl record",
-        reason: format!("{what}: {}", crate::error::chain(e)),
+    let path = record_path(netns);
+    let err = |op| {
+        let path = path.clone();
+        move |e: Box<dyn std::error::Error + Send + Sync>| GuardError::SysctlRecord {
+            path,
+            op,
+            source: e,
+        }
     };
     let dir = pin::host_path(RECORD_DIR);
     pin::ensure_pin_dir(&dir)?;
     let mut arr: Array<MapData, SysctlRecord> =
-        Array::create(1, 0).map_err(|e| map_err("BPF_MAP_CREATE", &e))?;
+        Array::create(1, 0).map_err(|e| err("BPF_MAP_CREATE")(e.into()))?;
     arr.set(0, rec, 0)
-        .map_err(|e| map_err("BPF_MAP_UPDATE_ELEM", &e))?;
+        .map_err(|e| err("BPF_MAP_UPDATE_ELEM")(e.into()))?;
     // Pinned under a temporary name, then renamed: a reader sees the whole record or none.
     // (bpffs refuses names with a dot.)
-    let path = record_path(netns);
     let tmp = dir.join(format!("new_{netns}_{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    arr.pin(&tmp).map_err(|e| map_err("BPF_OBJ_PIN", &e))?;
+    arr.pin(&tmp).map_err(|e| err("BPF_OBJ_PIN")(e.into()))?;
     std::fs::rename(&tmp, &path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         io(format!("rename({}, {})", tmp.display(), path.display()))(e)
