@@ -316,6 +316,13 @@ fn recreated_interface_is_guarded_again() {
     .unwrap_or_else(|e| panic!("{e}: {}", run.stderr()));
     assert!(run.stderr().contains("re-attached"), "{}", run.stderr());
     assert!(
+        run.stderr().contains(&format!(
+            "synguard: re-attached to {iface}: it was re-created"
+        )),
+        "a lifecycle line at the default level: {}",
+        run.stderr()
+    );
+    assert!(
         run.stop(Duration::from_secs(10)).success(),
         "{}",
         run.stderr()

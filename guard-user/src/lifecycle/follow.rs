@@ -49,8 +49,8 @@ impl<'a> Follow<'a> {
         if cfg.mss_v6 == old6 {
             cfg.mss_v6 = new6;
         }
-        log::warn!(
-            "interface `{}`: MTU {old} -> {new}, MSS now {}/{}",
+        log::info!(
+            "interface {}: MTU {old} -> {new}, MSS now {}/{}",
             self.key.iface,
             cfg.mss_v4,
             cfg.mss_v6
@@ -141,8 +141,9 @@ impl<'a> Follow<'a> {
         self.ifindex = new;
         self.gone_since = None;
         self.reattached += 1;
-        log::warn!(
-            "interface `{iface}` was re-created (index {old} -> {new}): re-attached ({} so far)",
+        log::info!(
+            "re-attached to {iface}: it was re-created (index {old} -> {new}; {} re-attach(es) so \
+             far)",
             self.reattached
         );
         if let Some(st) = self.state.as_deref_mut() {
