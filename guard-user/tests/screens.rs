@@ -259,6 +259,7 @@ fn live_view_fits_80x24_and_its_first_frame_comes_at_once() {
 
     // `status`: grouped, keys as `set` spells them.
     let st = guard_ok(&lab, &["status", iface]);
+    println!("synguard status {iface}:\n{st}");
     let groups: Vec<&str> = st.lines().filter(|l| !l.starts_with(' ')).collect();
     assert_eq!(groups, ["policy", "", "attachment", "", "runtime"], "{st}");
     assert!(
