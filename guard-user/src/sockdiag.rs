@@ -210,7 +210,10 @@ mod tests {
         assert_eq!(source.raw_os_error(), Some(22));
         let mut short = msg(SOCK_DIAG_BY_FAMILY, 1);
         short[0..4].copy_from_slice(&200u32.to_ne_bytes());
-        assert!(parse_replies(&short, &mut c).is_err(), "length past the end");
+        assert!(
+            parse_replies(&short, &mut c).is_err(),
+            "length past the end"
+        );
     }
 
     #[test]
@@ -257,7 +260,10 @@ mod tests {
             let up = std::process::Command::new("ip")
                 .args(["link", "set", "lo", "up"])
                 .status();
-            assert!(up.as_ref().is_ok_and(|s| s.success()), "ip link set lo up: {up:?}");
+            assert!(
+                up.as_ref().is_ok_and(|s| s.success()),
+                "ip link set lo up: {up:?}"
+            );
             let made = time_wait_sockets(10_000);
             let mut diag = SockDiag::open().unwrap();
             let t = std::time::Instant::now();
