@@ -41,12 +41,14 @@ const FULL_SEED_EVERY: u32 = 60;
 
 /// What the controller reads at every report, opened once in the guarded namespace (no helper
 /// thread per report when the caller runs elsewhere): a sock_diag socket, the namespace's
-/// `netstat` file, and the buffers of the batched map reads.
+/// `netstat` and `sockstat` files, and the buffers of the batched map reads.
 pub struct Collector {
     diag: SockDiag,
     /// `/proc/thread-self/net/netstat` as opened in the namespace (re-read from offset 0).
     netstat: Option<File>,
-    /// The last `netstat` text read.
+    /// `/proc/thread-self/net/sockstat` as opened in the namespace: its time-wait count.
+    sockstat: Option<File>,
+    /// The last /proc text read.
     text: Vec<u8>,
     reader: ArrayReader,
     seeds: u32,
@@ -55,16 +57,17 @@ pub struct Collector {
 impl Collector {
     /// Opens the collector for network namespace `netns`.
     pub fn open(netns: u64) -> Result<Self, GuardError> {
-        let (diag, netstat) = netns::run_in(netns, || {
-            let netstat = File::open("/proc/thread-self/net/netstat");
-            if let Err(e) = &netstat {
-                log::debug!("kernel counters: /proc/thread-self/net/netstat: {e}");
-            }
-            Ok((SockDiag::open()?, netstat.ok()))
+        let (diag, netstat, sockstat) = netns::run_in(netns, || {
+            let open = |name: &str| {
+                let p = format!("/proc/thread-self/net/{name}");
+                File::open(&p).inspect_err(|e| log::debug!("{p}: {e}")).ok()
+            };
+            Ok((SockDiag::open()?, open("netstat"), open("sockstat")))
         })?;
         Ok(Self {
             diag,
             netstat,
+            sockstat,
             text: Vec::new(),
             reader: ArrayReader::new()?,
             seeds: 0,
@@ -74,9 +77,11 @@ impl Collector {
     /// Re-seeds the state gauges from a sock_diag dump so that `base + deltas` equals it: every
     /// state at the first call and every [`FULL_SEED_EVERY`] calls, else only
     /// [`sockdiag::UNTRACKED_STATES`] (a busy server's established connections are not dumped
-    /// every second). The dump is taken between two reads of the transitions that move the
-    /// seeded gauges and retried (up to 5 times) until none happened meanwhile, which makes the
-    /// seed exact; returns whether it was (false: seeded from the last try anyway).
+    /// every second), with the time-wait count taken from the namespace's `sockstat` (the
+    /// kernel's own per-namespace counter: no time-wait socket is dumped) when it reads. The
+    /// dump is taken between two reads of the transitions that move the seeded gauges and
+    /// retried (up to 5 times) until none happened meanwhile, which makes the seed exact;
+    /// returns whether it was (false: seeded from the last try anyway).
     pub fn reseed<M: GuardMaps + ?Sized>(&mut self, maps: &mut M) -> Result<bool, GuardError> {
         let full = self.seeds.is_multiple_of(FULL_SEED_EVERY);
         self.seeds = self.seeds.wrapping_add(1);
@@ -94,9 +99,18 @@ impl Collector {
             .collect();
         let mut exact = false;
         let mut last = None;
+        let tw = TcpState::TimeWait as usize;
         for _ in 0..5 {
             let before = self.moves(&*maps, &slots)?;
-            let counts = self.diag.count(states)?;
+            let time_wait = if full { None } else { self.time_wait() };
+            let dumped = match time_wait {
+                Some(_) => states & !(1 << tw),
+                None => states,
+            };
+            let mut counts = self.diag.count(dumped)?;
+            if let Some(n) = time_wait {
+                counts[tw] = n;
+            }
             let after = self.moves(&*maps, &slots)?;
             let deltas = self.deltas(&*maps)?;
             exact = before == after;
@@ -160,23 +174,14 @@ impl Collector {
 
     /// The namespace's kernel counters, `None` when they cannot be read.
     fn kernel(&mut self) -> Option<KernelStats> {
-        let f = self.netstat.as_ref()?;
-        let mut len = 0;
-        loop {
-            if self.text.len() < len + 4096 {
-                self.text.resize(len + 4096, 0);
-            }
-            match f.read_at(&mut self.text[len..], len as u64) {
-                Ok(0) => break,
-                Ok(n) => len += n,
-                Err(e) => {
-                    log::debug!("kernel counters: {e}");
-                    return None;
-                }
-            }
-        }
-        let text = std::str::from_utf8(&self.text[..len]).ok()?;
+        let text = read_proc(self.netstat.as_ref()?, &mut self.text)?;
         Some(KernelStats::parse(text))
+    }
+
+    /// The namespace's time-wait sockets by its `sockstat`, `None` when it cannot be read.
+    fn time_wait(&mut self) -> Option<u64> {
+        let text = read_proc(self.sockstat.as_ref()?, &mut self.text)?;
+        sockdiag::sockstat_time_wait(text)
     }
 
     /// Reads a snapshot: counters, gauges and transitions with one batched read per map, the
@@ -210,6 +215,25 @@ impl Collector {
             auto_engaged: maps.auto_engaged()?,
         })
     }
+}
+
+/// The whole text of a /proc file kept open, read again from its start into `buf`.
+fn read_proc<'a>(f: &File, buf: &'a mut Vec<u8>) -> Option<&'a str> {
+    let mut len = 0;
+    loop {
+        if buf.len() < len + 4096 {
+            buf.resize(len + 4096, 0);
+        }
+        match f.read_at(&mut buf[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) => {
+                log::debug!("reading /proc: {e}");
+                return None;
+            }
+        }
+    }
+    std::str::from_utf8(&buf[..len]).ok()
 }
 
 fn missing(map: &'static str) -> GuardError {
@@ -467,20 +491,23 @@ mod tests {
                 "the first seed is full"
             );
             assert!(s.kernel.is_some(), "netstat read in the namespace");
-            // Five time-wait sockets (the client closes first), the listener closed.
-            for _ in 0..5 {
+            // Five time-wait sockets, three IPv4 and two IPv6 (the client closes first), the
+            // listener closed.
+            let l6 = std::net::TcpListener::bind("[::1]:0").unwrap();
+            for l in [&l, &l, &l, &l6, &l6] {
                 let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
                 let (mut b, _) = l.accept().unwrap();
                 drop(a);
                 let _ = std::io::Read::read(&mut b, &mut [0u8; 1]);
             }
-            drop(l);
+            drop((l, l6));
+            assert_eq!(c.time_wait(), Some(5), "sockstat counts both families");
             c.reseed(guard.maps_mut()).unwrap();
             let s = c.take(guard.maps()).unwrap();
             assert_eq!(
                 s.states.gauge(TcpState::TimeWait),
                 5,
-                "TIME_WAIT is re-dumped"
+                "TIME_WAIT is re-counted"
             );
             assert_eq!(
                 s.states.gauge(TcpState::Listen),
@@ -497,7 +524,11 @@ mod tests {
             c.reseed(guard.maps_mut()).unwrap();
             let s = c.take(guard.maps()).unwrap();
             assert_eq!(s.states.gauge(TcpState::Listen), 0, "every state again");
-            assert_eq!(s.states.gauge(TcpState::TimeWait), 5);
+            assert_eq!(
+                s.states.gauge(TcpState::TimeWait),
+                5,
+                "time-wait sockets dumped"
+            );
         })
         .join()
         .unwrap();

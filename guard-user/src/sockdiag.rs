@@ -164,6 +164,19 @@ pub fn count_states() -> Result<StateCounts, GuardError> {
     SockDiag::open()?.count(ALL_STATES)
 }
 
+/// The time-wait sockets of a namespace as its `/proc/net/sockstat` counts them (`TCP: inuse N
+/// orphan N tw N ...`: the per-namespace `tcp_death_row` count, both families).
+pub fn sockstat_time_wait(text: &str) -> Option<u64> {
+    let line = text.lines().find_map(|l| l.strip_prefix("TCP:"))?;
+    let mut words = line.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "tw" {
+            return words.next()?.parse().ok();
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +227,10 @@ mod tests {
             parse_replies(&short, &mut c).is_err(),
             "length past the end"
         );
+        let sockstat =
+            "sockets: used 4\nTCP: inuse 1 orphan 0 tw 3000 alloc 2 mem 0\nUDP: inuse 0\n";
+        assert_eq!(sockstat_time_wait(sockstat), Some(3000));
+        assert_eq!(sockstat_time_wait("TCP: inuse 1\n"), None);
     }
 
     #[test]
@@ -264,6 +281,11 @@ mod tests {
                 up.as_ref().is_ok_and(|s| s.success()),
                 "ip link set lo up: {up:?}"
             );
+            // Loopback connections may otherwise take over a time-wait socket's port (the
+            // default tcp_tw_reuse=2), leaving fewer than made. (Net sysctls are the opening
+            // thread's namespace's.)
+            std::fs::write("/proc/sys/net/ipv4/tcp_tw_reuse", "0")
+                .expect("tcp_tw_reuse=0 in the private namespace");
             let made = time_wait_sockets(10_000);
             let mut diag = SockDiag::open().unwrap();
             let t = std::time::Instant::now();
