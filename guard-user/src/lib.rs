@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod livegen;
 pub mod local;
 pub mod maps;
+pub mod metrics;
 pub mod netns;
 pub mod netstat;
 pub mod pin;

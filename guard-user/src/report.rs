@@ -1,18 +1,16 @@
 //! A running controller's loop: a report every interval (handed to a [`Reports`] sink), the
 //! interface watch four times a second, the local destinations on rtnetlink events, and the
-//! Prometheus endpoint (answered by the hand HTTP server [`serve_metrics`]).
+//! Prometheus endpoint's scrapes (served by [`crate::metrics`], answered here with a snapshot).
 
 use std::{future::Future, time::Duration};
 
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _, unix::AsyncFd},
-    net::{TcpListener, TcpStream},
-};
+use tokio::io::unix::AsyncFd;
 
 use crate::{
     error::GuardError,
     guard::Guard,
     lifecycle::{Follow, io},
+    metrics,
     snapshot::{self, Snapshot},
 };
 
@@ -33,45 +31,6 @@ pub struct Schedule {
     pub count: Option<u64>,
 }
 
-/// Answers one HTTP/1.1 request: `GET /metrics` gets `body`, anything else 404. The request
-/// is read up to the end of its head (at most 8 KiB, 5 s).
-pub async fn serve_metrics(mut conn: TcpStream, body: String) {
-    let mut buf = Vec::with_capacity(1024);
-    let read = tokio::time::timeout(Duration::from_secs(5), async {
-        let mut chunk = [0u8; 1024];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-            match conn.read(&mut chunk).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        true
-    })
-    .await;
-    if read != Ok(true) {
-        return;
-    }
-    let head = String::from_utf8_lossy(&buf);
-    let mut parts = head.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let response = if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    } else {
-        let msg = "synguard: only GET /metrics is served\n";
-        format!(
-            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
-             Connection: close\r\n\r\n{msg}",
-            msg.len()
-        )
-    };
-    let _ = conn.write_all(response.as_bytes()).await;
-    let _ = conn.shutdown().await;
-}
-
 /// Runs until `stop` completes, `schedule.count` reports were made, or `sink` fails (a closed
 /// stdout): each of those ends it with `Ok`. An error of the guard (an interface gone for good,
 /// a map that cannot be read) ends it with that error.
@@ -80,7 +39,7 @@ pub async fn report_loop(
     iface: &str,
     schedule: Schedule,
     watch: &mut Follow<'_>,
-    metrics: Option<&TcpListener>,
+    mut metrics: Option<&mut metrics::Scrapes>,
     stop: impl Future<Output = ()>,
     sink: &mut dyn Reports,
 ) -> Result<(), GuardError> {
@@ -91,7 +50,9 @@ pub async fn report_loop(
     let mut link_ticker = tokio::time::interval(Duration::from_millis(250));
     let period = schedule.interval;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    let mut prev = snapshot::take(guard.maps(), netns)?;
+    // The sock_diag socket, netstat file and read buffers, opened once.
+    let mut collect = snapshot::Collector::open(netns)?;
+    let mut prev = collect.take(guard.maps())?;
     if sink.first(&prev).is_err() {
         return Ok(());
     }
@@ -129,28 +90,26 @@ pub async fn report_loop(
                 watch.check(guard)?;
                 continue;
             }
-            conn = async {
-                match metrics {
-                    Some(l) => l.accept().await,
+            scrape = async {
+                match metrics.as_mut() {
+                    Some(scrapes) => scrapes.next().await,
                     None => std::future::pending().await,
                 }
             } => {
-                if let Ok((conn, _)) = conn {
-                    let body = snapshot::take(guard.maps(), netns)
-                        .map(|s| s.prometheus(iface))
-                        .unwrap_or_else(|e| format!("# error: {e}\n"));
-                    tokio::spawn(serve_metrics(conn, body));
+                match scrape {
+                    Some(scrape) => scrape.answer(collect.take(guard.maps())),
+                    None => metrics = None,
                 }
                 continue;
             }
         }
         // Time-wait and request sockets have no tracepoint: the gauges are re-seeded from
         // sock_diag at every report.
-        if let Err(e) = snapshot::reseed(guard.maps_mut(), netns) {
+        if let Err(e) = collect.reseed(guard.maps_mut()) {
             log::debug!("re-seeding the TCP state gauges: {e}");
         }
         // The same report as `synguard stats`: counters, TCP state gauges, kernel counters.
-        let now = snapshot::take(guard.maps(), netns)?;
+        let now = collect.take(guard.maps())?;
         // A closed stdout (e.g. `| head`) ends the run like a signal would.
         if sink.report(&prev, &now).is_err() {
             return Ok(());

@@ -1,20 +1,24 @@
 //! One reading of everything the controller reports: the guard's counters, the TCP state gauges
 //! and transitions of the guarded namespace, the kernel's cookie and listen-queue counters, and
-//! whether `auto` is engaged; rendered as a JSON line or Prometheus text (the terminal view is
-//! `view.rs`).
+//! whether `auto` is engaged, read by a [`Collector`] opened once per namespace; rendered as a
+//! JSON line (the terminal view: `view.rs`; Prometheus text: `metrics.rs`).
 
-use std::{fmt::Write as _, time::Instant};
+use std::{fs::File, os::unix::fs::FileExt as _, time::Instant};
 
-use guard_common::{Counter, Family, GuardConfig, Mode, TCP_STATE_SLOTS, TcpState};
+use aya::maps::{Array, MapData};
+use guard_common::{
+    COUNTERS_LEN, COUNTERS_MAP, Counter, Family, GuardConfig, Mode, STATE_BASE_MAP,
+    STATE_DELTAS_MAP, TCP_STATE_SLOTS, TRANSITIONS_LEN, TRANSITIONS_MAP, TcpState,
+};
 
 use crate::{
-    counters::Counters,
+    counters::{ArrayReader, Counters},
     error::GuardError,
     maps::{GuardMaps, TcpStates},
     netns,
     netstat::KernelStats,
     pin::unix_now,
-    sockdiag,
+    sockdiag::{self, SockDiag},
 };
 
 /// Everything reported at one instant.
@@ -30,30 +34,232 @@ pub struct Snapshot {
     pub auto_engaged: bool,
 }
 
-/// Re-seeds the state gauges from a sock_diag dump of namespace `netns` (see
-/// [`GuardMaps::seed_states`]); returns whether the seed was exact.
-pub fn reseed<M: GuardMaps + ?Sized>(maps: &mut M, netns: u64) -> Result<bool, GuardError> {
-    maps.seed_states(&mut || netns::run_in(netns, sockdiag::count_states))
+/// How many re-seeds of a [`Collector`] dump only the untracked states between two full ones.
+/// The tracepoint keeps the other gauges exact; the full dump makes them exact again within a
+/// minute at 1 Hz should it ever miss a change.
+const FULL_SEED_EVERY: u32 = 60;
+
+/// What the controller reads at every report, opened once in the guarded namespace (no helper
+/// thread per report when the caller runs elsewhere): a sock_diag socket, the namespace's
+/// `netstat` and `sockstat` files, and the buffers of the batched map reads.
+pub struct Collector {
+    diag: SockDiag,
+    /// `/proc/thread-self/net/netstat` as opened in the namespace (re-read from offset 0).
+    netstat: Option<File>,
+    /// `/proc/thread-self/net/sockstat` as opened in the namespace: its time-wait count.
+    sockstat: Option<File>,
+    /// The last /proc text read.
+    text: Vec<u8>,
+    reader: ArrayReader,
+    seeds: u32,
 }
 
-/// Reads a snapshot; the kernel counters come from namespace `netns`.
-pub fn take<M: GuardMaps + ?Sized>(maps: &M, netns: u64) -> Result<Snapshot, GuardError> {
-    let kernel = match netns::run_in(netns, KernelStats::read) {
-        Ok(k) => Some(k),
-        Err(e) => {
-            log::debug!("kernel counters: {e}");
-            None
+impl Collector {
+    /// Opens the collector for network namespace `netns`.
+    pub fn open(netns: u64) -> Result<Self, GuardError> {
+        let (diag, netstat, sockstat) = netns::run_in(netns, || {
+            let open = |name: &str| {
+                let p = format!("/proc/thread-self/net/{name}");
+                File::open(&p).inspect_err(|e| log::debug!("{p}: {e}")).ok()
+            };
+            Ok((SockDiag::open()?, open("netstat"), open("sockstat")))
+        })?;
+        Ok(Self {
+            diag,
+            netstat,
+            sockstat,
+            text: Vec::new(),
+            reader: ArrayReader::new()?,
+            seeds: 0,
+        })
+    }
+
+    /// Re-seeds the state gauges from a sock_diag dump so that `base + deltas` equals it: every
+    /// state at the first call and every [`FULL_SEED_EVERY`] calls, else only
+    /// [`sockdiag::UNTRACKED_STATES`] (a busy server's established connections are not dumped
+    /// every second), with the time-wait count taken from the namespace's `sockstat` (the
+    /// kernel's own per-namespace counter: no time-wait socket is dumped) when it reads. The
+    /// dump is taken between two reads of the transitions that move the seeded gauges and
+    /// retried (up to 5 times) until none happened meanwhile, which makes the seed exact;
+    /// returns whether it was (false: seeded from the last try anyway).
+    pub fn reseed<M: GuardMaps + ?Sized>(&mut self, maps: &mut M) -> Result<bool, GuardError> {
+        let full = self.seeds.is_multiple_of(FULL_SEED_EVERY);
+        self.seeds = self.seeds.wrapping_add(1);
+        let states = if full {
+            sockdiag::ALL_STATES
+        } else {
+            sockdiag::UNTRACKED_STATES
+        };
+        // The gauge slots the dump decides (request sockets count as SYN_RECV).
+        let slots: Vec<usize> = (0..TCP_STATE_SLOTS)
+            .filter(|&i| {
+                full || TcpState::from_raw(i).is_some_and(|st| states & (1 << st as u32) != 0)
+            })
+            .map(|i| i as usize)
+            .collect();
+        let mut exact = false;
+        let mut last = None;
+        let tw = TcpState::TimeWait as usize;
+        for _ in 0..5 {
+            let before = self.moves(&*maps, &slots)?;
+            let time_wait = if full { None } else { self.time_wait() };
+            let dumped = match time_wait {
+                Some(_) => states & !(1 << tw),
+                None => states,
+            };
+            let mut counts = self.diag.count(dumped)?;
+            if let Some(n) = time_wait {
+                counts[tw] = n;
+            }
+            let after = self.moves(&*maps, &slots)?;
+            let deltas = self.deltas(&*maps)?;
+            exact = before == after;
+            last = Some((counts, deltas));
+            if exact {
+                break;
+            }
         }
-    };
-    Ok(Snapshot {
-        at: Instant::now(),
-        unix: unix_now(),
-        counters: maps.counters()?,
-        states: maps.tcp_states()?,
-        kernel,
-        config: maps.config()?,
-        auto_engaged: maps.auto_engaged()?,
-    })
+        let (counts, deltas) = last.expect("at least one try");
+        let map = maps
+            .map_mut(STATE_BASE_MAP)
+            .ok_or_else(|| missing("GUARD_STATE_BASE"))?;
+        let mut arr: Array<&mut MapData, i64> =
+            Array::try_from(map).map_err(map_err("GUARD_STATE_BASE"))?;
+        for &i in &slots {
+            arr.set(i as u32, counts[i] as i64 - deltas[i], 0)
+                .map_err(map_err("GUARD_STATE_BASE"))?;
+        }
+        Ok(exact)
+    }
+
+    /// Transitions that move the gauges of `slots` (from or to one of them), `CLOSE` aside:
+    /// closed sockets are unhashed, so a change into `CLOSE` moves no dumped count of its own.
+    fn moves<M: GuardMaps + ?Sized>(
+        &mut self,
+        maps: &M,
+        slots: &[usize],
+    ) -> Result<u64, GuardError> {
+        let mut t = [0u64; TRANSITIONS_LEN as usize];
+        self.read_per_cpu(maps, TRANSITIONS_MAP, "GUARD_TRANSITIONS", &mut t)?;
+        let n = TCP_STATE_SLOTS as usize;
+        let close = TcpState::Close as usize;
+        let hit = |s: usize| s != close && slots.contains(&s);
+        Ok(t.iter()
+            .enumerate()
+            .filter(|&(i, _)| hit(i / n) || hit(i % n))
+            .map(|(_, &v)| v)
+            .sum())
+    }
+
+    /// The tracepoint's gauge deltas, summed over CPUs.
+    fn deltas<M: GuardMaps + ?Sized>(
+        &mut self,
+        maps: &M,
+    ) -> Result<[i64; TCP_STATE_SLOTS as usize], GuardError> {
+        let mut d = [0u64; TCP_STATE_SLOTS as usize];
+        self.read_per_cpu(maps, STATE_DELTAS_MAP, "GUARD_STATE_DELTAS", &mut d)?;
+        Ok(d.map(|v| v as i64))
+    }
+
+    fn read_per_cpu<M: GuardMaps + ?Sized>(
+        &mut self,
+        maps: &M,
+        name: &str,
+        label: &'static str,
+        out: &mut [u64],
+    ) -> Result<(), GuardError> {
+        let map = maps.map(name).ok_or_else(|| missing(label))?;
+        self.reader.per_cpu_sums(map, label, out)
+    }
+
+    /// The namespace's kernel counters, `None` when they cannot be read.
+    fn kernel(&mut self) -> Option<KernelStats> {
+        let text = read_proc(self.netstat.as_ref()?, &mut self.text)?;
+        Some(KernelStats::parse(text))
+    }
+
+    /// The namespace's time-wait sockets by its `sockstat`, `None` when it cannot be read.
+    fn time_wait(&mut self) -> Option<u64> {
+        let text = read_proc(self.sockstat.as_ref()?, &mut self.text)?;
+        sockdiag::sockstat_time_wait(text)
+    }
+
+    /// Reads a snapshot: counters, gauges and transitions with one batched read per map, the
+    /// kernel counters from the namespace's netstat file.
+    pub fn take<M: GuardMaps + ?Sized>(&mut self, maps: &M) -> Result<Snapshot, GuardError> {
+        let mut counters = vec![0u64; COUNTERS_LEN as usize];
+        self.read_per_cpu(maps, COUNTERS_MAP, "GUARD_COUNTERS", &mut counters)?;
+        let mut states = TcpStates::default();
+        self.read_per_cpu(
+            maps,
+            TRANSITIONS_MAP,
+            "GUARD_TRANSITIONS",
+            &mut states.transitions,
+        )?;
+        let deltas = self.deltas(maps)?;
+        let mut base = [0u64; TCP_STATE_SLOTS as usize];
+        let map = maps
+            .map(STATE_BASE_MAP)
+            .ok_or_else(|| missing("GUARD_STATE_BASE"))?;
+        self.reader.values(map, "GUARD_STATE_BASE", &mut base)?;
+        for ((g, d), b) in states.gauges.iter_mut().zip(deltas).zip(base) {
+            *g = d + b as i64;
+        }
+        Ok(Snapshot {
+            at: Instant::now(),
+            unix: unix_now(),
+            counters: Counters::from_values(counters),
+            states,
+            kernel: self.kernel(),
+            config: maps.config()?,
+            auto_engaged: maps.auto_engaged()?,
+        })
+    }
+}
+
+/// The whole text of a /proc file kept open, read again from its start into `buf`.
+fn read_proc<'a>(f: &File, buf: &'a mut Vec<u8>) -> Option<&'a str> {
+    let mut len = 0;
+    loop {
+        if buf.len() < len + 4096 {
+            buf.resize(len + 4096, 0);
+        }
+        match f.read_at(&mut buf[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) => {
+                log::debug!("reading /proc: {e}");
+                return None;
+            }
+        }
+    }
+    std::str::from_utf8(&buf[..len]).ok()
+}
+
+fn missing(map: &'static str) -> GuardError {
+    GuardError::Map {
+        map,
+        reason: "missing from the object".into(),
+    }
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> GuardError {
+    move |e| GuardError::Map {
+        map,
+        reason: crate::error::chain(&e),
+    }
+}
+
+/// Re-seeds every state gauge from a sock_diag dump of namespace `netns` (a one-off
+/// [`Collector::reseed`]); returns whether the seed was exact.
+pub fn reseed<M: GuardMaps + ?Sized>(maps: &mut M, netns: u64) -> Result<bool, GuardError> {
+    Collector::open(netns)?.reseed(maps)
+}
+
+/// Reads a snapshot; the kernel counters come from namespace `netns` (a one-off
+/// [`Collector::take`]).
+pub fn take<M: GuardMaps + ?Sized>(maps: &M, netns: u64) -> Result<Snapshot, GuardError> {
+    Collector::open(netns)?.take(maps)
 }
 
 fn mode_name(cfg: &GuardConfig) -> &'static str {
@@ -142,109 +348,6 @@ impl Snapshot {
         obj.insert("kernel".into(), serde_json::Value::Object(kernel));
         serde_json::Value::Object(obj).to_string()
     }
-
-    /// Prometheus text exposition (format 0.0.4) of the snapshot for interface `iface`.
-    pub fn prometheus(&self, iface: &str) -> String {
-        let mut s = String::new();
-        let iface = iface.replace('\\', "\\\\").replace('"', "\\\"");
-        for &c in Counter::ALL {
-            let name = format!("synguard_{}_total", c.name());
-            let _ = writeln!(s, "# HELP {name} {}", c.help().trim());
-            let _ = writeln!(s, "# TYPE {name} counter");
-            for &f in Family::ALL {
-                let _ = writeln!(
-                    s,
-                    "{name}{{iface=\"{iface}\",family=\"{}\"}} {}",
-                    f.name(),
-                    self.counters.get_family(f, c)
-                );
-            }
-        }
-        let _ = writeln!(
-            s,
-            "# HELP synguard_packets_total Frames seen by the XDP program.\n\
-             # TYPE synguard_packets_total counter\n\
-             synguard_packets_total{{iface=\"{iface}\"}} {}",
-            self.counters.packets()
-        );
-        let _ = writeln!(
-            s,
-            "# HELP synguard_tcp_connections TCP sockets of the guarded namespace by state.\n\
-             # TYPE synguard_tcp_connections gauge"
-        );
-        for &st in TcpState::ALL {
-            let _ = writeln!(
-                s,
-                "synguard_tcp_connections{{iface=\"{iface}\",state=\"{}\"}} {}",
-                st.name(),
-                self.states.gauge(st)
-            );
-        }
-        let _ = writeln!(
-            s,
-            "# HELP synguard_tcp_transitions_total TCP state changes in the guarded namespace.\n\
-             # TYPE synguard_tcp_transitions_total counter"
-        );
-        for from in 0..TCP_STATE_SLOTS {
-            for to in 0..TCP_STATE_SLOTS {
-                let n = self.states.transitions[(from * TCP_STATE_SLOTS + to) as usize];
-                if let (true, Some(f), Some(t)) =
-                    (n > 0, TcpState::from_raw(from), TcpState::from_raw(to))
-                {
-                    let _ = writeln!(
-                        s,
-                        "synguard_tcp_transitions_total{{iface=\"{iface}\",from=\"{}\",to=\"{}\"}} {n}",
-                        f.name(),
-                        t.name()
-                    );
-                }
-            }
-        }
-        if let Some(k) = &self.kernel {
-            for (key, v) in k.iter() {
-                let metric = kernel_metric(key);
-                let _ = writeln!(
-                    s,
-                    "# HELP {metric} The kernel's {key} in the guarded namespace.\n\
-                     # TYPE {metric} counter\n{metric}{{iface=\"{iface}\"}} {v}"
-                );
-            }
-        }
-        let _ = writeln!(
-            s,
-            "# HELP synguard_auto_engaged 1 while mode auto answers SYNs with cookies.\n\
-             # TYPE synguard_auto_engaged gauge\n\
-             synguard_auto_engaged{{iface=\"{iface}\"}} {}",
-            u8::from(self.auto_engaged)
-        );
-        let _ = writeln!(
-            s,
-            "# HELP synguard_mode The configured mode (1 for the current one).\n\
-             # TYPE synguard_mode gauge"
-        );
-        for m in [Mode::Off, Mode::Always, Mode::Auto, Mode::Monitor] {
-            let _ = writeln!(
-                s,
-                "synguard_mode{{iface=\"{iface}\",mode=\"{}\"}} {}",
-                m.name(),
-                u8::from(self.config.mode == m as u32)
-            );
-        }
-        s
-    }
-}
-
-/// `TcpExtSyncookiesRecv` -> `synguard_kernel_syncookies_recv_total`.
-pub fn kernel_metric(key: &str) -> String {
-    let base = key.strip_prefix("TcpExt").unwrap_or(key);
-    let mut out = String::from("synguard_kernel_");
-    for (i, ch) in base.chars().enumerate() {
-        if ch.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(ch.to_ascii_lowercase());
-    }
-    out + "_total"
 }
 
 #[cfg(test)]
@@ -282,7 +385,7 @@ mod tests {
         assert_eq!(j["rates"]["ack_valid"], 5.0);
         assert_eq!(j["transitions"]["LISTEN->SYN_RECV"], 4);
         assert_eq!(j["kernel"]["TcpExtSyncookiesRecv"], 2);
-        let p = b.prometheus("eth0");
+        let p = crate::metrics::render(b, "eth0");
         assert!(p.contains("synguard_ack_valid_total{iface=\"eth0\",family=\"ipv4\"} 11"));
         assert!(p.contains("synguard_tcp_connections{iface=\"eth0\",state=\"ESTABLISHED\"} 5"));
         assert!(p.contains(
@@ -291,8 +394,74 @@ mod tests {
         assert!(p.contains("synguard_kernel_syncookies_recv_total{iface=\"eth0\"} 2"));
         assert!(p.contains("synguard_auto_engaged{iface=\"eth0\"} 1"));
         assert_eq!(
-            kernel_metric("TcpExtListenOverflows"),
+            crate::metrics::kernel_metric("TcpExtListenOverflows"),
             "synguard_kernel_listen_overflows_total"
         );
+    }
+
+    #[test]
+    fn reseeds_every_state_first_then_the_untracked_ones() {
+        // A private namespace, the guard's maps without the tracepoint program: the gauges move
+        // only with the seeds, which shows what each seed dumps.
+        std::thread::spawn(|| {
+            // Safety: only this thread moves.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "root?");
+            let up = std::process::Command::new("ip")
+                .args(["link", "set", "lo", "up"])
+                .status();
+            assert!(up.as_ref().is_ok_and(|s| s.success()), "lo up: {up:?}");
+            let mut guard =
+                crate::Guard::load(&crate::LoadOptions::default()).expect("load the guard");
+            let mut c = Collector::open(netns::current_inode().unwrap()).unwrap();
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            assert!(c.reseed(guard.maps_mut()).unwrap(), "exact");
+            let s = c.take(guard.maps()).unwrap();
+            assert_eq!(
+                s.states.gauge(TcpState::Listen),
+                1,
+                "the first seed is full"
+            );
+            assert!(s.kernel.is_some(), "netstat read in the namespace");
+            // Five time-wait sockets, three IPv4 and two IPv6 (the client closes first), the
+            // listener closed.
+            let l6 = std::net::TcpListener::bind("[::1]:0").unwrap();
+            for l in [&l, &l, &l, &l6, &l6] {
+                let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+                let (mut b, _) = l.accept().unwrap();
+                drop(a);
+                let _ = std::io::Read::read(&mut b, &mut [0u8; 1]);
+            }
+            drop((l, l6));
+            assert_eq!(c.time_wait(), Some(5), "sockstat counts both families");
+            c.reseed(guard.maps_mut()).unwrap();
+            let s = c.take(guard.maps()).unwrap();
+            assert_eq!(
+                s.states.gauge(TcpState::TimeWait),
+                5,
+                "TIME_WAIT is re-counted"
+            );
+            assert_eq!(
+                s.states.gauge(TcpState::Listen),
+                1,
+                "LISTEN is the tracepoint's (not attached here): not re-dumped"
+            );
+            for _ in 2..FULL_SEED_EVERY {
+                c.reseed(guard.maps_mut()).unwrap();
+            }
+            assert_eq!(
+                c.take(guard.maps()).unwrap().states.gauge(TcpState::Listen),
+                1
+            );
+            c.reseed(guard.maps_mut()).unwrap();
+            let s = c.take(guard.maps()).unwrap();
+            assert_eq!(s.states.gauge(TcpState::Listen), 0, "every state again");
+            assert_eq!(
+                s.states.gauge(TcpState::TimeWait),
+                5,
+                "time-wait sockets dumped"
+            );
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -1,8 +1,8 @@
 //! The fleet files under `deploy/`: the Kubernetes manifests validate against the API schemas
 //! (kubernetes-validate, no cluster needed), the alert rules pass their `promtool` unit tests,
 //! the ConfigMap's configuration is one the controller accepts, and every series the dashboard
-//! and the alerts query is one a live guard really exports on /metrics. The tools are installed
-//! by `cargo xtask setup`.
+//! and the alerts query is one a live guard really exports on /metrics, in an exposition
+//! `promtool check metrics` accepts. The tools are installed by `cargo xtask setup`.
 
 mod common;
 
@@ -167,6 +167,23 @@ fn dashboard_and_alerts_query_only_exported_series() {
     })
     .expect("a scrape");
     let _ = std::fs::remove_file(&out);
+    // The exposition itself passes Prometheus's own linter (names, types, help texts).
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (run `cargo xtask setup`)");
+    std::io::Write::write_all(&mut lint.stdin.take().expect("stdin"), scrape.as_bytes())
+        .expect("feeding promtool");
+    let o = lint.wait_with_output().expect("promtool check metrics");
+    assert!(
+        o.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     let exported: BTreeSet<String> = scrape
         .lines()
         .filter(|l| !l.starts_with('#'))

@@ -23,13 +23,14 @@ pub fn stats(a: &StatsArgs) -> anyhow::Result<()> {
     let period = Duration::from_secs_f64(a.interval);
     let screen = Screen::new();
     let title = format!("synguard on {} (netns {})", key.iface, key.netns);
-    let take = |maps: &mut PinnedMaps| -> anyhow::Result<Snapshot> {
+    let mut collect = snapshot::Collector::open(key.netns)?;
+    let mut take = |maps: &mut PinnedMaps| -> anyhow::Result<Snapshot> {
         if !a.no_reseed
-            && let Err(e) = snapshot::reseed(maps, key.netns)
+            && let Err(e) = collect.reseed(maps)
         {
             log::debug!("re-seeding the TCP state gauges: {e}");
         }
-        Ok(snapshot::take(maps, key.netns)?)
+        Ok(collect.take(maps)?)
     };
     let draw = |prev: Option<&Snapshot>, now: &Snapshot| {
         let (cols, rows) = screen.size();

@@ -9,6 +9,7 @@ use tokio::io::unix::AsyncFd;
 use super::{Follow, Restored, Running, restore_originals};
 use crate::{
     error::GuardError,
+    metrics,
     report::{self, Reports, Schedule},
 };
 
@@ -52,16 +53,23 @@ impl Running {
         });
         let pinned = self.opts.pin.then_some(&mut self.state);
         let mut watch = Follow::new(&self.key, self.ifindex, self.mode, pinned);
+        let mut server = self
+            .metrics
+            .take()
+            .map(|l| metrics::spawn(l, &self.opts.iface, metrics::Limits::default()));
         let result = report::report_loop(
             &mut self.guard,
             &self.opts.iface,
             schedule,
             &mut watch,
-            self.metrics.as_ref(),
+            server.as_mut().map(|(scrapes, _)| scrapes),
             stop,
             sink,
         )
         .await;
+        if let Some((_, task)) = server {
+            task.abort();
+        }
         if let Some(t) = logger_task {
             t.abort();
         }

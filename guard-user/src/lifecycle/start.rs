@@ -120,12 +120,6 @@ pub async fn start(opts: StartOptions) -> Result<Running, GuardError> {
     };
     let prior = pinned_prior(&key, opts.pin)?;
     let target = StatesTarget::here()?;
-    // The kernel's BTF (several MB) was parsed and dropped: give the memory back.
-    #[cfg(target_env = "gnu")]
-    // Safety: plain glibc call without arguments to check.
-    unsafe {
-        libc::malloc_trim(0)
-    };
     let pin_dir = key.pin_dir();
     // A start that fails part-way undoes what it did: its pins, state file and sysctls.
     let mut unwind = Unwind::new(&key);
@@ -137,6 +131,13 @@ pub async fn start(opts: StartOptions) -> Result<Running, GuardError> {
         opts.pin.then_some(pin_dir.as_path()),
         Some(&target),
     )?;
+    // The kernel's BTF (several MB) was parsed twice (offsets, loader) and dropped: give the
+    // memory back (about 15 MB of the controller's RSS otherwise).
+    #[cfg(target_env = "gnu")]
+    // Safety: plain glibc call without arguments to check.
+    unsafe {
+        libc::malloc_trim(0)
+    };
 
     // The originals are on record (pinned, per namespace) before the first change.
     let copy = prior
