@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Pinned, guard, guard_exe, guard_ok, new_lab};
+use common::{Pinned, guard, guard_exe, guard_ok, lab_exe, new_lab};
 
 use std::{
     collections::BTreeMap,
@@ -19,7 +19,7 @@ use std::{
 };
 
 use guard_common::{Counter, TcpState};
-use guard_user::lab::{self, ChildGuard, Lab, Report, TempDir, nginx::BIG_SIZE};
+use guard_lab::{self as lab, ChildGuard, Lab, Report, TempDir, nginx::BIG_SIZE};
 
 /// Starts `synguard run --pin --json` in the server namespace and waits until `synguard status`
 /// names it as the guard's controller (and, with a short interval, for its first report).
@@ -507,7 +507,7 @@ fn metrics_endpoint_serves_prometheus_text() {
     // --nocapture) as the documentation of both outputs.
     let mut flood = ChildGuard::spawn(
         "synguard flood",
-        &mut lab.flood_command(guard_exe(), "syn", 60_000, 20.0, Some(20_000)),
+        &mut lab.flood_command(&lab_exe(), "syn", 60_000, 20.0, Some(20_000)),
     )
     .expect("starting synguard flood");
     std::thread::sleep(Duration::from_millis(1500));

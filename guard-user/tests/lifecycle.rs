@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_user::lab::{self, ChildGuard, Lab, VethPair, XdpPass};
+use guard_lab::{self as lab, ChildGuard, Lab, VethPair, XdpPass};
 
 const SYSCTLS: [&str; 2] = ["net.ipv4.tcp_syncookies", "net.ipv4.tcp_timestamps"];
 

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{guard_exe, new_lab};
+use common::{guard_exe, lab_exe, new_lab};
 
 use std::{
     sync::atomic::{AtomicUsize, Ordering},
@@ -16,8 +16,8 @@ use std::{
 };
 
 use guard_common::Counter;
-use guard_user::lab::{
-    self, ChildGuard, GuardProc, Lab, Report, Snmp, TempDir, XdpPass, nginx::BIG_SIZE,
+use guard_lab::{
+    self as lab, ChildGuard, GuardProc, Lab, Report, Snmp, TempDir, XdpPass, nginx::BIG_SIZE,
 };
 
 fn start_guard(lab: &Lab) -> GuardProc {
@@ -134,7 +134,7 @@ fn forged_ack_flood_is_dropped_without_sockets_or_resets() {
     let k0 = snmp(&lab);
 
     let report =
-        lab::run_flood(&mut lab.flood_command(guard_exe(), "ack", 5000, 20.0, Some(20_000)))
+        lab::run_flood(&mut lab.flood_command(&lab_exe(), "ack", 5000, 20.0, Some(20_000)))
             .expect("synguard flood --kind ack");
     assert_eq!(report.sent, 5000, "{report}");
     assert_eq!(
@@ -177,7 +177,7 @@ fn syn_flood_leaves_no_syn_recv_and_clients_get_through() {
     let count = 20_000;
     let mut flood = ChildGuard::spawn(
         "synguard flood",
-        &mut lab.flood_command(guard_exe(), "syn", count, 30.0, Some(10_000)),
+        &mut lab.flood_command(&lab_exe(), "syn", count, 30.0, Some(10_000)),
     )
     .expect("starting synguard flood");
     let mut during = 0;

@@ -12,7 +12,7 @@ use std::{
 };
 
 use common::new_lab;
-use guard_user::lab::{ChildGuard, TempDir, wait_until};
+use guard_lab::{ChildGuard, TempDir, wait_until};
 
 fn deb() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")

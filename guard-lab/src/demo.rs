@@ -1,4 +1,4 @@
-//! The `synguard lab` scenario: nginx behind the guard in one namespace, a bounded spoofed SYN flood
+//! The `synguard-lab demo` scenario: nginx behind the guard in one namespace, a bounded spoofed SYN flood
 //! and concurrent curl clients from another, then a summary of what the clients saw, what the
 //! guard counted and what the server kernel counted.
 
@@ -14,19 +14,24 @@ use std::{
 
 use guard_common::Counter;
 
-use super::{
-    ChildGuard, Lab, LabError, Report, Result, SNMP_KEYS, SPOOF_PREFIX, Snmp,
+use crate::{
+    child::ChildGuard,
+    env::{Lab, SPOOF_PREFIX},
+    error::{LabError, Result, io_err},
     flood::FloodReport,
-    percentile,
+    guardproc::Report,
+    observe::{SNMP_KEYS, Snmp},
     plot::{self, Sample},
+    sys::percentile,
 };
 
 /// Parameters of one demo run.
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
-    /// The `synguard` binary, run as `synguard run` in the server namespace and `synguard flood` in the
-    /// client namespace.
-    pub exe: PathBuf,
+    /// The `synguard` binary, run as `synguard run` in the server namespace.
+    pub guard_exe: PathBuf,
+    /// The `synguard-lab` binary, run as `synguard-lab flood` in the client namespace.
+    pub lab_exe: PathBuf,
     /// SYNs to send at most.
     pub flood_count: u64,
     /// Rate limit of the flood (frames per second).
@@ -80,7 +85,7 @@ impl fmt::Display for DemoSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "== synguard lab summary (server ns {}, client ns {}) ==",
+            "== synguard-lab demo summary (server ns {}, client ns {}) ==",
             self.server_ns, self.client_ns
         )?;
         match &self.flood {
@@ -166,7 +171,7 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
     if let Some(e) = interrupted() {
         return Err(e);
     }
-    let guard = lab.start_guard(&opts.exe, 1.0)?;
+    let guard = lab.start_guard(&opts.guard_exe, 1.0)?;
     say(&format!(
         "synguard run attached to {} (pid {})",
         lab.server_if(),
@@ -191,9 +196,9 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
         opts.clients
     ));
     let mut flood = ChildGuard::spawn(
-        "synguard flood",
+        "synguard-lab flood",
         &mut lab.flood_command(
-            &opts.exe,
+            &opts.lab_exe,
             "syn",
             opts.flood_count,
             opts.duration.as_secs_f64(),
@@ -292,7 +297,7 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
         .iter()
         .find_map(|l| FloodReport::parse_line(l));
     if flood_report.is_none() {
-        say(&format!("synguard flood: {}", flood.stderr().trim()));
+        say(&format!("synguard-lab flood: {}", flood.stderr().trim()));
     }
     let last = guard.settled_report().ok();
     let snmp_after = lab.server.snmp()?;
@@ -306,12 +311,12 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
     let plot_path = match &opts.plot {
         Some(p) => {
             let title = format!(
-                "synguard lab: spoofed SYN flood against nginx, {} requests ok, {} failed",
+                "synguard-lab demo: spoofed SYN flood against nginx, {} requests ok, {} failed",
                 connect_s.len(),
                 requests_failed
             );
             std::fs::write(p, plot::svg(&samples, &title))
-                .map_err(super::io_err(format!("writing {}", p.display())))?;
+                .map_err(io_err(format!("writing {}", p.display())))?;
             Some(p.clone())
         }
         None => None,

@@ -9,7 +9,7 @@
 
 use aya_ebpf::{Global, bindings::xdp_action, programs::XdpContext};
 
-use crate::parse::{ptr_at, swap_macs};
+use guard_lab_ebpf::frame::{ptr_at, swap_macs};
 
 /// IPv4 destination prefix the sink drops (host order), set at load time.
 #[unsafe(no_mangle)]

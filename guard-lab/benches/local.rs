@@ -13,11 +13,19 @@ use std::{
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use etherparse::PacketBuilder;
+use guard_common::lab::{
+    PROBE_FIB_PROGRAM_NAME, PROBE_LOCAL_PROGRAM_NAME, PROBE_PARSE_PROGRAM_NAME,
+};
+use guard_lab::probes::Probes;
 use guard_user::{Guard, LoadOptions, tuning};
 
 const ROUNDS: usize = 7;
 const REPEAT: u32 = 500_000;
-const PROBES: [&str; 3] = ["probe_parse", "probe_local", "probe_fib"];
+const PROBES: [&str; 3] = [
+    PROBE_PARSE_PROGRAM_NAME,
+    PROBE_LOCAL_PROGRAM_NAME,
+    PROBE_FIB_PROGRAM_NAME,
+];
 
 fn ip(args: &[&str]) {
     let st = Command::new("ip").args(args).status().expect("run ip");
@@ -81,15 +89,8 @@ fn measure() {
     let mut guard = Guard::load(&LoadOptions::default()).expect("load");
     let cfg = tuning::config_from_system("lo", &Default::default()).expect("config");
     guard.set_config(&cfg).expect("configure");
-    for name in PROBES {
-        let p: &mut Xdp = guard
-            .maps_mut()
-            .program_mut(name)
-            .unwrap_or_else(|| panic!("{name} missing"))
-            .try_into()
-            .unwrap();
-        p.load().unwrap_or_else(|e| panic!("loading {name}: {e:?}"));
-    }
+    // The probes run on the guard's own maps (configuration, local addresses).
+    let probes = Probes::load(guard.maps(), &PROBES).expect("loading the probes");
     let frames = [
         ("IPv4 SYN, local", syn(Ipv4Addr::new(10, 99, 1, 1).into())),
         ("IPv4 SYN, transit", syn(Ipv4Addr::new(10, 98, 7, 7).into())),
@@ -126,8 +127,7 @@ fn measure() {
         for _ in 0..ROUNDS {
             for (fi, (_, frame)) in frames.iter().enumerate() {
                 for (pi, name) in PROBES.iter().enumerate() {
-                    let p: &Xdp = guard.maps().program(name).unwrap().try_into().unwrap();
-                    samples[fi][pi].push(run(p, frame));
+                    samples[fi][pi].push(run(probes.program(name), frame));
                 }
             }
         }

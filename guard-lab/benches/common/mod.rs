@@ -4,7 +4,7 @@
 //! IPv6, TX checksum offload off, a sink program on the client end (XDP_TX frames arrive only
 //! at a veth with an XDP program; the sink drops the answers to the spoofed prefixes), NAPI of
 //! both ends threaded: queue 0 on CPU 1, queue 1 on CPU 0. The generator (`synguard_flood`
-//! under `BPF_PROG_RUN` live frames, `guard_user::livegen`) runs on CPU 0, so its frames land
+//! under `BPF_PROG_RUN` live frames, `guard_lab::livegen`) runs on CPU 0, so its frames land
 //! in the server's queue 0, received on CPU 1: one core sends, the other receives, as a NIC
 //! queue with its own core would. A generator on CPU 1 too feeds queue 1 on CPU 0 (the
 //! multi-core scenario).
@@ -21,7 +21,7 @@
 use std::{
     io::{Read as _, Write as _},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream},
-    os::fd::{AsRawFd as _, OwnedFd},
+    os::{fd::OwnedFd, unix::fs::MetadataExt as _},
     process::Command,
     sync::{
         Arc,
@@ -30,14 +30,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_user::{
-    AttachMode, Guard, LoadOptions,
+use guard_lab::{
+    Netns, VethPair,
     baseline::{Baseline, BaselineProg, run_stats},
-    control,
-    lab::{Netns, VethPair, flood::live_flood, packet::Kind},
+    flood::live_flood,
     livegen::LiveGenerator,
-    tuning,
+    packet::Kind,
 };
+use guard_user::{AttachMode, Guard, LoadOptions, control, tuning};
 
 pub const SRV_IP: Ipv4Addr = Ipv4Addr::new(10, 203, 9, 1);
 pub const CLI_IP: Ipv4Addr = Ipv4Addr::new(10, 203, 9, 2);
@@ -62,30 +62,25 @@ pub fn e<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> String + '_ {
     move |err| format!("{what}: {err}")
 }
 
-/// Runs `f` on a thread inside network namespace `ns`, pinned to `cpu`.
+/// Runs `f` on a thread inside network namespace `ns` (the product's namespace helper,
+/// `guard_user::netns::run_in`), pinned to `cpu`.
 pub fn in_ns<T: Send>(ns: &str, cpu: Option<usize>, f: impl FnOnce() -> T + Send) -> T {
     let path = format!("/run/netns/{ns}");
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            let file = std::fs::File::open(&path).unwrap_or_else(|err| panic!("{path}: {err}"));
-            // Safety: plain syscalls on this thread: join the namespace, set the affinity.
+    let inum = std::fs::metadata(&path)
+        .unwrap_or_else(|err| panic!("{path}: {err}"))
+        .ino();
+    guard_user::netns::run_in(inum, || {
+        if let Some(cpu) = cpu {
+            // Safety: plain syscall on this thread with a zero-initialised CPU set.
             unsafe {
-                assert_eq!(
-                    libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET),
-                    0,
-                    "setns {path}"
-                );
-                if let Some(cpu) = cpu {
-                    let mut set: libc::cpu_set_t = std::mem::zeroed();
-                    libc::CPU_SET(cpu, &mut set);
-                    libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
-                }
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
             }
-            f()
-        })
-        .join()
-        .expect("namespace thread panicked")
+        }
+        Ok(f())
     })
+    .unwrap_or_else(|err| panic!("in namespace {ns}: {err}"))
 }
 
 /// One veth statistic (`ethtool -S`), summed over every key ending in `key` (all queues).
@@ -898,7 +893,7 @@ impl Idle {
 /// Set by SIGINT/SIGTERM: the bench stops at the next scenario and cleans up.
 pub fn interrupted() -> bool {
     static STOP: std::sync::OnceLock<&'static AtomicBool> = std::sync::OnceLock::new();
-    STOP.get_or_init(guard_user::lab::install_stop_handler)
+    STOP.get_or_init(guard_lab::install_stop_handler)
         .load(Ordering::Relaxed)
 }
 

@@ -17,7 +17,7 @@ mod common;
 use std::fmt::Write as _;
 
 use common::*;
-use guard_user::lab::plot::{Series, log_x_chart};
+use guard_lab::plot::{Series, log_x_chart};
 
 /// Paced steps (pps); `None` is the generator's maximum.
 const RATES: [Option<u64>; 6] = [
@@ -126,7 +126,7 @@ fn main() {
                 v.iter().fold((0, 0), |(t, o), s| (t + s.tries, o + s.ok));
             let mut lat: Vec<f64> = v.iter().flat_map(|s| s.connect_ms.clone()).collect();
             lat.sort_by(|x, y| x.total_cmp(y));
-            let p99 = guard_user::lab::percentile(&lat, 0.99);
+            let p99 = guard_lab::percentile(&lat, 0.99);
             let step = rate.map_or("max".into(), |r| format!("{} k", r / 1000));
             let _ = writeln!(
                 md,

@@ -7,7 +7,13 @@ use std::{
     time::Duration,
 };
 
-use super::{ChildGuard, LabError, Netns, Result, TempDir, io_err, packet::Rng, wait_until};
+use crate::{
+    child::ChildGuard,
+    error::{LabError, Result, io_err},
+    netns::Netns,
+    packet::Rng,
+    sys::{TempDir, wait_until},
+};
 
 /// Size of `/big.bin`.
 pub const BIG_SIZE: usize = 10 * 1024 * 1024;

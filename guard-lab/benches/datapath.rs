@@ -35,13 +35,13 @@ use std::{
 
 use common::*;
 use etherparse::PacketBuilder;
-use guard_user::{
-    Guard, LoadOptions,
+use guard_lab::{
     baseline::{Baseline, BaselineProg},
-    lab::{flood::live_flood, packet::Kind},
+    flood::live_flood,
     livegen::LiveGenerator,
-    tuning,
+    packet::Kind,
 };
+use guard_user::{Guard, LoadOptions, tuning};
 
 /// iperf3 throughput client -> server for `secs`, in bits per second.
 fn iperf(lab: &Lab, front: Front, secs: u32) -> Res<f64> {
@@ -374,7 +374,7 @@ fn main() {
             measure_with_clients(&lab, &srv, &Load::syn4(a.seconds * 2.0))
                 .unwrap_or_else(|err| panic!("{name}: {err}"));
         lat.sort_by(|x, y| x.total_cmp(y));
-        let p = |q: f64| guard_user::lab::percentile(&lat, q);
+        let p = |q: f64| guard_lab::percentile(&lat, q);
         legit.push((name, tries, ok, p(0.5), p(0.99), flood.offered_pps()));
     }
 

@@ -1,7 +1,7 @@
-//! The bounded flood generator behind `synguard flood`: crafted SYNs or forged ACKs from random
+//! The bounded flood generator behind `synguard-lab flood`: crafted SYNs or forged ACKs from random
 //! sources of a spoofed prefix (IPv4 or IPv6), stopped by a frame count and a time limit,
 //! optionally paced to a rate. Two engines: `xdp` (default) runs the `synguard_flood` XDP
-//! program with `BPF_PROG_RUN` live frames (`guard_user::livegen`), millions of frames per second
+//! program with `BPF_PROG_RUN` live frames (`crate::livegen`), millions of frames per second
 //! from one core, and needs an XDP program on the receiving veth; `packet` writes to an
 //! `AF_PACKET` socket with `sendmmsg`, slower but for any receiver. It refuses anything but a
 //! veth so it cannot be pointed at a real network.
@@ -14,15 +14,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{
-    LabError, Result,
+use guard_common::lab::FloodConfig;
+
+use crate::{
+    error::{LabError, Result, io_err},
+    livegen::{LiveFlood, LiveGenerator},
     packet::{self, IpPrefix, Kind, MAX_FRAME, Rng, Segment},
 };
-use crate::livegen::{LiveFlood, LiveGenerator};
-use guard_common::FloodConfig;
 
 /// How frames are put on the wire.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Engine {
     /// XDP program under BPF_PROG_RUN live frames: line rate; the peer veth needs an XDP
     /// program (the guard, or any pass program) for the frames to arrive.
@@ -201,20 +202,20 @@ pub fn check_veth(iface: &str) -> Result<()> {
     let sys = format!("/sys/class/net/{iface}");
     if std::fs::metadata(&sys).is_err() {
         return Err(LabError::Refused(format!(
-            "interface `{iface}` does not exist in this network namespace (run synguard flood \
+            "interface `{iface}` does not exist in this network namespace (run synguard-lab flood \
              with `ip netns exec <ns>`)"
         )));
     }
     if std::fs::metadata(format!("{sys}/device")).is_ok() {
         return Err(LabError::Refused(format!(
-            "refusing to flood `{iface}`: it is backed by a hardware device; synguard flood only \
+            "refusing to flood `{iface}`: it is backed by a hardware device; synguard-lab flood only \
              sends on the veth of a lab"
         )));
     }
     let driver = driver_of(iface).unwrap_or_else(|e| format!("unknown: {e}"));
     if driver != "veth" {
         return Err(LabError::Refused(format!(
-            "refusing to flood `{iface}`: its driver is `{driver}`, not `veth`; synguard flood only \
+            "refusing to flood `{iface}`: its driver is `{driver}`, not `veth`; synguard-lab flood only \
              sends on the veth of a lab"
         )));
     }
@@ -254,9 +255,9 @@ fn xmit_errors(iface: &str) -> u64 {
 }
 
 fn src_mac_of(iface: &str) -> Result<[u8; 6]> {
-    super::packet::parse_mac(
+    packet::parse_mac(
         &std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
-            .map_err(super::io_err(format!("reading the MAC of {iface}")))?,
+            .map_err(io_err(format!("reading the MAC of {iface}")))?,
     )
     .map_err(LabError::Refused)
 }
@@ -342,7 +343,7 @@ pub fn live_flood(
 
 fn run_xdp(spec: &FloodSpec, stop: &AtomicBool) -> Result<FloodReport> {
     let flood = live_flood(
-        crate::tuning::interface_index(&spec.iface)
+        guard_user::tuning::interface_index(&spec.iface)
             .map_err(|e| LabError::Refused(e.to_string()))?,
         src_mac_of(&spec.iface)?,
         spec.dst_mac,

@@ -1,5 +1,5 @@
 //! The lab traffic generator: an XDP program run by `BPF_PROG_RUN` in live-frames mode on a veth
-//! (see `synguard flood`). Each run turns the frame it was given into a copy of the template
+//! (see `synguard-lab flood`). Each run turns the frame it was given into a copy of the template
 //! (untagged Ethernet + IPv4 or IPv6 + TCP) with a random source address inside the configured
 //! prefix, a random source port and sequence number (and acknowledgment number for forged-ACK
 //! floods), patches the checksums incrementally, and transmits it (XDP_TX). Frames it does not
@@ -35,12 +35,16 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use guard_common::{
-    FLOOD_COUNTER_COUNT, FLOOD_TEMPLATE_MAX, FloodConfig, FloodCounter, PACE_BUDGET, PACE_END,
-    PACE_INTERVAL, PACE_LAST, PACE_NEXT, PACE_SLOTS,
+    csum,
+    lab::{
+        FLOOD_COUNTER_COUNT, FLOOD_TEMPLATE_MAX, FloodConfig, FloodCounter, PACE_BUDGET, PACE_END,
+        PACE_INTERVAL, PACE_LAST, PACE_NEXT, PACE_SLOTS,
+    },
 };
-use guard_ebpf::csum;
-
-use crate::parse::{frame_len, ptr_at};
+use guard_lab_ebpf::{
+    frame::{frame_len, ptr_at},
+    port_from_bits, splitmix64 as next,
+};
 
 /// One entry: how to rewrite frames.
 #[map]
@@ -55,8 +59,8 @@ pub static FLOOD_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(FLOO
 #[map]
 static FLOOD_RNG: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// Pacing and bounds of the flood (`guard_common::FLOOD_PACE_MAP`), written by
-/// `guard_user::livegen` before a flood, indexed by the `PACE_*` constants (one value: one lookup per frame); one instance of the program
+/// Pacing and bounds of the flood (`guard_common::lab::FLOOD_PACE_MAP`), written by
+/// `guard_lab::livegen` before a flood, indexed by the `PACE_*` constants (one value: one lookup per frame); one instance of the program
 /// serves one generator (its threads share one CPU, and a program run is never preempted).
 #[map]
 static FLOOD_PACE: Array<[u64; PACE_SLOTS]> = Array::with_max_entries(1, 0);
@@ -102,16 +106,6 @@ fn admit() -> bool {
         p[PACE_LAST] = unsafe { bpf_ktime_get_ns() };
     }
     true
-}
-
-/// splitmix64 (Steele, Lea, Flood 2014): 64 well-mixed bits per step.
-#[inline(always)]
-fn next(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// Entry point body: rewrite and transmit, or drop (counted as refused).
@@ -269,10 +263,8 @@ fn rewrite(ctx: &XdpContext, cfg: &FloodConfig, rng: &mut u64) -> bool {
 #[inline(always)]
 fn rewrite_tcp(tcp: &mut [u8; 20], cfg: &FloodConfig, r: u64, port_bits: u32) {
     let mut check = u16::from_be_bytes([tcp[16], tcp[17]]);
-    let span = 65536 - cfg.sport_min.clamp(1, 65535);
     let old_port = u16::from_be_bytes([tcp[0], tcp[1]]);
-    // Multiply-shift instead of `%`: a division costs tens of cycles.
-    let port = (65535 - ((port_bits as u64 * span as u64) >> 32) as u32) as u16;
+    let port = port_from_bits(port_bits, cfg.sport_min);
     tcp[0..2].copy_from_slice(&port.to_be_bytes());
     check = csum::update16(check, old_port, port);
     let old_seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);

@@ -8,17 +8,21 @@
 use std::time::{Duration, Instant};
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf,
     maps::{Array, MapData, PerCpuArray},
     programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp},
 };
-use guard_common::{
+use guard_common::lab::{
     FLOOD_CONFIG_MAP, FLOOD_COUNTERS_MAP, FLOOD_PACE_MAP, FLOOD_PROGRAM_NAME, FLOOD_TEMPLATE_MAX,
     FloodConfig, FloodCounter, PACE_BUDGET, PACE_END, PACE_INTERVAL, PACE_LAST, PACE_NEXT,
     PACE_SLOTS,
 };
 
-use crate::{error::GuardError, guard::OBJECT};
+use crate::{
+    baseline::load_xdp,
+    error::{LabError, Result},
+    object,
+};
 
 /// How long one `BPF_PROG_RUN` call runs: long enough that the kernel's page-pool teardown
 /// after each call (tens of ms, asleep) costs a few per cent at most, short enough to stop on
@@ -145,33 +149,25 @@ pub struct LiveGenerator {
     ebpf: Ebpf,
 }
 
-fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> GuardError {
-    move |e| GuardError::Map {
-        map,
-        reason: e.to_string(),
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> LabError {
+    move |e| LabError::bpf(format!("map {map}"), e)
+}
+
+fn missing(map: &'static str) -> LabError {
+    LabError::Parse {
+        what: "the lab object".into(),
+        text: format!("no map `{map}`"),
     }
 }
 
 impl LiveGenerator {
     /// Loads the generator program (not attached anywhere: it only runs under BPF_PROG_RUN).
-    pub fn load() -> Result<Self, GuardError> {
-        if !crate::guard::have_privileges() {
-            return Err(GuardError::Permission {
-                what: "loading the generator needs privileges".into(),
-            });
+    pub fn load() -> Result<Self> {
+        if !guard_user::guard::have_privileges() {
+            return Err(LabError::NotRoot);
         }
-        let level = 0u8;
-        let mut ebpf = EbpfLoader::new()
-            .override_global(aya_log::LEVEL, &level, false)
-            .load(OBJECT)
-            .map_err(|e| GuardError::Load(format!("{e:#}")))?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(FLOOD_PROGRAM_NAME)
-            .ok_or_else(|| GuardError::Load(format!("no `{FLOOD_PROGRAM_NAME}` in the object")))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| GuardError::Load(e.to_string()))?;
-        prog.load()
-            .map_err(|e| GuardError::Load(format!("{FLOOD_PROGRAM_NAME}: {e:#}")))?;
+        let mut ebpf = object::load(|_| {})?;
+        load_xdp(&mut ebpf, FLOOD_PROGRAM_NAME)?;
         Ok(Self { ebpf })
     }
 
@@ -184,17 +180,17 @@ impl LiveGenerator {
             .map(|i| i.id())
     }
 
-    fn counters(&self) -> Result<(u64, u64), GuardError> {
-        let map = self.ebpf.map(FLOOD_COUNTERS_MAP).ok_or(GuardError::Map {
-            map: "FLOOD_COUNTERS",
-            reason: "missing".into(),
-        })?;
+    fn counters(&self) -> Result<(u64, u64)> {
+        let map = self
+            .ebpf
+            .map(FLOOD_COUNTERS_MAP)
+            .ok_or_else(|| missing(FLOOD_COUNTERS_MAP))?;
         let arr: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(map).map_err(map_err("FLOOD_COUNTERS"))?;
-        let get = |c: FloodCounter| -> Result<u64, GuardError> {
+            PerCpuArray::try_from(map).map_err(map_err(FLOOD_COUNTERS_MAP))?;
+        let get = |c: FloodCounter| -> Result<u64> {
             Ok(arr
                 .get(&(c as u32), 0)
-                .map_err(map_err("FLOOD_COUNTERS"))?
+                .map_err(map_err(FLOOD_COUNTERS_MAP))?
                 .iter()
                 .sum())
         };
@@ -202,24 +198,24 @@ impl LiveGenerator {
     }
 
     /// Writes the flood's template and prefixes into the program's configuration.
-    fn configure(&mut self, f: &LiveFlood) -> Result<(), GuardError> {
+    fn configure(&mut self, f: &LiveFlood) -> Result<()> {
         if f.template.len() > FLOOD_TEMPLATE_MAX || f.template.len() < 54 {
-            return Err(GuardError::InvalidConfig {
-                field: "template",
-                reason: format!("{} bytes (54..={FLOOD_TEMPLATE_MAX})", f.template.len()),
-            });
+            return Err(LabError::Refused(format!(
+                "template of {} bytes (54..={FLOOD_TEMPLATE_MAX})",
+                f.template.len()
+            )));
         }
         let mut config = f.config;
         config.template.len = f.template.len() as u32;
         config.template.frame[..f.template.len()].copy_from_slice(&f.template);
         {
-            let map = self.ebpf.map_mut(FLOOD_CONFIG_MAP).ok_or(GuardError::Map {
-                map: "FLOOD_CONFIG",
-                reason: "missing".into(),
-            })?;
+            let map = self
+                .ebpf
+                .map_mut(FLOOD_CONFIG_MAP)
+                .ok_or_else(|| missing(FLOOD_CONFIG_MAP))?;
             let mut cfg: Array<&mut MapData, FloodConfig> =
-                Array::try_from(map).map_err(map_err("FLOOD_CONFIG"))?;
-            cfg.set(0, config, 0).map_err(map_err("FLOOD_CONFIG"))?;
+                Array::try_from(map).map_err(map_err(FLOOD_CONFIG_MAP))?;
+            cfg.set(0, config, 0).map_err(map_err(FLOOD_CONFIG_MAP))?;
         }
         Ok(())
     }
@@ -227,11 +223,7 @@ impl LiveGenerator {
     /// The program's own cost per frame, without live frames: `repeat` plain BPF_PROG_TEST_RUN
     /// runs over one copy of the template, each rewriting the previous run's output (the path
     /// a recycled, untouched frame takes). Returns the mean duration and the last frame.
-    pub fn program_cost(
-        &mut self,
-        f: &LiveFlood,
-        repeat: u32,
-    ) -> Result<(Duration, Vec<u8>), GuardError> {
+    pub fn program_cost(&mut self, f: &LiveFlood, repeat: u32) -> Result<(Duration, Vec<u8>)> {
         self.configure(f)?;
         let mut pace = [0; PACE_SLOTS];
         pace[PACE_BUDGET] = u64::MAX;
@@ -241,7 +233,7 @@ impl LiveGenerator {
             .program(FLOOD_PROGRAM_NAME)
             .and_then(|p| <&Xdp>::try_from(p).ok())
             .expect("loaded in load()");
-        let out = crate::guard::test_run_xdp(prog, &f.template, repeat)?;
+        let out = guard_user::guard::test_run_xdp(prog, &f.template, repeat)?;
         Ok((out.duration, out.data))
     }
 
@@ -251,9 +243,9 @@ impl LiveGenerator {
         f: &LiveFlood,
         ctx: &[u8; 24],
         start: Instant,
-        sent: &dyn Fn() -> Result<u64, GuardError>,
+        sent: &dyn Fn() -> Result<u64>,
         stop: &dyn Fn() -> bool,
-    ) -> Result<(), GuardError> {
+    ) -> Result<()> {
         let prog: &Xdp = self
             .ebpf
             .program(FLOOD_PROGRAM_NAME)
@@ -303,10 +295,10 @@ impl LiveGenerator {
                 Err(ProgramError::SyscallError(e))
                     if e.io_error.raw_os_error() == Some(libc::EINTR) => {}
                 Err(e) => {
-                    return Err(GuardError::Io {
-                        what: format!("BPF_PROG_RUN live frames on ifindex {}", f.ifindex),
-                        source: std::io::Error::other(format!("{e:?}")),
-                    });
+                    return Err(LabError::bpf(
+                        format!("BPF_PROG_RUN live frames on ifindex {}", f.ifindex),
+                        e,
+                    ));
                 }
             }
         }
@@ -314,22 +306,22 @@ impl LiveGenerator {
     }
 
     /// Writes the pacing and bounds the program follows (`FLOOD_PACE`, see `flood.rs`).
-    fn set_pace(&mut self, pace: [u64; PACE_SLOTS]) -> Result<(), GuardError> {
-        let map = self.ebpf.map_mut(FLOOD_PACE_MAP).ok_or(GuardError::Map {
-            map: FLOOD_PACE_MAP,
-            reason: "missing".into(),
-        })?;
+    fn set_pace(&mut self, pace: [u64; PACE_SLOTS]) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(FLOOD_PACE_MAP)
+            .ok_or_else(|| missing(FLOOD_PACE_MAP))?;
         let mut arr: Array<&mut MapData, [u64; PACE_SLOTS]> =
             Array::try_from(map).map_err(map_err(FLOOD_PACE_MAP))?;
         arr.set(0, pace, 0).map_err(map_err(FLOOD_PACE_MAP))
     }
 
     /// The pacing state as the program left it.
-    fn pace(&self) -> Result<[u64; PACE_SLOTS], GuardError> {
-        let map = self.ebpf.map(FLOOD_PACE_MAP).ok_or(GuardError::Map {
-            map: FLOOD_PACE_MAP,
-            reason: "missing".into(),
-        })?;
+    fn pace(&self) -> Result<[u64; PACE_SLOTS]> {
+        let map = self
+            .ebpf
+            .map(FLOOD_PACE_MAP)
+            .ok_or_else(|| missing(FLOOD_PACE_MAP))?;
         let arr: Array<&MapData, [u64; PACE_SLOTS]> =
             Array::try_from(map).map_err(map_err(FLOOD_PACE_MAP))?;
         arr.get(&0, 0).map_err(map_err(FLOOD_PACE_MAP))
@@ -346,11 +338,7 @@ impl LiveGenerator {
     /// each time one is due (`bpf_ktime_get_ns`, one interval apart, shared by both threads:
     /// a program run is never preempted) and drops the others; the program also keeps the
     /// count (a budget) and, when paced, the end time.
-    pub fn run(
-        &mut self,
-        f: &LiveFlood,
-        stop: &(dyn Fn() -> bool + Sync),
-    ) -> Result<LiveReport, GuardError> {
+    pub fn run(&mut self, f: &LiveFlood, stop: &(dyn Fn() -> bool + Sync)) -> Result<LiveReport> {
         self.configure(f)?;
         let (sent0, refused0) = self.counters()?;
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
@@ -373,8 +361,8 @@ impl LiveGenerator {
         let sent = || this.counters().map(|c| c.0 - sent0);
         let done = std::sync::atomic::AtomicBool::new(false);
         let cpu = Affinity::pin_here();
-        let results: Vec<Result<Duration, GuardError>> = std::thread::scope(|s| {
-            let turn = || -> Result<Duration, GuardError> {
+        let results: Vec<Result<Duration>> = std::thread::scope(|s| {
+            let turn = || -> Result<Duration> {
                 let _pin = cpu.as_ref().and_then(Affinity::pin_again);
                 let c0 = thread_cpu();
                 let r = this.calls(f, &ctx, start, &sent, &|| {

@@ -1,15 +1,23 @@
-//! The benchmark baselines embedded next to the guard (`guard-ebpf/src/baseline.rs`): MAC-swap
-//! hairpin (XDP_TX), drop, header read + drop, and pass, loaded and attached like the guard so that `cargo xtask bench`
-//! measures them under the same conditions.
+//! The benchmark baselines of the lab object (`guard-lab-ebpf/src/baseline.rs`): MAC-swap
+//! hairpin (XDP_TX), drop, header read + drop, pass, and the client's sink, loaded and attached
+//! like the guard so that `cargo xtask bench` measures them under the same conditions.
 
 use std::time::Duration;
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf,
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
+use guard_common::lab::{
+    DROP_PROGRAM_NAME, HAIRPIN_PROGRAM_NAME, PASS_PROGRAM_NAME, READ_PROGRAM_NAME,
+    SINK_MASK_GLOBAL, SINK_PREFIX_GLOBAL, SINK_PREFIX6_GLOBAL, SINK_PROGRAM_NAME,
+};
+use guard_user::tuning;
 
-use crate::{error::GuardError, guard::OBJECT, tuning};
+use crate::{
+    error::{LabError, Result},
+    object,
+};
 
 /// Which baseline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,11 +38,11 @@ impl Baseline {
     /// The entry point's name in the object.
     pub fn program_name(self) -> &'static str {
         match self {
-            Baseline::Hairpin => "baseline_hairpin",
-            Baseline::Drop => "baseline_drop",
-            Baseline::Read => "baseline_read",
-            Baseline::Pass => "baseline_pass",
-            Baseline::Sink => "lab_sink",
+            Baseline::Hairpin => HAIRPIN_PROGRAM_NAME,
+            Baseline::Drop => DROP_PROGRAM_NAME,
+            Baseline::Read => READ_PROGRAM_NAME,
+            Baseline::Pass => PASS_PROGRAM_NAME,
+            Baseline::Sink => SINK_PROGRAM_NAME,
         }
     }
 }
@@ -65,9 +73,9 @@ impl RunStats {
 }
 
 /// Run statistics of the program with kernel id `id`.
-pub fn run_stats(id: u32) -> Result<RunStats, GuardError> {
+pub fn run_stats(id: u32) -> Result<RunStats> {
     for p in aya::programs::loaded_programs() {
-        let p = p.map_err(|e| GuardError::Load(format!("listing programs: {e}")))?;
+        let p = p.map_err(|e| LabError::bpf("listing programs", e))?;
         if p.id() == id {
             return Ok(RunStats {
                 run_count: p.run_count(),
@@ -75,11 +83,14 @@ pub fn run_stats(id: u32) -> Result<RunStats, GuardError> {
             });
         }
     }
-    Err(GuardError::Load(format!("program id {id} not loaded")))
+    Err(LabError::Parse {
+        what: "the kernel's list of loaded programs".into(),
+        text: format!("no program with id {id}"),
+    })
 }
 
 impl BaselineProg {
-    pub fn load(which: Baseline) -> Result<Self, GuardError> {
+    pub fn load(which: Baseline) -> Result<Self> {
         Self::load_with(which, 0, 0, 0)
     }
 
@@ -89,7 +100,7 @@ impl BaselineProg {
         prefix: std::net::Ipv4Addr,
         len: u8,
         prefix6: Option<std::net::Ipv6Addr>,
-    ) -> Result<Self, GuardError> {
+    ) -> Result<Self> {
         let mask = if len == 0 {
             0
         } else {
@@ -99,28 +110,14 @@ impl BaselineProg {
         Self::load_with(Baseline::Sink, u32::from(prefix), mask, p6)
     }
 
-    fn load_with(
-        which: Baseline,
-        prefix: u32,
-        mask: u32,
-        prefix6: u64,
-    ) -> Result<Self, GuardError> {
-        let level = 0u8;
-        let mut ebpf = EbpfLoader::new()
-            .override_global(aya_log::LEVEL, &level, false)
-            .override_global("SINK_PREFIX", &prefix, true)
-            .override_global("SINK_MASK", &mask, true)
-            .override_global("SINK_PREFIX6", &prefix6, true)
-            .load(OBJECT)
-            .map_err(|e| GuardError::Load(format!("{e:#}")))?;
+    fn load_with(which: Baseline, prefix: u32, mask: u32, prefix6: u64) -> Result<Self> {
+        let mut ebpf = object::load(|l| {
+            l.override_global(SINK_PREFIX_GLOBAL, &prefix, true)
+                .override_global(SINK_MASK_GLOBAL, &mask, true)
+                .override_global(SINK_PREFIX6_GLOBAL, &prefix6, true);
+        })?;
         let name = which.program_name();
-        let prog: &mut Xdp = ebpf
-            .program_mut(name)
-            .ok_or_else(|| GuardError::Load(format!("no `{name}` in the object")))?
-            .try_into()
-            .map_err(|e: ProgramError| GuardError::Load(e.to_string()))?;
-        prog.load()
-            .map_err(|e| GuardError::Load(format!("{name}: {e:#}")))?;
+        load_xdp(&mut ebpf, name)?;
         Ok(Self {
             ebpf,
             name,
@@ -128,7 +125,8 @@ impl BaselineProg {
         })
     }
 
-    fn prog(&self) -> &Xdp {
+    /// The loaded program.
+    pub fn program(&self) -> &Xdp {
         self.ebpf
             .program(self.name)
             .and_then(|p| <&Xdp>::try_from(p).ok())
@@ -137,32 +135,30 @@ impl BaselineProg {
 
     /// Kernel id of the program.
     pub fn id(&self) -> Option<u32> {
-        self.prog().info().ok().map(|i| i.id())
+        self.program().info().ok().map(|i| i.id())
     }
 
     /// Attaches in native mode to `iface` of the calling thread's network namespace.
-    pub fn attach(&mut self, iface: &str) -> Result<(), GuardError> {
+    pub fn attach(&mut self, iface: &str) -> Result<()> {
         tuning::interface_index(iface)?;
         let prog: &mut Xdp = self
             .ebpf
             .program_mut(self.name)
             .and_then(|p| <&mut Xdp>::try_from(p).ok())
             .expect("loaded in load()");
-        let id = prog
-            .attach(iface, XdpMode::Driver)
-            .map_err(|e| GuardError::Attach {
-                iface: iface.to_owned(),
-                mode: "native",
-                reason: format!("{e:#}"),
-                hint: "",
-            })?;
+        let id = prog.attach(iface, XdpMode::Driver).map_err(|e| {
+            LabError::bpf(
+                format!("attaching {} to {iface} (native mode)", self.name),
+                e,
+            )
+        })?;
         self.link = Some(id);
         Ok(())
     }
 
     /// Mean run time over `repeat` `BPF_PROG_TEST_RUN` runs of `frame`.
-    pub fn test_run_repeat(&self, frame: &[u8], repeat: u32) -> Result<Duration, GuardError> {
-        Ok(crate::guard::test_run_xdp(self.prog(), frame, repeat)?.duration)
+    pub fn test_run_repeat(&self, frame: &[u8], repeat: u32) -> Result<Duration> {
+        Ok(guard_user::guard::test_run_xdp(self.program(), frame, repeat)?.duration)
     }
 }
 
@@ -178,4 +174,19 @@ impl Drop for BaselineProg {
             }
         }
     }
+}
+
+/// Loads the XDP program `name` of a loaded lab object.
+pub(crate) fn load_xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .ok_or_else(|| LabError::Parse {
+            what: "the lab object".into(),
+            text: format!("no program `{name}`"),
+        })?
+        .try_into()
+        .map_err(|e: ProgramError| LabError::bpf(format!("{name} is not an XDP program"), e))?;
+    prog.load()
+        .map_err(|e| LabError::bpf(format!("loading {name}"), e))?;
+    Ok(prog)
 }

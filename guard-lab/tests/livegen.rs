@@ -3,7 +3,7 @@
 //! the configured prefix, which the guard's own counters prove (no malformed frames, no bad
 //! checksums, every SYN answered).
 //!
-//! Also: the program's output frame checksums (BPF_PROG_TEST_RUN), a paced `synguard flood` never
+//! Also: the program's output frame checksums (BPF_PROG_TEST_RUN), a paced `synguard-lab flood` never
 //! running ahead of its rate, and Ctrl-C ending a flood with its report and exit code 0. How
 //! close pacing gets to its rate, and the generator's speed, are measured by `cargo xtask bench`,
 //! not asserted here.
@@ -11,40 +11,26 @@
 //! Needs root; builds its own two namespaces with RAII clean-up. `LIVEGEN_DEBUG=1` prints the
 //! guard's non-zero counters and both veths' statistics after each flood.
 
-mod common;
-
 use std::{
     net::Ipv4Addr,
-    os::fd::AsRawFd,
+    path::Path,
     time::{Duration, Instant},
 };
 
 use guard_common::{Counter, Family};
-use guard_user::{
-    AttachMode, Guard, LoadOptions,
-    lab::{
-        ChildGuard, Netns, VethPair,
-        flood::{FloodReport, live_flood},
-        packet::Kind,
-        unique_name,
-        xdp_pass::XdpPass,
-    },
+use guard_lab::{
+    ChildGuard, Lab, Netns, VethPair, XdpPass,
+    flood::{FloodReport, live_flood},
     livegen::LiveGenerator,
-    tuning,
+    packet::{IpPrefix, Kind},
+    run_flood, unique_name,
 };
+use guard_user::{AttachMode, Guard, LoadOptions, tuning};
 
-/// Runs `f` on a thread that has joined network namespace `ns`.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        // Safety: plain syscall on an open namespace fd; affects this thread only.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("netns thread panicked")
+/// Runs `f` on a thread inside namespace `ns` (`Netns::run_in`, the product's helper).
+fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
+    ns.run_in(|| Ok(f()))
+        .unwrap_or_else(|e| panic!("in namespace {}: {e}", ns.name()))
 }
 
 fn ifindex(ns: &Netns, iface: &str) -> u32 {
@@ -73,8 +59,7 @@ fn live_frames_reach_the_guard_intact() {
     let _pass = XdpPass::attach(&cli, "lg-c").unwrap();
 
     // The guard on the server end, a listener behind it.
-    let srv_name = srv.name().to_owned();
-    let (guard, _listener) = in_netns(&srv_name, || {
+    let (guard, _listener) = in_netns(&srv, || {
         let l = std::net::TcpListener::bind((Ipv4Addr::new(10, 203, 7, 1), 8080)).unwrap();
         let mut g = Guard::load(&LoadOptions::default()).unwrap();
         let cfg = tuning::config_from_system("lg-s", &Default::default()).unwrap();
@@ -98,7 +83,7 @@ fn live_frames_reach_the_guard_intact() {
             None,
         );
         let before = guard.counters().unwrap();
-        let report = in_netns(cli.name(), move || {
+        let report = in_netns(&cli, move || {
             let mut g = LiveGenerator::load().unwrap();
             g.run(&flood, &|| false).unwrap()
         });
@@ -172,7 +157,7 @@ fn live_frames_reach_the_guard_intact() {
     drop(veth);
 }
 
-fn in_prefix(p: &guard_user::lab::packet::IpPrefix, a: std::net::IpAddr) -> bool {
+fn in_prefix(p: &IpPrefix, a: std::net::IpAddr) -> bool {
     let (bits, x, y) = match (p.addr, a) {
         (std::net::IpAddr::V4(n), std::net::IpAddr::V4(a)) => {
             (32, u128::from(u32::from(n)), u128::from(u32::from(a)))
@@ -212,7 +197,7 @@ fn generated_frames_have_valid_checksums() {
                 Duration::from_secs(1),
                 None,
             );
-            let prefix: guard_user::lab::packet::IpPrefix = prefix.parse().unwrap();
+            let prefix: IpPrefix = prefix.parse().unwrap();
             for repeat in [1, 7, 1000] {
                 let (_, out) = g.program_cost(&flood, repeat).unwrap();
                 assert_eq!(out.len(), flood.template.len(), "{dst} {kind:?}");
@@ -248,17 +233,15 @@ fn generated_frames_have_valid_checksums() {
     }
 }
 
-/// `synguard flood --pps`: a bounded paced flood sends exactly its count and never faster than its
+/// `synguard-lab flood --pps`: a bounded paced flood sends exactly its count and never faster than its
 /// rate (a lower bound on the time taken, which scheduling noise cannot break); then Ctrl-C
 /// (SIGINT) ends a long flood early with its report printed and exit code 0.
 #[test]
 fn paced_flood_and_ctrl_c() {
-    let lab = common::new_lab(false);
-    let exe = common::guard_exe();
+    let lab = Lab::new(false).unwrap_or_else(|e| panic!("cannot build the veth lab: {e}"));
+    let exe = Path::new(env!("CARGO_BIN_EXE_synguard-lab"));
     let t = Instant::now();
-    let r =
-        guard_user::lab::run_flood(&mut lab.flood_command(exe, "syn", 30_000, 20.0, Some(50_000)))
-            .unwrap();
+    let r = run_flood(&mut lab.flood_command(exe, "syn", 30_000, 20.0, Some(50_000))).unwrap();
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(r.sent, 30_000, "{r}");
     assert!(
@@ -268,7 +251,7 @@ fn paced_flood_and_ctrl_c() {
     );
 
     let mut cmd = lab.flood_command(exe, "syn", 1_000_000_000, 60.0, None);
-    let mut child = ChildGuard::spawn("synguard flood", &mut cmd).unwrap();
+    let mut child = ChildGuard::spawn("synguard-lab flood", &mut cmd).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         child.try_status().is_none(),

@@ -11,12 +11,11 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use guard_common::Family;
-use guard_ebpf::synack::{IPV4_HLEN, IPV6_HLEN};
-
-use crate::{
+use guard_ebpf::{
     local::is_local,
     maps::GUARD_CONFIG,
     parse::{Segment, segment},
+    synack::{IPV4_HLEN, IPV6_HLEN},
 };
 
 /// `AF_INET`, `AF_INET6`.
