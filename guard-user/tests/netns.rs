@@ -329,38 +329,6 @@ fn run_restores_sysctls_and_detaches_when_done() {
 }
 
 #[test]
-fn flood_refuses_interfaces_that_are_not_veths() {
-    let lab = new_lab(false);
-    let o = lab
-        .server
-        .command(guard_exe())
-        .args([
-            "flood",
-            "--iface",
-            "lo",
-            "--dst-mac",
-            "02:00:00:00:00:01",
-            "--dst",
-            "127.0.0.1",
-            "--dport",
-            "80",
-            "--src-prefix",
-            lab::SPOOF_PREFIX,
-            "--kind",
-            "syn",
-            "--count",
-            "1",
-            "--duration",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
-    assert!(stderr.contains("not `veth`"), "{stderr}");
-}
-
-#[test]
 fn lab_leaves_nothing_behind_even_after_a_panic() {
     let (names, dir) = std::panic::catch_unwind(|| {
         let lab = new_lab(true);
