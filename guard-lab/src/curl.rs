@@ -1,13 +1,11 @@
-//! curl inside a lab namespace, with its timings and outcome parsed, and the lab's URLs.
+//! curl inside a lab namespace, with its timings and outcome parsed.
 
 use std::{
-    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     process::Stdio,
 };
 
 use crate::{
-    env::HTTP_PORT,
     error::{Result, io_err},
     netns::Netns,
     sys::describe,
@@ -64,13 +62,4 @@ pub fn curl(ns: &Netns, url: &str, out: Option<&Path>, extra: &[&str]) -> Result
         size: num(3) as u64,
         stderr: String::from_utf8_lossy(&o.stderr).trim().to_owned(),
     })
-}
-
-/// `http://<addr>:<HTTP_PORT>/<path>`, the IPv6 address in brackets.
-pub fn http_url(addr: IpAddr, path: &str) -> String {
-    format!(
-        "http://{}/{}",
-        SocketAddr::from((addr, HTTP_PORT)),
-        path.trim_start_matches('/')
-    )
 }

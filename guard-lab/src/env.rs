@@ -2,14 +2,14 @@
 //! a client namespace whose veth end runs an XDP pass program so XDP_TX replies reach it.
 
 use std::{
-    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::Path,
     process::Command,
 };
 
 use crate::{
     child::ChildGuard,
-    curl::{CurlResult, curl, http_url},
+    curl::{CurlResult, curl},
     error::Result,
     guardproc::GuardProc,
     netns::Netns,
@@ -182,4 +182,13 @@ impl Lab {
         }
         cmd
     }
+}
+
+/// `http://<addr>:<HTTP_PORT>/<path>`, the IPv6 address in brackets.
+pub fn http_url(addr: IpAddr, path: &str) -> String {
+    format!(
+        "http://{}/{}",
+        SocketAddr::from((addr, HTTP_PORT)),
+        path.trim_start_matches('/')
+    )
 }

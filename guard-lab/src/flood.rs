@@ -15,11 +15,12 @@ use std::{
 };
 
 use guard_common::lab::FloodConfig;
+use guard_user::cidr::Cidr;
 
 use crate::{
     error::{LabError, Result, io_err},
     livegen::{LiveFlood, LiveGenerator},
-    packet::{self, IpPrefix, Kind, MAX_FRAME, Rng, Segment},
+    packet::{self, Kind, MAX_FRAME, Rng, Segment, random_in},
 };
 
 /// How frames are put on the wire.
@@ -47,7 +48,7 @@ pub struct FloodSpec {
     pub dst: IpAddr,
     pub dport: u16,
     /// Sources are drawn at random from this prefix.
-    pub src_prefix: IpPrefix,
+    pub src_prefix: Cidr,
     pub engine: Engine,
     pub kind: Kind,
     /// Stop after this many frames...
@@ -264,7 +265,7 @@ fn src_mac_of(iface: &str) -> Result<[u8; 6]> {
 
 /// What the live-frames program randomizes, from the prefix: the IPv4 host bits, or the IPv6
 /// host bits inside the low 64 (a prefix shorter than /64 keeps its other bits).
-fn flood_config(p: &IpPrefix, kind: Kind) -> FloodConfig {
+fn flood_config(p: &Cidr, kind: Kind) -> FloodConfig {
     let mut c = FloodConfig {
         random_ack: (kind == Kind::Ack) as u32,
         sport_min: 1024,
@@ -309,7 +310,7 @@ pub fn live_flood(
     dst_mac: [u8; 6],
     dst: IpAddr,
     dport: u16,
-    src_prefix: &IpPrefix,
+    src_prefix: &Cidr,
     kind: Kind,
     count: u64,
     duration: Duration,
@@ -320,7 +321,7 @@ pub fn live_flood(
         kind,
         src_mac,
         dst_mac,
-        src: src_prefix.random(&mut rng),
+        src: random_in(&src_prefix, &mut rng),
         dst,
         sport: 40_000,
         dport,
@@ -434,7 +435,7 @@ fn run_packet(spec: &FloodSpec, stop: &AtomicBool) -> Result<FloodReport> {
                 kind: spec.kind,
                 src_mac,
                 dst_mac: spec.dst_mac,
-                src: spec.src_prefix.random(&mut rng),
+                src: random_in(&spec.src_prefix, &mut rng),
                 dst: spec.dst,
                 sport: 1024 + (rng.next_u32() % (65536 - 1024)) as u16,
                 dport: spec.dport,

@@ -31,10 +31,10 @@ pub mod veth;
 
 pub use self::{
     child::ChildGuard,
-    curl::{CurlResult, curl, http_url},
+    curl::{CurlResult, curl},
     env::{
         CLIENT_IP, CLIENT_IP6, HTTP_PORT, Lab, SERVER_IP, SERVER_IP6, SPOOF_PREFIX,
-        VETH_PREFIX_LEN, VETH_PREFIX_LEN6,
+        VETH_PREFIX_LEN, VETH_PREFIX_LEN6, http_url,
     },
     error::{LabError, Result},
     guardproc::{GuardProc, Report, run_flood},

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use guard_lab::{
     LabError, demo, flood, install_stop_handler,
-    packet::{self, IpPrefix},
+    packet::{self, parse_prefix},
     sibling_exe,
 };
 
@@ -65,8 +65,8 @@ struct FloodArgs {
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     dport: u16,
     /// Prefix the random source addresses are drawn from (e.g. 10.204.0.0/16, fd00:204::/64).
-    #[arg(long)]
-    src_prefix: IpPrefix,
+    #[arg(long, value_parser = parse_prefix)]
+    src_prefix: guard_user::cidr::Cidr,
     /// What to send.
     #[arg(long, value_enum)]
     kind: FloodKind,

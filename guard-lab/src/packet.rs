@@ -1,7 +1,11 @@
 //! Crafted Ethernet/IPv4-or-IPv6/TCP frames for the flood generator: SYNs with the options Linux
-//! sends and bare ACKs, with the IPv4 and TCP checksums computed here (RFC 1071).
+//! sends and bare ACKs, their checksums from the data path's own arithmetic
+//! (`guard_common::csum`); random addresses inside a source prefix (`guard_user::cidr::Cidr`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use guard_common::csum;
+use guard_user::cidr::Cidr;
 
 /// Length of the Ethernet header.
 pub const ETH_LEN: usize = 14;
@@ -42,47 +46,22 @@ pub struct Segment {
     pub tsval: u32,
 }
 
-/// Sums 16-bit big-endian words (an odd trailing byte is padded with zero) onto `acc`.
-fn sum_words(mut acc: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for w in &mut chunks {
-        acc += u32::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    if let [b] = chunks.remainder() {
-        acc += u32::from(*b) << 8;
-    }
-    acc
-}
-
-fn fold(mut acc: u32) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
-}
-
 /// The Internet checksum of `data` (RFC 1071), as stored in a header.
 pub fn internet_checksum(data: &[u8]) -> u16 {
-    fold(sum_words(0, data))
+    csum::fold(csum::add_slice(0, data))
 }
 
 /// The TCP checksum of `segment` (header with a zero checksum field, plus payload) over the IPv4
 /// pseudo-header.
 pub fn tcp_checksum(src: Ipv4Addr, dst: Ipv4Addr, segment: &[u8]) -> u16 {
-    let mut acc = sum_words(0, &src.octets());
-    acc = sum_words(acc, &dst.octets());
-    acc += 6; // zero byte + protocol number (TCP)
-    acc += segment.len() as u32;
-    fold(sum_words(acc, segment))
+    let pseudo = csum::ipv4_pseudo(src.octets(), dst.octets(), segment.len() as u16);
+    csum::fold(csum::add_slice(pseudo, segment))
 }
 
 /// The TCP checksum of `segment` over the IPv6 pseudo-header.
 pub fn tcp_checksum_v6(src: Ipv6Addr, dst: Ipv6Addr, segment: &[u8]) -> u16 {
-    let mut acc = sum_words(0, &src.octets());
-    acc = sum_words(acc, &dst.octets());
-    acc += 6;
-    acc += segment.len() as u32;
-    fold(sum_words(acc, segment))
+    let pseudo = csum::ipv6_pseudo(&src.octets(), &dst.octets(), segment.len() as u32);
+    csum::fold(csum::add_slice(pseudo, segment))
 }
 
 /// Writes the frame for `s` at the start of `buf` and returns its length. Mixed address
@@ -200,143 +179,50 @@ impl Rng {
     }
 }
 
-/// An IPv4 prefix, `a.b.c.d/len`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Prefix {
-    pub addr: Ipv4Addr,
-    pub len: u8,
+/// Parses a source prefix written with its length (`10.204.0.0/16`, `fd00:204::/64`): a flood's
+/// prefix names a range, so a bare address is refused.
+pub fn parse_prefix(s: &str) -> Result<Cidr, String> {
+    if !s.contains('/') {
+        return Err(format!(
+            "`{s}` is not a prefix like 10.204.0.0/16 or fd00:204::/64"
+        ));
+    }
+    s.parse()
 }
 
-impl Prefix {
-    /// A random address inside the prefix, avoiding the all-zeros and all-ones host parts when
-    /// the prefix has room for others.
-    pub fn random(&self, rng: &mut Rng) -> Ipv4Addr {
-        let host_bits = 32 - u32::from(self.len);
-        let base = u32::from(self.addr) & self.mask();
-        if host_bits == 0 {
-            return Ipv4Addr::from(base);
-        }
-        let span = if host_bits == 32 {
-            u32::MAX
-        } else {
-            (1u32 << host_bits) - 1
-        };
-        let mut host = rng.next_u32() & span;
-        if host_bits >= 2 {
-            while host == 0 || host == span {
-                host = rng.next_u32() & span;
+/// A random address inside `p`; for IPv4, avoiding the all-zeros and all-ones host parts when
+/// the prefix has room for others.
+pub fn random_in(p: &Cidr, rng: &mut Rng) -> IpAddr {
+    match p.addr {
+        IpAddr::V4(a) => {
+            let host_bits = 32 - u32::from(p.len);
+            let base = u32::from(a);
+            if host_bits == 0 {
+                return IpAddr::V4(a);
             }
-        }
-        Ipv4Addr::from(base | host)
-    }
-
-    fn mask(&self) -> u32 {
-        if self.len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(self.len))
-        }
-    }
-
-    /// True if `ip` is inside the prefix.
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask() == u32::from(self.addr) & self.mask()
-    }
-}
-
-impl std::str::FromStr for Prefix {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (a, l) = s
-            .split_once('/')
-            .ok_or_else(|| format!("`{s}` is not a prefix like 10.204.0.0/16"))?;
-        let addr: Ipv4Addr = a
-            .parse()
-            .map_err(|_| format!("`{a}` is not an IPv4 address"))?;
-        let len: u8 = l
-            .parse()
-            .ok()
-            .filter(|l| *l <= 32)
-            .ok_or_else(|| format!("`{l}` is not a prefix length (0-32)"))?;
-        Ok(Self { addr, len })
-    }
-}
-
-impl std::fmt::Display for Prefix {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
-
-/// An IPv4 or IPv6 prefix, `addr/len`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IpPrefix {
-    pub addr: IpAddr,
-    pub len: u8,
-}
-
-impl IpPrefix {
-    /// The IPv4 prefix, if it is one.
-    pub fn v4(&self) -> Option<Prefix> {
-        match self.addr {
-            IpAddr::V4(addr) => Some(Prefix {
-                addr,
-                len: self.len,
-            }),
-            IpAddr::V6(_) => None,
-        }
-    }
-
-    /// A random address inside the prefix.
-    pub fn random(&self, rng: &mut Rng) -> IpAddr {
-        match self.addr {
-            IpAddr::V4(_) => IpAddr::V4(self.v4().expect("v4").random(rng)),
-            IpAddr::V6(a) => {
-                let bits = 128 - u32::from(self.len);
-                let mask = if bits == 0 {
-                    0
-                } else {
-                    u128::MAX >> (128 - bits)
-                };
-                let r = (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64());
-                IpAddr::V6(Ipv6Addr::from((u128::from(a) & !mask) | (r & mask)))
+            let span = if host_bits == 32 {
+                u32::MAX
+            } else {
+                (1u32 << host_bits) - 1
+            };
+            let mut host = rng.next_u32() & span;
+            if host_bits >= 2 {
+                while host == 0 || host == span {
+                    host = rng.next_u32() & span;
+                }
             }
+            IpAddr::V4(Ipv4Addr::from(base | host))
         }
-    }
-}
-
-impl std::str::FromStr for IpPrefix {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Ok(p) = s.parse::<Prefix>() {
-            return Ok(Self {
-                addr: IpAddr::V4(p.addr),
-                len: p.len,
-            });
+        IpAddr::V6(a) => {
+            let bits = 128 - u32::from(p.len);
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX >> (128 - bits)
+            };
+            let r = (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64());
+            IpAddr::V6(Ipv6Addr::from((u128::from(a) & !mask) | (r & mask)))
         }
-        let (a, l) = s
-            .split_once('/')
-            .ok_or_else(|| format!("`{s}` is not a prefix like 10.204.0.0/16 or fd00:204::/64"))?;
-        let addr: Ipv6Addr = a
-            .parse()
-            .map_err(|_| format!("`{a}` is not an IPv4 or IPv6 address"))?;
-        let len: u8 = l
-            .parse()
-            .ok()
-            .filter(|l| *l <= 128)
-            .ok_or_else(|| format!("`{l}` is not an IPv6 prefix length (0-128)"))?;
-        Ok(Self {
-            addr: IpAddr::V6(addr),
-            len,
-        })
-    }
-}
-
-impl std::fmt::Display for IpPrefix {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
     }
 }
 
@@ -455,36 +341,40 @@ mod tests {
 
     #[test]
     fn ip_prefixes() {
-        let p: IpPrefix = "fd00:204::/64".parse().unwrap();
+        let p = parse_prefix("fd00:204::/64").unwrap();
         let mut rng = Rng::new(3);
         for _ in 0..100 {
-            let IpAddr::V6(a) = p.random(&mut rng) else {
+            let IpAddr::V6(a) = random_in(&p, &mut rng) else {
                 panic!("family")
             };
             assert_eq!(a.segments()[..4], [0xfd00, 0x204, 0, 0]);
         }
-        let p4: IpPrefix = "10.204.0.0/16".parse().unwrap();
-        assert_eq!(p4.v4().unwrap().len, 16);
-        assert!(p.v4().is_none());
-        assert!("fd00::/129".parse::<IpPrefix>().is_err());
+        let p4 = parse_prefix("10.204.0.0/16").unwrap();
+        assert!(p4.addr.is_ipv4() && p4.len == 16);
+        assert!(!p.addr.is_ipv4());
+        assert!(parse_prefix("fd00::/129").is_err());
         assert_eq!(p.to_string(), "fd00:204::/64");
     }
 
     #[test]
     fn prefixes() {
-        let p: Prefix = "10.204.0.0/16".parse().unwrap();
+        let p = parse_prefix("10.204.0.0/16").unwrap();
         let mut rng = Rng::new(1);
         for _ in 0..1000 {
-            let a = p.random(&mut rng);
+            let a = random_in(&p, &mut rng);
             assert!(p.contains(a), "{a}");
+            let IpAddr::V4(a) = a else { panic!("family") };
             assert_ne!(a.octets()[2..], [0, 0]);
             assert_ne!(a.octets()[2..], [255, 255]);
         }
-        let host: Prefix = "10.204.1.2/32".parse().unwrap();
-        assert_eq!(host.random(&mut rng), Ipv4Addr::new(10, 204, 1, 2));
-        assert!("10.204.0.0".parse::<Prefix>().is_err());
-        assert!("10.204.0.0/33".parse::<Prefix>().is_err());
-        assert!("nope/8".parse::<Prefix>().is_err());
+        let host = parse_prefix("10.204.1.2/32").unwrap();
+        assert_eq!(
+            random_in(&host, &mut rng),
+            IpAddr::V4(Ipv4Addr::new(10, 204, 1, 2))
+        );
+        assert!(parse_prefix("10.204.0.0").is_err());
+        assert!(parse_prefix("10.204.0.0/33").is_err());
+        assert!(parse_prefix("nope/8").is_err());
         assert_eq!(p.to_string(), "10.204.0.0/16");
     }
 

@@ -4,6 +4,7 @@
 //! tests and the lab (the `guard-lab` crate, which depends on this one) drive the same API.
 
 pub mod btf;
+pub mod cidr;
 pub mod control;
 pub mod counters;
 pub mod error;

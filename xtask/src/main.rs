@@ -258,14 +258,7 @@ fn test(root: &Path, test_threads: u16) -> anyhow::Result<()> {
     let threads = format!("--test-threads={test_threads}");
     run(cargo(root).args(["test", "--", &threads]))?;
     step("test: the eBPF crates' pure code on the host");
-    run(cargo(root).args([
-        "test",
-        "-p",
-        "guard-ebpf",
-        "-p",
-        "guard-lab-ebpf",
-        "--lib",
-    ]))?;
+    run(cargo(root).args(["test", "-p", "guard-ebpf", "-p", "guard-lab-ebpf", "--lib"]))?;
     step("test: all passed");
     Ok(())
 }
@@ -346,9 +339,7 @@ fn main() -> anyhow::Result<()> {
             }) {
                 Bench::Controller { seconds } => bench::controller(&exe, seconds),
                 Bench::Local => {
-                    step(
-                        "bench: local-destination check (cargo bench -p guard-lab --bench local)",
-                    );
+                    step("bench: local-destination check (cargo bench -p guard-lab --bench local)");
                     run(cargo(&root).args(["bench", "-p", "guard-lab", "--bench", "local"]))
                 }
                 Bench::Datapath { rounds, seconds } => {
