@@ -321,7 +321,7 @@ pub fn live_flood(
         kind,
         src_mac,
         dst_mac,
-        src: random_in(&src_prefix, &mut rng),
+        src: random_in(src_prefix, &mut rng),
         dst,
         sport: 40_000,
         dport,

@@ -16,6 +16,7 @@ use crate::{
     sys::{run, run_text},
 };
 
+/// A named network namespace (`ip netns add`), with loopback up. On drop, every process still
 /// inside is killed (they were started by the lab) and the namespace is deleted, which also
 /// deletes its veths.
 #[derive(Debug)]

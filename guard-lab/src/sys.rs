@@ -131,8 +131,6 @@ impl Drop for TempDir {
     }
 }
 
-/// A named network namespace (`ip netns add`), with loopback up. On drop, every process still
-
 /// A binary of this build named `name` (`synguard`, `synguard-lab`): next to the running
 /// executable, or one directory up (test and bench executables live in `target/<profile>/deps`).
 /// The lab runs them as whole processes inside its namespaces.
