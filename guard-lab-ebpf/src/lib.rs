@@ -6,6 +6,20 @@
 #[cfg(target_arch = "bpf")]
 pub mod frame;
 
+/// The panic handler of both lab objects (each links this library).
+#[cfg(all(target_arch = "bpf", not(test)))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // Unreachable in a verified program: the verifier rejects code that could get here.
+    loop {}
+}
+
+/// The license of both lab objects (GPL: the generator and the probes call GPL-only helpers).
+#[cfg(target_arch = "bpf")]
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";
+
 /// splitmix64 (Steele, Lea, Flood 2014): 64 well-mixed bits per step.
 #[inline(always)]
 pub fn splitmix64(state: &mut u64) -> u64 {

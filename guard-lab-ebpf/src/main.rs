@@ -67,14 +67,3 @@ pub fn vlan_push(ctx: TcContext) -> i32 {
 pub fn vlan_pop(ctx: TcContext) -> i32 {
     vlan::pop(&ctx)
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // Unreachable in a verified program: the verifier rejects code that could get here.
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";

@@ -180,10 +180,7 @@ impl Drop for BaselineProg {
 pub(crate) fn load_xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
     let prog: &mut Xdp = ebpf
         .program_mut(name)
-        .ok_or_else(|| LabError::Parse {
-            what: "the lab object".into(),
-            text: format!("no program `{name}`"),
-        })?
+        .ok_or_else(|| object::missing(format!("program `{name}`")))?
         .try_into()
         .map_err(|e: ProgramError| LabError::bpf(format!("{name} is not an XDP program"), e))?;
     prog.load()

@@ -154,10 +154,7 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> LabError {
 }
 
 fn missing(map: &'static str) -> LabError {
-    LabError::Parse {
-        what: "the lab object".into(),
-        text: format!("no map `{map}`"),
-    }
+    object::missing(format!("map `{map}`"))
 }
 
 impl LiveGenerator {

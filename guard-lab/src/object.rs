@@ -13,6 +13,14 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 pub static PROBES_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard-lab-probes"));
 
+/// The error for a program or map `what` (`program \`x\``) missing from a lab object.
+pub(crate) fn missing(what: String) -> LabError {
+    LabError::Parse {
+        what: "the lab object".into(),
+        text: format!("no {what}"),
+    }
+}
+
 /// Loads the lab object (maps created, no program loaded yet) after `configure` set its
 /// load-time globals.
 pub fn load<'a>(configure: impl FnOnce(&mut EbpfLoader<'a>)) -> Result<Ebpf> {

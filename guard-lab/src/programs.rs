@@ -115,10 +115,7 @@ impl VlanTagger {
         ] {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
-                .ok_or_else(|| LabError::Parse {
-                    what: "the lab object".into(),
-                    text: format!("no program `{name}`"),
-                })?
+                .ok_or_else(|| object::missing(format!("program `{name}`")))?
                 .try_into()
                 .map_err(|e: ProgramError| {
                     LabError::bpf(format!("{name} is not a classifier"), e)

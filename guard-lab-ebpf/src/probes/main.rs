@@ -8,6 +8,9 @@
 
 mod probe;
 
+// The panic handler and the license (see `lib.rs`).
+extern crate guard_lab_ebpf;
+
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 
 /// Bench probe: the guard's header walk alone (see `probe.rs`).
@@ -27,14 +30,3 @@ pub fn probe_local(ctx: XdpContext) -> u32 {
 pub fn probe_fib(ctx: XdpContext) -> u32 {
     probe::fib(&ctx)
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // Unreachable in a verified program: the verifier rejects code that could get here.
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";
