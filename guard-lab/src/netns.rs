@@ -55,14 +55,17 @@ impl Netns {
     /// Reads a sysctl of the namespace (dotted name).
     pub fn sysctl(&self, name: &str) -> Result<String> {
         let path = format!("/proc/sys/{}", name.replace('.', "/"));
-        Ok(self.exec(&["cat", &path])?.trim().to_owned())
+        self.run_in(|| {
+            let text = std::fs::read_to_string(&path).map_err(io_err(format!("reading {path}")))?;
+            Ok(text.trim().to_owned())
+        })
     }
 
     /// Sets a sysctl of the namespace (dotted name). Nothing to restore: it goes with the
     /// namespace.
     pub fn set_sysctl(&self, name: &str, value: &str) -> Result<()> {
-        self.exec(&["sysctl", "-qw", &format!("{name}={value}")])?;
-        Ok(())
+        let path = format!("/proc/sys/{}", name.replace('.', "/"));
+        self.run_in(|| std::fs::write(&path, value).map_err(io_err(format!("writing {path}"))))
     }
 
     /// Pids of the processes inside the namespace.
