@@ -4,10 +4,11 @@
 //! remove every namespace, veth, process and file they created. Built on the product library
 //! (`guard_user`), never the other way: what ships to operators carries none of this.
 //!
-//! Layers, each using only those above it: `error`, `sys` (processes, names, polling) ->
-//! `packet`, `observe` (kernel counters, `ss`) -> `netns` -> `veth`, `child`, `object` ->
-//! `baseline`, `livegen`, `programs` -> `nginx`, `curl`, `flood`, `guardproc` -> `env` (the
-//! two-namespace [`Lab`]) -> `plot`, `demo`.
+//! Modules, each using only those before it in this list (no cycles): `error`, `sys`
+//! (processes, names, polling), `packet` (frames), `observe` (kernel counters, `ss`), `netns`,
+//! `veth`, `child`, `object` (the embedded eBPF objects), `baseline`, `livegen`, `programs`
+//! (pass program, VLAN taggers), `probes`, `nginx`, `curl`, `iface`, `flood`, `guardproc`
+//! (`synguard run` in a namespace), `env` (the two-namespace [`Lab`]), `plot`, `demo`.
 
 pub mod baseline;
 pub mod child;
@@ -17,6 +18,7 @@ pub mod env;
 pub mod error;
 pub mod flood;
 pub mod guardproc;
+pub mod iface;
 pub mod livegen;
 pub mod netns;
 pub mod nginx;
