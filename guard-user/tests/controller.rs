@@ -1,4 +1,4 @@
-//! The controller end to end, in the veth lab (`guard_user::lab`, RAII namespaces and
+//! The controller end to end, in the veth lab (`guard_lab`, RAII namespaces and
 //! processes): pinned guards and their restart without a gap, `synguard set`/`status`/`stats`/
 //! `detach`/`attach` from other processes, the TCP state gauges against `ss -tan`, the
 //! Prometheus endpoint, and the TOML config file. Every pinned guard a test creates is detached
@@ -506,7 +506,7 @@ fn metrics_endpoint_serves_prometheus_text() {
     // A SYN flood; the live table and a scrape taken while it runs are printed (visible with
     // --nocapture) as the documentation of both outputs.
     let mut flood = ChildGuard::spawn(
-        "synguard flood",
+        "synguard-lab flood",
         &mut lab.flood_command(&lab_exe(), "syn", 60_000, 20.0, Some(20_000)),
     )
     .expect("starting synguard flood");
@@ -528,7 +528,7 @@ fn metrics_endpoint_serves_prometheus_text() {
     }
     assert!(table.contains("synack_sent"), "{table}");
     let st = flood.wait(Duration::from_secs(20)).expect("the flood ends");
-    assert!(st.success(), "synguard flood: {}", flood.stderr());
+    assert!(st.success(), "synguard-lab flood: {}", flood.stderr());
     std::thread::sleep(Duration::from_millis(200));
 
     let (code, body) = scrape(&lab, port, "/metrics");

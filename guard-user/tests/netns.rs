@@ -1,6 +1,6 @@
 //! End-to-end tests in a veth lab: two network namespaces per test (`sg-<pid>-<n>s` with nginx
 //! behind `synguard run`, `sg-<pid>-<n>c` with curl and the flood generator), built and removed by
-//! the RAII guards of `guard_user::lab`, also when a test fails. All traffic stays between the
+//! the RAII guards of `guard_lab`, also when a test fails. All traffic stays between the
 //! two namespaces; spoofed sources come from 10.204.0.0/16.
 //!
 //! Needs root, iproute2, ethtool, curl and nginx (`cargo xtask setup` installs them); without
@@ -135,7 +135,7 @@ fn forged_ack_flood_is_dropped_without_sockets_or_resets() {
 
     let report =
         lab::run_flood(&mut lab.flood_command(&lab_exe(), "ack", 5000, 20.0, Some(20_000)))
-            .expect("synguard flood --kind ack");
+            .expect("synguard-lab flood --kind ack");
     assert_eq!(report.sent, 5000, "{report}");
     assert_eq!(
         report.lost, 0,
@@ -176,7 +176,7 @@ fn syn_flood_leaves_no_syn_recv_and_clients_get_through() {
 
     let count = 20_000;
     let mut flood = ChildGuard::spawn(
-        "synguard flood",
+        "synguard-lab flood",
         &mut lab.flood_command(&lab_exe(), "syn", count, 30.0, Some(10_000)),
     )
     .expect("starting synguard flood");
@@ -190,14 +190,14 @@ fn syn_flood_leaves_no_syn_recv_and_clients_get_through() {
         during += 1;
     }
     let st = flood.wait(Duration::from_secs(5)).expect("the flood ends");
-    assert!(st.success(), "synguard flood: {}", flood.stderr());
+    assert!(st.success(), "synguard-lab flood: {}", flood.stderr());
     let report = flood
         .stdout_lines()
         .iter()
         .find_map(|l| lab::flood::FloodReport::parse_line(l))
         .unwrap_or_else(|| {
             panic!(
-                "synguard flood printed no report: stdout {:?}, stderr {:?}",
+                "synguard-lab flood printed no report: stdout {:?}, stderr {:?}",
                 flood.stdout_lines(),
                 flood.stderr()
             )
