@@ -509,7 +509,7 @@ fn metrics_endpoint_serves_prometheus_text() {
         "synguard-lab flood",
         &mut lab.flood_command(&lab_exe(), "syn", 60_000, 20.0, Some(20_000)),
     )
-    .expect("starting synguard flood");
+    .expect("starting synguard-lab flood");
     std::thread::sleep(Duration::from_millis(1500));
     let table = guard_ok(
         &lab,

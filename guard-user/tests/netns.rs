@@ -179,7 +179,7 @@ fn syn_flood_leaves_no_syn_recv_and_clients_get_through() {
         "synguard-lab flood",
         &mut lab.flood_command(&lab_exe(), "syn", count, 30.0, Some(10_000)),
     )
-    .expect("starting synguard flood");
+    .expect("starting synguard-lab flood");
     let mut during = 0;
     let start = Instant::now();
     while flood.try_status().is_none() && start.elapsed() < Duration::from_secs(30) {
