@@ -87,6 +87,13 @@ fn the_package_holds_what_operators_expect() {
     for l in list.lines() {
         assert!(l.contains("root/root"), "owned by root: {l}");
     }
+    // The lab (`guard-lab`: synguard-lab, its demo and flood generator) does not ship.
+    for f in &files {
+        assert!(
+            !f.contains("lab") && !f.contains("flood"),
+            "lab file in the package: {f}"
+        );
+    }
     let fields = output(Command::new("dpkg-deb").arg("--field").arg(deb()));
     assert!(fields.contains("Package: synguard\n"), "{fields}");
     assert!(
