@@ -1,5 +1,5 @@
 //! The bench probes' object (`guard-lab-ebpf/src/probes/`) loaded on a loaded guard's maps: every
-//! map of the guard is pinned in a private directory of the BPF filesystem and the probes'
+//! named map of the guard is pinned in a private directory of the BPF filesystem and the probes'
 //! object reuses the pins by name, so the probes walk the same configuration and
 //! local-destination maps the guard does. The pins go when the value is dropped.
 
@@ -37,7 +37,9 @@ impl Probes {
         std::fs::create_dir(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         let pins = PinDir(dir);
         let mut shared = Vec::new();
-        for (name, map) in guard.maps() {
+        // The named maps; not the loader's own global-data maps (`.rodata` is frozen and cannot be
+        // pinned, and the probes' object has its own).
+        for (name, map) in guard.maps().filter(|(name, _)| !name.starts_with('.')) {
             let path = pins.0.join(name);
             map.pin(&path)
                 .map_err(|e| LabError::bpf(format!("pinning {name} at {}", path.display()), e))?;
