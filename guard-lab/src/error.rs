@@ -24,7 +24,10 @@ pub enum LabError {
          iproute2, ...)"
     )]
     MissingTools(String),
-    #[error("the lab needs root (network namespaces, veth, XDP): run it with sudo or as root")]
+    #[error(
+        "permission denied: run as root (the lab creates network namespaces, veths and XDP \
+         programs)"
+    )]
     NotRoot,
     #[error("{0}")]
     Refused(String),

@@ -458,7 +458,6 @@ fn bad_starts_and_bad_callers_change_nothing() {
         &["detach", iface],
         &["run", iface, "--count", "1"],
         &["attach", iface],
-        &["lab", "--duration", "1"],
     ] {
         let o = lab
             .server
