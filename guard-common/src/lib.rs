@@ -4,6 +4,9 @@
 //! on the byte layout; every multi-byte field is in host byte order unless its doc says otherwise.
 #![no_std]
 
+pub mod csum;
+pub mod lab;
+
 /// Name of the XDP entry point in the object file.
 pub const PROGRAM_NAME: &str = "synguard";
 /// Name of the one-entry array map holding [`GuardConfig`].
@@ -276,87 +279,6 @@ impl AclLens {
         self
     }
 }
-
-/// Name of the lab traffic generator's XDP program (run with `BPF_PROG_RUN` live frames).
-pub const FLOOD_PROGRAM_NAME: &str = "synguard_flood";
-/// Name of the one-entry array map holding [`FloodConfig`].
-pub const FLOOD_CONFIG_MAP: &str = "FLOOD_CONFIG";
-/// Name of the per-CPU `u64` array map of the generator's counters, indexed by [`FloodCounter`].
-pub const FLOOD_COUNTERS_MAP: &str = "FLOOD_COUNTERS";
-
-/// Largest template frame of the lab generator.
-pub const FLOOD_TEMPLATE_MAX: usize = 128;
-
-/// The frame the lab generator starts every copy from (see [`FloodConfig`]).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FloodTemplate {
-    /// Bytes used in `frame`; must equal the length of the frame given to `BPF_PROG_RUN`.
-    pub len: u32,
-    pub frame: [u8; FLOOD_TEMPLATE_MAX],
-}
-
-/// How the lab generator rewrites each copy of its template frame before transmitting it.
-/// Addresses are in network byte order (as bytes); everything else host order.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FloodConfig {
-    /// IPv4 source prefix (network byte order).
-    pub v4_prefix: [u8; 4],
-    /// Bits of the IPv4 source to randomize: `!netmask`, host order.
-    pub v4_host_mask: u32,
-    /// IPv6 source prefix.
-    pub v6_prefix: [u8; 16],
-    /// Bits of the IPv6 interface identifier (low 64 bits) to randomize, as two host-order masks
-    /// for bytes 8..12 and 12..16.
-    pub v6_host_mask: [u32; 2],
-    /// 1: randomize the acknowledgment number too (forged-ACK floods).
-    pub random_ack: u32,
-    /// Lowest source port; ports are drawn from `sport_min..=65535`.
-    pub sport_min: u32,
-    /// The template frame, rewritten into every copy first: live-frames mode recycles pages
-    /// without restoring their contents, and the receiver may have rewritten them (the guard
-    /// turns SYNs into SYN-ACKs in place).
-    pub template: FloodTemplate,
-}
-
-impl Default for FloodTemplate {
-    fn default() -> Self {
-        Self {
-            len: 0,
-            frame: [0; FLOOD_TEMPLATE_MAX],
-        }
-    }
-}
-
-/// Counters of the lab generator.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FloodCounter {
-    /// Frames rewritten and handed to XDP_TX.
-    Sent = 0,
-    /// Frames refused (template not Ethernet + IPv4/IPv6 + TCP, or no configuration).
-    Refused = 1,
-}
-
-/// Name of the lab generator's pacing map: one `[u64; PACE_SLOTS]`, indexed by the `PACE_*`
-/// constants, written by the controller before a flood (all values host order).
-pub const FLOOD_PACE_MAP: &str = "FLOOD_PACE";
-/// ns between frames (0: as fast as possible).
-pub const PACE_INTERVAL: usize = 0;
-/// `bpf_ktime_get_ns` at which the next frame is due.
-pub const PACE_NEXT: usize = 1;
-/// Frames left to send; none once 0.
-pub const PACE_BUDGET: usize = 2;
-/// `bpf_ktime_get_ns` after which nothing is sent (paced floods only).
-pub const PACE_END: usize = 3;
-/// `bpf_ktime_get_ns` of the last frame sent (paced), or of the budget's last frame.
-pub const PACE_LAST: usize = 4;
-/// Slots of the pacing value.
-pub const PACE_SLOTS: usize = 5;
-
-/// Number of generator counters.
-pub const FLOOD_COUNTER_COUNT: u32 = 2;
 
 /// What the data path does with SYNs to a local listener.
 ///
@@ -743,10 +665,6 @@ unsafe impl aya::Pod for AclKeyV6 {}
 unsafe impl aya::Pod for AclLens {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for AclFilter {}
-#[cfg(feature = "user")]
-// Safety: FloodConfig is repr(C), Copy, made of byte arrays and u32s laid out without padding
-// (4 + 4 + 16 + 8 + 4 + 4 + 4 + 128 bytes), every bit pattern valid.
-unsafe impl aya::Pod for FloodConfig {}
 
 // ---------------------------------------------------------------------------------------------
 // TCP connection states of the guarded namespace (the `sock:inet_sock_set_state` tracepoint
@@ -924,14 +842,6 @@ mod tests {
         let l = (0..=128u8).fold(l, |l, n| l.with(true, n));
         assert_eq!(l.v6_count, 129);
         assert_eq!((l.v6[0], l.v6[128]), (128, 0));
-    }
-
-    #[test]
-    fn flood_config_has_no_padding() {
-        assert_eq!(
-            core::mem::size_of::<FloodConfig>(),
-            4 + 4 + 16 + 8 + 4 + 4 + 4 + 128
-        );
     }
 
     #[test]

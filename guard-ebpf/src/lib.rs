@@ -1,9 +1,22 @@
-//! Pure parts of the synguard data path: checksum arithmetic, SYN option parsing, IPv6
-//! extension option rules and SYN-ACK construction. Nothing here touches packet memory or calls a
-//! helper, so the same code runs in the XDP program (see `main.rs`) and in host unit tests (`cargo test -p guard-ebpf --lib`).
+//! The synguard data path as a library. Pure parts (checksum arithmetic, SYN option parsing,
+//! IPv6 extension option rules, SYN-ACK construction) touch no packet memory and call no
+//! helper, so they run in the XDP program and in host unit tests (`cargo test -p guard-ebpf
+//! --lib`). On the BPF target the library also holds the header walk, the local-destination
+//! check and the maps they read, which the guard (`main.rs`) and the lab's bench probes
+//! (`guard-lab-ebpf`) both link: the probes measure the guard's own code, not a copy of it.
 #![cfg_attr(not(test), no_std)]
+
+// The modules below name this crate `guard_ebpf` (as the binary's modules do).
+#[cfg(target_arch = "bpf")]
+extern crate self as guard_ebpf;
 
 pub mod csum;
 pub mod ipv6_opts;
+#[cfg(target_arch = "bpf")]
+pub mod local;
+#[cfg(target_arch = "bpf")]
+pub mod maps;
 pub mod options;
+#[cfg(target_arch = "bpf")]
+pub mod parse;
 pub mod synack;

@@ -17,50 +17,10 @@ use guard_common::{
 use serde::Deserialize;
 
 use crate::{
+    cidr::Cidr,
     error::GuardError,
-    maps::{AclIndex, GuardMaps, mask},
+    maps::{AclIndex, GuardMaps},
 };
-
-/// An address prefix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Cidr {
-    pub addr: IpAddr,
-    pub len: u8,
-}
-
-impl std::str::FromStr for Cidr {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (a, l) = match s.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (s, None),
-        };
-        let addr: IpAddr = a.parse().map_err(|_| {
-            format!("`{s}` is not an address prefix (e.g. 10.0.0.0/8, 2001:db8::/32)")
-        })?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let len =
-            match l {
-                None => max,
-                Some(l) => l.parse::<u8>().ok().filter(|&n| n <= max).ok_or_else(|| {
-                    format!("prefix length `{l}` of `{s}` is out of range 0..={max}")
-                })?,
-            };
-        // Host bits are cleared, as the LPM trie stores them.
-        let addr = match addr {
-            IpAddr::V4(v) => IpAddr::from(mask(v.octets(), len)),
-            IpAddr::V6(v) => IpAddr::from(mask(v.octets(), len)),
-        };
-        Ok(Self { addr, len })
-    }
-}
-
-impl std::fmt::Display for Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
 
 /// One change to a running guard.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -619,11 +619,7 @@ impl Guard {
 }
 
 /// `BPF_PROG_TEST_RUN` of an XDP program on `frame`, `repeat` times.
-pub(crate) fn test_run_xdp(
-    prog: &Xdp,
-    frame: &[u8],
-    repeat: u32,
-) -> Result<TestRunOutput, GuardError> {
+pub fn test_run_xdp(prog: &Xdp, frame: &[u8], repeat: u32) -> Result<TestRunOutput, GuardError> {
     test_run_xdp_on(prog, frame, repeat, None)
 }
 

@@ -1,17 +1,15 @@
 //! synguard controller library: the [`Guard`] type that loads the embedded XDP program, configures
 //! it, attaches it to an interface and reads its counters, plus the system plumbing it needs
 //! (sysctls, option negotiation inputs). The `synguard` binary is a thin CLI over this crate; the
-//! tests and the lab drive the same API.
+//! tests and the lab (the `guard-lab` crate, which depends on this one) drive the same API.
 
-pub mod baseline;
 pub mod btf;
+pub mod cidr;
 pub mod control;
 pub mod counters;
 pub mod error;
 pub mod guard;
-pub mod lab;
 pub mod lifecycle;
-pub mod livegen;
 pub mod local;
 pub mod maps;
 pub mod metrics;

@@ -1,5 +1,6 @@
 //! The kernel's own SYN-cookie and listen-queue counters (`nstat` names), read from
-//! `/proc/thread-self/net/netstat` of the guarded namespace.
+//! `/proc/thread-self/net/netstat` of the guarded namespace; the one parser of the proc files'
+//! paired tables ([`tables`]), which the lab uses too.
 
 use crate::error::GuardError;
 
@@ -27,22 +28,12 @@ impl KernelStats {
         self.iter().find(|(k, _)| *k == key).map_or(0, |(_, v)| v)
     }
 
-    /// Parses the paired `Prefix: names` / `Prefix: values` lines of /proc/net/netstat.
+    /// Picks [`KERNEL_KEYS`] out of /proc/net/netstat's text (all zero if it is malformed).
     pub fn parse(text: &str) -> Self {
         let mut out = [0u64; KERNEL_KEYS.len()];
-        let lines: Vec<&str> = text.lines().collect();
-        for pair in lines.chunks(2) {
-            let [names, values] = pair else { break };
-            let (Some((p, names)), Some((_, values))) =
-                (names.split_once(':'), values.split_once(':'))
-            else {
-                continue;
-            };
-            for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
-                let key = format!("{p}{n}");
-                if let Some(i) = KERNEL_KEYS.iter().position(|k| *k == key) {
-                    out[i] = v.parse().unwrap_or(0);
-                }
+        for (key, v) in tables(text).unwrap_or_default() {
+            if let Some(i) = KERNEL_KEYS.iter().position(|k| *k == key) {
+                out[i] = v;
             }
         }
         Self(out)
@@ -57,6 +48,31 @@ impl KernelStats {
         })?;
         Ok(Self::parse(&text))
     }
+}
+
+/// Every counter of the paired `Prefix: names` / `Prefix: values` tables of /proc/net/netstat
+/// and /proc/net/snmp, as `(prefix + name, value)` (`TcpExtSyncookiesSent`, `TcpPassiveOpens`);
+/// signed fields (`TcpMaxConn` = -1) read as 0. `Err` quotes what is not a pair of table lines.
+pub fn tables(text: &str) -> Result<Vec<(String, u64)>, String> {
+    let mut out = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for pair in lines.chunks(2) {
+        let [names, values] = pair else {
+            return Err(format!("unpaired line {:?}", pair[0]));
+        };
+        let (Some((p1, names)), Some((p2, values))) =
+            (names.split_once(':'), values.split_once(':'))
+        else {
+            continue;
+        };
+        if p1 != p2 {
+            return Err(format!("unpaired lines {p1} / {p2}"));
+        }
+        for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
+            out.push((format!("{p1}{n}"), v.parse().unwrap_or(0)));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The controller end to end, in the veth lab (`guard_user::lab`, RAII namespaces and
+//! The controller end to end, in the veth lab (`guard_lab`, RAII namespaces and
 //! processes): pinned guards and their restart without a gap, `synguard set`/`status`/`stats`/
 //! `detach`/`attach` from other processes, the TCP state gauges against `ss -tan`, the
 //! Prometheus endpoint, and the TOML config file. Every pinned guard a test creates is detached
@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Pinned, guard, guard_exe, guard_ok, new_lab};
+use common::{Pinned, guard, guard_exe, guard_ok, lab_exe, new_lab};
 
 use std::{
     collections::BTreeMap,
@@ -19,7 +19,7 @@ use std::{
 };
 
 use guard_common::{Counter, TcpState};
-use guard_user::lab::{self, ChildGuard, Lab, Report, TempDir, nginx::BIG_SIZE};
+use guard_lab::{self as lab, ChildGuard, Lab, Report, TempDir, nginx::BIG_SIZE};
 
 /// Starts `synguard run --pin --json` in the server namespace and waits until `synguard status`
 /// names it as the guard's controller (and, with a short interval, for its first report).
@@ -509,10 +509,10 @@ fn metrics_endpoint_serves_prometheus_text() {
     // A SYN flood; the live table and a scrape taken while it runs are printed (visible with
     // --nocapture) as the documentation of both outputs.
     let mut flood = ChildGuard::spawn(
-        "synguard flood",
-        &mut lab.flood_command(guard_exe(), "syn", 60_000, 20.0, Some(20_000)),
+        "synguard-lab flood",
+        &mut lab.flood_command(&lab_exe(), "syn", 60_000, 20.0, Some(20_000)),
     )
-    .expect("starting synguard flood");
+    .expect("starting synguard-lab flood");
     std::thread::sleep(Duration::from_millis(1500));
     // The live view as an 80x24 terminal gets it (the first frame, then one after a second).
     let o = lab
@@ -545,7 +545,7 @@ fn metrics_endpoint_serves_prometheus_text() {
     }
     assert!(table.contains("synack_sent"), "{table}");
     let st = flood.wait(Duration::from_secs(20)).expect("the flood ends");
-    assert!(st.success(), "synguard flood: {}", flood.stderr());
+    assert!(st.success(), "synguard-lab flood: {}", flood.stderr());
     std::thread::sleep(Duration::from_millis(200));
 
     let (code, body) = scrape(&lab, port, "/metrics");

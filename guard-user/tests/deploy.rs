@@ -14,7 +14,7 @@ use std::{
 };
 
 use common::{guard_exe, new_lab};
-use guard_user::lab::{ChildGuard, curl, wait_until};
+use guard_lab::{ChildGuard, curl, wait_until};
 
 fn deploy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")

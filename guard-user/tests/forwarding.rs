@@ -19,9 +19,7 @@ use std::{
 
 use common::guard_exe;
 use guard_common::{Counter, Family};
-use guard_user::lab::{
-    GuardProc, Netns, Nginx, VethPair, XdpPass, curl, nginx::BIG_SIZE, unique_name,
-};
+use guard_lab::{GuardProc, Netns, Nginx, VethPair, XdpPass, curl, nginx::BIG_SIZE, unique_name};
 
 const C1: Ipv4Addr = Ipv4Addr::new(10, 205, 1, 1);
 const R1: Ipv4Addr = Ipv4Addr::new(10, 205, 1, 2);

@@ -16,10 +16,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use guard_lab::{self as lab, ChildGuard, Lab, VethPair, XdpPass};
 use guard_user::{
     GuardError,
     error::Failure,
-    lab::{self, ChildGuard, Lab, VethPair, XdpPass},
     lifecycle::{self, Restored, StartOptions, Stopped},
     report::{Reports, Schedule},
     snapshot::Snapshot,
@@ -493,7 +493,6 @@ fn bad_starts_and_bad_callers_change_nothing() {
         &["detach", iface],
         &["run", iface, "--count", "1"],
         &["attach", iface],
-        &["lab", "--duration", "1"],
     ] {
         let o = lab
             .server

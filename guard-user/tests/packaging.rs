@@ -12,7 +12,7 @@ use std::{
 };
 
 use common::new_lab;
-use guard_user::lab::{ChildGuard, TempDir, wait_until};
+use guard_lab::{ChildGuard, TempDir, wait_until};
 
 fn deb() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -86,6 +86,13 @@ fn the_package_holds_what_operators_expect() {
     }
     for l in list.lines() {
         assert!(l.contains("root/root"), "owned by root: {l}");
+    }
+    // The lab (`guard-lab`: synguard-lab, its demo and flood generator) does not ship.
+    for f in &files {
+        assert!(
+            !f.contains("lab") && !f.contains("flood"),
+            "lab file in the package: {f}"
+        );
     }
     let fields = output(Command::new("dpkg-deb").arg("--field").arg(deb()));
     assert!(fields.contains("Package: synguard\n"), "{fields}");

@@ -28,12 +28,11 @@ use std::{
 };
 
 use guard_common::{Counter, Family};
-use guard_user::{
-    lab::{
-        self, ChildGuard, GuardProc, Lab, Netns, Report, Snmp, SsConn, TempDir, nginx::BIG_SIZE,
-    },
-    tuning,
+use guard_lab::{
+    self as lab, ChildGuard, GuardProc, Lab, Netns, Report, Snmp, SsConn, TempDir, VlanTagger,
+    nginx::BIG_SIZE,
 };
+use guard_user::tuning;
 
 const SETUP_HINT: &str = "these tests need root, iproute2, ethtool, curl, nginx, sysctl and \
                           sha256sum: run `cargo xtask setup`, then `cargo xtask test` as root";
@@ -445,147 +444,12 @@ fn ipv6_every_client_option_combination_downloads_and_negotiates() {
     option_matrix(Family::Ipv6);
 }
 
-/// VLAN tagging for a veth end, done by two tcx programs because this kernel has no 8021q
-/// driver (`CONFIG_VLAN_8021Q` unset, no modules) nor VLAN-filtering bridges: on egress
-/// `bpf_skb_vlan_push` tags every frame (innermost tag first), on ingress a frame passes only
-/// if it carries exactly the expected tags, outermost first, which `bpf_skb_vlan_pop` removes;
-/// everything else is dropped. The end then behaves like a VLAN sub-interface whose parent
-/// carries nothing untagged. The programs are raw instructions loaded with `bpf()`, attached
-/// with tcx links (kernel 6.6+), detached when dropped.
-mod tagger {
-    use std::os::fd::OwnedFd;
-
-    use guard_user::lab::{
-        Netns,
-        rawbpf::{self, Insn},
-    };
-
-    const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
-    const BPF_TCX_INGRESS: u32 = 46;
-    const BPF_TCX_EGRESS: u32 = 47;
-    const BPF_FUNC_SKB_VLAN_PUSH: i32 = 18;
-    const BPF_FUNC_SKB_VLAN_POP: i32 = 19;
-    const TCX_PASS: i32 = 0;
-    const TCX_DROP: i32 = 2;
-    /// Offsets in `struct __sk_buff`.
-    const SKB_VLAN_TCI: i16 = 24;
-    const SKB_VLAN_PROTO: i16 = 28;
-    pub const ETH_P_8021Q: u16 = 0x8100;
-    pub const ETH_P_8021AD: u16 = 0x88a8;
-
-    const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
-        Insn::new(code, dst, src, off, imm)
-    }
-    const fn mov_reg(dst: u8, src: u8) -> Insn {
-        insn(0xbf, dst, src, 0, 0) // BPF_ALU64 | BPF_MOV | BPF_X
-    }
-    const fn mov_imm(dst: u8, imm: i32) -> Insn {
-        insn(0xb7, dst, 0, 0, imm) // BPF_ALU64 | BPF_MOV | BPF_K
-    }
-    const fn load_u32(dst: u8, src: u8, off: i16) -> Insn {
-        insn(0x61, dst, src, off, 0) // BPF_LDX | BPF_MEM | BPF_W
-    }
-    const fn and_imm(dst: u8, imm: i32) -> Insn {
-        insn(0x57, dst, 0, 0, imm) // BPF_ALU64 | BPF_AND | BPF_K
-    }
-    /// `if dst != imm goto drop`; the offset is patched when the program is finished.
-    const fn jne_drop(dst: u8, imm: i32) -> Insn {
-        insn(0x55, dst, 0, i16::MIN, imm) // BPF_JMP | BPF_JNE | BPF_K
-    }
-    const fn call(helper: i32) -> Insn {
-        insn(0x85, 0, 0, 0, helper) // BPF_JMP | BPF_CALL
-    }
-    const EXIT: Insn = insn(0x95, 0, 0, 0, 0);
-
-    /// A VLAN protocol as `__sk_buff.vlan_proto` holds it and `bpf_skb_vlan_push` takes it:
-    /// the big-endian value read as a host integer.
-    fn be16(proto: u16) -> i32 {
-        u16::from_ne_bytes(proto.to_be_bytes()).into()
-    }
-
-    /// Ends `body` with `return TCX_PASS` and a `drop: return TCX_DROP` that every
-    /// `jne_drop` jumps to.
-    fn finish(mut body: Vec<Insn>) -> Vec<Insn> {
-        body.extend([mov_imm(0, TCX_PASS), EXIT]);
-        let drop_at = body.len();
-        for (i, ins) in body.iter_mut().enumerate() {
-            if ins.off == i16::MIN {
-                ins.off = (drop_at - i - 1) as i16;
-            }
-        }
-        body.extend([mov_imm(0, TCX_DROP), EXIT]);
-        body
-    }
-
-    /// Egress: push `tags` (outermost first) onto every frame.
-    fn push_program(tags: &[(u16, u16)]) -> Vec<Insn> {
-        let mut p = vec![mov_reg(6, 1)];
-        for &(proto, vid) in tags.iter().rev() {
-            p.extend([
-                mov_reg(1, 6),
-                mov_imm(2, be16(proto)),
-                mov_imm(3, vid.into()),
-                call(BPF_FUNC_SKB_VLAN_PUSH),
-                jne_drop(0, 0),
-            ]);
-        }
-        finish(p)
-    }
-
-    /// Ingress: the stack has moved the outer tag into the skb's metadata; check it, pop it
-    /// (which moves the next tag from the frame into the metadata), and so on.
-    fn pop_program(tags: &[(u16, u16)]) -> Vec<Insn> {
-        let mut p = vec![mov_reg(6, 1)];
-        for &(proto, vid) in tags {
-            p.extend([
-                load_u32(2, 6, SKB_VLAN_PROTO),
-                jne_drop(2, be16(proto)),
-                load_u32(2, 6, SKB_VLAN_TCI),
-                and_imm(2, 0xfff),
-                jne_drop(2, vid.into()),
-                mov_reg(1, 6),
-                call(BPF_FUNC_SKB_VLAN_POP),
-                jne_drop(0, 0),
-            ]);
-        }
-        finish(p)
-    }
-
-    fn load(name: &str, insns: &[Insn]) -> Result<OwnedFd, String> {
-        rawbpf::prog_load(BPF_PROG_TYPE_SCHED_CLS, 0, name, insns).map_err(|e| e.to_string())
-    }
-
-    /// The two programs of one veth end, attached; detached when dropped.
-    #[derive(Debug)]
-    pub struct VlanTagger {
-        _links: Vec<OwnedFd>,
-        _progs: Vec<OwnedFd>,
-    }
-
-    impl VlanTagger {
-        /// Tags what `iface` (in `ns`) sends with `tags` (outermost first) and accepts only
-        /// frames carrying exactly those tags, untagged for the stack.
-        pub fn attach(ns: &Netns, iface: &str, tags: &[(u16, u16)]) -> Result<Self, String> {
-            let progs = vec![
-                load("sg_vlan_push", &push_program(tags))?,
-                load("sg_vlan_pop", &pop_program(tags))?,
-            ];
-            let links = rawbpf::link_create(
-                ns,
-                iface,
-                &[
-                    (&progs[0], BPF_TCX_EGRESS, 0),
-                    (&progs[1], BPF_TCX_INGRESS, 0),
-                ],
-            )
-            .map_err(|e| e.to_string())?;
-            Ok(Self {
-                _links: links,
-                _progs: progs,
-            })
-        }
-    }
-}
+/// VLAN tagging for a veth end, done by the lab's two TCX programs (`guard_lab::VlanTagger`)
+/// because this kernel has no 8021q driver (`CONFIG_VLAN_8021Q` unset, no modules) nor
+/// VLAN-filtering bridges: the end then behaves like a VLAN sub-interface whose parent carries
+/// nothing untagged.
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
 
 /// How the VLAN lab tags its frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -600,8 +464,8 @@ impl Tagging {
     /// `(ethertype, VLAN id)`, outermost first.
     fn tags(self) -> &'static [(u16, u16)] {
         match self {
-            Self::Dot1q => &[(tagger::ETH_P_8021Q, 100)],
-            Self::QinQ => &[(tagger::ETH_P_8021AD, 200), (tagger::ETH_P_8021Q, 300)],
+            Self::Dot1q => &[(ETH_P_8021Q, 100)],
+            Self::QinQ => &[(ETH_P_8021AD, 200), (ETH_P_8021Q, 300)],
         }
     }
 }
@@ -611,7 +475,7 @@ impl Tagging {
 /// VLAN offloads are off on both ends, so the tags travel inside the frames (with them on, a
 /// veth carries the tag in skb metadata, which XDP does not see). Drops the taggers first.
 struct VlanLab {
-    _taggers: [tagger::VlanTagger; 2],
+    _taggers: [VlanTagger; 2],
     lab: Lab,
 }
 
@@ -672,7 +536,7 @@ impl VlanLab {
             }
         }
         let attach = |ns: &Netns, iface: &str| {
-            tagger::VlanTagger::attach(ns, iface, tagging.tags()).unwrap_or_else(|e| {
+            VlanTagger::attach(ns, iface, tagging.tags()).unwrap_or_else(|e| {
                 panic!("cannot attach the VLAN tagging programs to {iface}: {e}")
             })
         };

@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_user::lab::{ChildGuard, Lab, Report, TempDir};
+use guard_lab::{ChildGuard, Lab, Report, TempDir};
 
 /// Runs `synguard <args>` in the server namespace with its stdout closed before it writes
 /// anything; returns its exit status and stderr.

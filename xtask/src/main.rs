@@ -6,7 +6,8 @@
 //! - `build`: setup, then the release `synguard` binary;
 //! - `dist`: setup, release build, then the Debian package in `target/dist/`;
 //! - `test`: setup, formatting, clippy, every test (the integration tests need root);
-//! - `lab`: setup, release build, then `synguard lab` with the given arguments;
+//! - `lab`: setup, release build of both binaries, then `synguard-lab demo` with the given
+//!   arguments;
 //! - `bench [<what>]`: setup, release build, then a measurement (`datapath`, the default: every
 //!   issue-13 target beside its measured value; `sweep`: server receive CPU against SYN flood rate
 //!   per front, with a chart; `local`: the cost of the local-destination check; `controller`:
@@ -54,9 +55,10 @@ enum Task {
         #[command(subcommand)]
         what: Option<Bench>,
     },
-    /// Setup, release build, then `synguard lab ARGS...` (e.g. `cargo xtask lab --duration 5`).
+    /// Setup, release build, then `synguard-lab demo ARGS...` (e.g. `cargo xtask lab --duration
+    /// 5`).
     Lab {
-        /// Arguments for `synguard lab` (see `synguard lab --help`).
+        /// Arguments for `synguard-lab demo` (see `synguard-lab demo --help`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -193,6 +195,24 @@ fn build(root: &Path) -> anyhow::Result<PathBuf> {
     Ok(exe)
 }
 
+/// The release `synguard-lab` binary (the lab's demo and flood generator), beside the product's.
+fn build_lab(root: &Path) -> anyhow::Result<PathBuf> {
+    step("build: cargo build --release -p guard-lab (embeds the lab's eBPF objects)");
+    run(cargo(root).args([
+        "build",
+        "--release",
+        "-p",
+        "guard-lab",
+        "--bin",
+        "synguard-lab",
+    ]))?;
+    let exe = target_dir(root).join("release/synguard-lab");
+    if !exe.exists() {
+        bail!("the build succeeded but {} is missing", exe.display());
+    }
+    Ok(exe)
+}
+
 fn test(root: &Path, test_threads: u16) -> anyhow::Result<()> {
     if !is_root() {
         bail!(
@@ -204,12 +224,14 @@ fn test(root: &Path, test_threads: u16) -> anyhow::Result<()> {
     step("test: formatting");
     run(cargo(root).args(["fmt", "--all", "--", "--check"]))
         .context("formatting differs: run `cargo fmt --all`")?;
-    step("test: clippy (host crates; guard-ebpf's host-testable library)");
+    step("test: clippy (host crates; the eBPF crates' host-testable libraries)");
     run(cargo(root).args([
         "clippy",
         "--workspace",
         "--exclude",
         "guard-ebpf",
+        "--exclude",
+        "guard-lab-ebpf",
         "--all-targets",
         "--",
         "-D",
@@ -219,6 +241,8 @@ fn test(root: &Path, test_threads: u16) -> anyhow::Result<()> {
         "clippy",
         "-p",
         "guard-ebpf",
+        "-p",
+        "guard-lab-ebpf",
         "--lib",
         "--tests",
         "--",
@@ -233,8 +257,8 @@ fn test(root: &Path, test_threads: u16) -> anyhow::Result<()> {
     dist::dist(root, &target_dir(root), &exe, env!("CARGO_PKG_VERSION"))?;
     let threads = format!("--test-threads={test_threads}");
     run(cargo(root).args(["test", "--", &threads]))?;
-    step("test: guard-ebpf pure data-path code on the host");
-    run(cargo(root).args(["test", "-p", "guard-ebpf", "--lib"]))?;
+    step("test: the eBPF crates' pure code on the host");
+    run(cargo(root).args(["test", "-p", "guard-ebpf", "-p", "guard-lab-ebpf", "--lib"]))?;
     step("test: all passed");
     Ok(())
 }
@@ -244,14 +268,16 @@ fn lab(root: &Path, args: &[String]) -> anyhow::Result<()> {
         bail!("the lab creates network namespaces and attaches XDP programs: run it as root");
     }
     setup::setup(root)?;
-    let exe = build(root)?;
-    step(&format!("lab: {} lab {}", exe.display(), args.join(" ")));
-    // Replace this process: Ctrl-C then reaches only `synguard lab`, which cleans up and reports.
-    let err = std::os::unix::process::CommandExt::exec(Command::new(&exe).arg("lab").args(args));
+    // `synguard-lab demo` runs the `synguard` beside it.
+    build(root)?;
+    let exe = build_lab(root)?;
+    step(&format!("lab: {} demo {}", exe.display(), args.join(" ")));
+    // Replace this process: Ctrl-C then reaches only `synguard-lab`, which cleans up and reports.
+    let err = std::os::unix::process::CommandExt::exec(Command::new(&exe).arg("demo").args(args));
     Err(err).with_context(|| format!("starting {}", exe.display()))
 }
 
-/// `cargo bench -p guard-user --bench NAME -- --rounds R --seconds S`.
+/// `cargo bench -p guard-lab --bench NAME -- --rounds R --seconds S`.
 fn cargo_bench(
     root: &Path,
     name: &str,
@@ -263,12 +289,12 @@ fn cargo_bench(
         bail!("--seconds must be between {min_seconds} and 30");
     }
     step(&format!(
-        "bench: {name} (cargo bench -p guard-user --bench {name})"
+        "bench: {name} (cargo bench -p guard-lab --bench {name})"
     ));
     run(cargo(root).args([
         "bench",
         "-p",
-        "guard-user",
+        "guard-lab",
         "--bench",
         name,
         "--",
@@ -313,10 +339,8 @@ fn main() -> anyhow::Result<()> {
             }) {
                 Bench::Controller { seconds } => bench::controller(&exe, seconds),
                 Bench::Local => {
-                    step(
-                        "bench: local-destination check (cargo bench -p guard-user --bench local)",
-                    );
-                    run(cargo(&root).args(["bench", "-p", "guard-user", "--bench", "local"]))
+                    step("bench: local-destination check (cargo bench -p guard-lab --bench local)");
+                    run(cargo(&root).args(["bench", "-p", "guard-lab", "--bench", "local"]))
                 }
                 Bench::Datapath { rounds, seconds } => {
                     cargo_bench(&root, "datapath", rounds, seconds, 0.2)

@@ -6,8 +6,6 @@ use std::{net::SocketAddr, path::PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use guard_user::AttachMode;
 
-use crate::lab::{FloodArgs, LabArgs};
-
 /// XDP SYN-flood guard: answers SYNs with SYN cookies in XDP, validates third ACKs before the
 /// kernel sees them, and lets established traffic through.
 #[derive(Debug, Parser)]
@@ -57,12 +55,6 @@ pub enum Command {
     /// Live view of a pinned guard: headline rates, TCP states, counters, kernel counters.
     #[command(after_help = EXAMPLES_STATS)]
     Stats(StatsArgs),
-    /// Lab traffic generator: send a bounded flood of spoofed SYNs or forged ACKs on a veth
-    /// (refuses any other interface). Run it inside a lab namespace with `ip netns exec`.
-    Flood(FloodArgs),
-    /// Build a two-namespace lab (nginx behind the guard on a veth), flood it with spoofed SYNs
-    /// while curl clients fetch pages, print a summary, and remove everything (also on Ctrl-C).
-    Lab(LabArgs),
     /// Write the manual pages (section 8: one for the command, one per subcommand) into a
     /// directory.
     #[command(after_help = "Examples:\n  synguard man --out-dir /usr/share/man/man8")]
@@ -310,10 +302,7 @@ mod tests {
     fn every_verb_has_examples_and_says_its_ranges_and_defaults() {
         let mut cli = Cli::command();
         cli.build();
-        for sub in cli
-            .get_subcommands()
-            .filter(|s| !["flood", "lab", "help"].contains(&s.get_name()))
-        {
+        for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
             let help = sub.clone().term_width(80).render_long_help().to_string();
             assert!(help.contains("Examples:"), "{}: {help}", sub.get_name());
             assert!(

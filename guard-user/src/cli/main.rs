@@ -6,7 +6,6 @@
 mod args;
 mod detach;
 mod docs;
-mod lab;
 mod output;
 mod run;
 mod set;
@@ -16,7 +15,7 @@ mod status;
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser as _};
-use guard_user::{GuardError, error::Failure, lab::LabError};
+use guard_user::{GuardError, error::Failure};
 
 use args::{Cli, Command};
 
@@ -46,12 +45,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             Failure::System => 1,
         };
     }
-    match e.downcast_ref::<LabError>() {
-        Some(LabError::Interrupted) => 130,
-        Some(LabError::NotRoot) => 4,
-        Some(LabError::Refused(_)) => 2,
-        _ => 1,
-    }
+    1
 }
 
 /// Every verb but `man` and `completions` needs root (or CAP_BPF/CAP_SYS_ADMIN and
@@ -65,8 +59,6 @@ fn require_privileges(cmd: &Command) -> Result<(), GuardError> {
         Command::Set(_) => "set",
         Command::Status(_) => "status",
         Command::Stats(_) => "stats",
-        Command::Flood(_) => "flood",
-        Command::Lab(_) => "lab",
         // Documentation from the command line's definition: nothing to touch.
         Command::Man { .. } | Command::Completions { .. } => return Ok(()),
     };
@@ -94,8 +86,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Set(a) => set::set(&a),
         Command::Status(a) => status::status(&a),
         Command::Stats(a) => stats::stats(&a),
-        Command::Flood(a) => lab::flood(a),
-        Command::Lab(a) => lab::run_lab(a),
         Command::Man { out_dir } => docs::man(Cli::command(), &out_dir),
         Command::Completions { shell } => docs::completions(Cli::command(), shell),
     }

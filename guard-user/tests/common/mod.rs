@@ -7,11 +7,17 @@ use std::{
 };
 
 use guard_common::{GuardConfig, Mode, OPT_ECN, OPT_SACK, OPT_TIMESTAMPS, OPT_WSCALE};
-use guard_user::{Guard, LoadOptions, lab::Lab};
+use guard_lab::Lab;
+use guard_user::{Guard, LoadOptions};
 
 /// The `guard` binary under test.
 pub fn guard_exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_synguard"))
+}
+
+/// The lab's `synguard-lab` binary (its `flood` command), built beside the product's.
+pub fn lab_exe() -> std::path::PathBuf {
+    guard_lab::lab_exe().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The two-namespace veth lab, or a panic that says what the environment lacks.

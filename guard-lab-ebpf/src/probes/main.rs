@@ -1,0 +1,32 @@
+//! The bench probes' object (`cargo xtask bench local`): the guard's header walk alone, then with
+//! each way of asking "is this destination ours?" (see `probe.rs`). They link the guard's
+//! own parse and local-destination code from `guard_ebpf`'s library, and with it the guard's
+//! maps, so they are kept out of the lab object that every flood and veth end loads. Never
+//! attached to an interface: they run under `BPF_PROG_TEST_RUN` only.
+#![no_std]
+#![no_main]
+
+mod probe;
+
+// The panic handler and the license (see `lib.rs`).
+extern crate guard_lab_ebpf;
+
+use aya_ebpf::{macros::xdp, programs::XdpContext};
+
+/// Bench probe: the guard's header walk alone (see `probe.rs`).
+#[xdp]
+pub fn probe_parse(ctx: XdpContext) -> u32 {
+    probe::parse_only(&ctx)
+}
+
+/// Bench probe: the header walk and the local-destination maps.
+#[xdp]
+pub fn probe_local(ctx: XdpContext) -> u32 {
+    probe::local_maps(&ctx)
+}
+
+/// Bench probe: the header walk and a FIB lookup.
+#[xdp]
+pub fn probe_fib(ctx: XdpContext) -> u32 {
+    probe::fib(&ctx)
+}

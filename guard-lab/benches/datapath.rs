@@ -1,0 +1,711 @@
+//! `cargo xtask bench` (`datapath`): every issue-13 target of the data path and the generator,
+//! measured in one run beside its reference, as differences and ratios with their spread over
+//! rounds. Scenarios are interleaved (A B C ... A B C ...) so machine drift spreads over all of
+//! them. The lab is `common` (generator on CPU 0, the server's receive NAPI thread on CPU 1).
+//!
+//! Per round:
+//! - the generator alone into XDP_DROP with the kernel's run-time statistics off (they cost two
+//!   clock reads per program run): frames per second offered, and per second of its CPU time;
+//! - live floods with run-time statistics on (program ns per run): the header-reading baseline
+//!   and the guard, for IPv4 and IPv6 SYNs (Linux's options: MSS, SACK, TS, WS; 2^20 random
+//!   IPv4 sources, random IPv6 interface identifiers) and IPv4 forged ACKs; the guard with
+//!   `reflect-limit` on (a budget per source address) and with 10,000 + 1,000 deny entries
+//!   spread through the flood's prefixes; the kernel alone (tcp_syncookies=2) and XDP_DROP for
+//!   the server NAPI thread's CPU time per packet;
+//! - multi-core: the guard (modes always and auto-engaged, reflect limit on) with one generator
+//!   (its receive work on CPU 1 alone) and with two (CPU 0 and 1 both receive, one veth queue
+//!   each);
+//! - BPF_PROG_TEST_RUN repeat costs (established data, forged ACK, ...) beside a pass program.
+//!
+//! Then iperf3 established throughput (no XDP / pass program / guard) and legitimate clients
+//! under flood, once. Prints markdown and writes it with JSON to target/bench/datapath.{md,json}.
+//! Every figure has min, median, max and spread ((max - min) / median); spreads over 25 % are
+//! marked, and the report says how busy the machine was. Arguments: `--rounds N` (default 5),
+//! `--seconds S` per flood (default 2), `--quick` (2 rounds of 1 s: a smoke run), `--only NAME`
+//! (only scenarios whose name contains NAME, for profiling; no report).
+
+mod common;
+
+use std::{
+    fmt::Write as _,
+    net::{TcpListener, TcpStream},
+    process::Command,
+    time::Duration,
+};
+
+use common::*;
+use etherparse::PacketBuilder;
+use guard_lab::{
+    baseline::{Baseline, BaselineProg},
+    flood::live_flood,
+    livegen::LiveGenerator,
+    packet::Kind,
+};
+use guard_user::{Guard, LoadOptions, tuning};
+
+/// iperf3 throughput client -> server for `secs`, in bits per second.
+fn iperf(lab: &Lab, front: Front, secs: u32) -> Res<f64> {
+    let _server = server(lab, front)?;
+    let mut srv = lab.srv.command("iperf3");
+    srv.args(["-s", "-1", "-B", &SRV_IP.to_string(), "-p", "5201"]);
+    let mut child = srv
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(e("iperf3 -s"))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let out = lab
+        .cli
+        .command("iperf3")
+        .args([
+            "-c",
+            &SRV_IP.to_string(),
+            "-p",
+            "5201",
+            "-t",
+            &secs.to_string(),
+            "-J",
+        ])
+        .output()
+        .map_err(e("iperf3 -c"))?;
+    let _ = child.kill();
+    let _ = child.wait();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(e("iperf3 json"))?;
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .ok_or_else(|| {
+            format!(
+                "iperf3: no result: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// Per-packet cost of the guard's non-rewriting paths with BPF_PROG_TEST_RUN repeat, and of a
+/// pass program, in a private namespace with a listener and an established connection.
+fn test_run_costs(repeat: u32) -> Res<Vec<(&'static str, f64)>> {
+    std::thread::scope(|s| {
+        s.spawn(|| -> Res<Vec<(&'static str, f64)>> {
+            // Safety: moves only this thread into a fresh namespace, gone when it ends.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err("unshare".into());
+            }
+            Command::new("ip")
+                .args(["link", "set", "lo", "up"])
+                .status()
+                .map_err(e("ip"))?;
+            std::fs::write("/proc/sys/net/ipv4/tcp_syncookies", "2").map_err(e("sysctl"))?;
+            let l = TcpListener::bind("127.0.0.1:8080").map_err(e("listen"))?;
+            let c = TcpStream::connect("127.0.0.1:8080").map_err(e("connect"))?;
+            let (_a, _) = l.accept().map_err(e("accept"))?;
+            let est_port = c.local_addr().map_err(e("addr"))?.port();
+            let mut guard = Guard::load(&LoadOptions::default()).map_err(e("guard"))?;
+            let cfg = tuning::config_from_system("lo", &Default::default())
+                .map(|c| guard_common::GuardConfig {
+                    mss_v4: 1460,
+                    mss_v6: 1440,
+                    ..c
+                })
+                .map_err(e("config"))?;
+            guard.set_config(&cfg).map_err(e("config"))?;
+            let pass = BaselineProg::load(Baseline::Pass).map_err(e("pass"))?;
+            let frame = |src: [u8; 4],
+                         sport: u16,
+                         f: &dyn Fn(
+                etherparse::PacketBuilderStep<etherparse::TcpHeader>,
+            )
+                -> etherparse::PacketBuilderStep<etherparse::TcpHeader>,
+                         payload: &[u8]| {
+                let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                    .ipv4(src, [127, 0, 0, 1], 64)
+                    .tcp(sport, 8080, 1000, 64_000);
+                let mut v = Vec::new();
+                f(b).write(&mut v, payload).expect("frame");
+                v
+            };
+            // A valid third ACK: answer a SYN, acknowledge its cookie.
+            let syn = frame([10, 0, 0, 1], 40_000, &|b| b.syn(), &[]);
+            let reply = guard.test_run(&syn).map_err(e("syn"))?;
+            let cookie = u32::from_be_bytes(reply.data[38..42].try_into().expect("seq"));
+            let valid_ack = frame(
+                [10, 0, 0, 1],
+                40_000,
+                &|b| b.ack(cookie.wrapping_add(1)),
+                &[],
+            );
+            if guard.test_run(&valid_ack).map_err(e("ack"))?.verdict
+                != guard_common::xdp_action::XDP_PASS
+            {
+                return Err("the valid ACK was not passed".into());
+            }
+            let forged = frame([10, 0, 0, 2], 40_001, &|b| b.ack(0xdead_beef), &[]);
+            let est = frame([127, 0, 0, 1], est_port, &|b| b.ack(1).psh(), &[0x55; 64]);
+            let mut udp = Vec::new();
+            PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                .ipv4([10, 0, 0, 1], [127, 0, 0, 1], 64)
+                .udp(5353, 53)
+                .write(&mut udp, &[0; 32])
+                .expect("udp");
+            let mut out = vec![(
+                "pass program",
+                pass.test_run_repeat(&forged, repeat)
+                    .map_err(e("run"))?
+                    .as_nanos() as f64,
+            )];
+            let mut g = LiveGenerator::load().map_err(e("generator"))?;
+            for (name, v6) in [
+                ("generator program, IPv4 SYN", false),
+                ("generator program, IPv6 SYN", true),
+            ] {
+                let (dst, prefix) = if v6 {
+                    (std::net::IpAddr::from(SRV_IP6), SPOOF6)
+                } else {
+                    (SRV_IP.into(), SPOOF4)
+                };
+                let flood = live_flood(
+                    1,
+                    [2, 0, 0, 0, 0, 1],
+                    [2, 0, 0, 0, 0, 2],
+                    dst,
+                    PORT,
+                    &prefix.parse().expect("prefix"),
+                    Kind::Syn,
+                    1,
+                    Duration::from_secs(1),
+                    None,
+                );
+                let (d, _) = g.program_cost(&flood, repeat).map_err(e("generator"))?;
+                out.push((name, d.as_nanos() as f64));
+            }
+            for (name, f) in [
+                ("guard: valid third ACK", &valid_ack),
+                ("guard: forged ACK", &forged),
+                ("guard: established data", &est),
+                ("guard: non-TCP (UDP)", &udp),
+            ] {
+                let d = guard.test_run_repeat(f, repeat).map_err(e("run"))?.duration;
+                out.push((name, d.as_nanos() as f64));
+            }
+            Ok(out)
+        })
+        .join()
+        .expect("test-run thread")
+    })
+}
+
+/// The live-flood scenarios of one round, in order.
+fn scenarios(secs: f64) -> Vec<(&'static str, Front, Load, bool)> {
+    let syn4 = Load::syn4(secs);
+    let syn6 = Load { v6: true, ..syn4 };
+    let ack4 = Load {
+        kind: Kind::Ack,
+        ..syn4
+    };
+    let both = Load {
+        both_cpus: true,
+        ..syn4
+    };
+    // (name, front, load, bpf run-time statistics on)
+    vec![
+        (
+            "generator -> XDP_DROP (stats off)",
+            Front::Drop,
+            syn4,
+            false,
+        ),
+        ("read baseline, IPv4 SYN", Front::Read, syn4, true),
+        ("guard, IPv4 SYN", Front::Guard(Policy::Plain), syn4, true),
+        ("read baseline, IPv6 SYN", Front::Read, syn6, true),
+        ("guard, IPv6 SYN", Front::Guard(Policy::Plain), syn6, true),
+        ("read baseline, IPv4 ACK", Front::Read, ack4, true),
+        (
+            "guard, IPv4 forged ACK",
+            Front::Guard(Policy::Plain),
+            ack4,
+            true,
+        ),
+        (
+            "guard + reflect-limit, IPv4 SYN",
+            Front::Guard(Policy::Reflect),
+            syn4,
+            true,
+        ),
+        (
+            "guard + 11k ACL entries, IPv4 SYN",
+            Front::Guard(Policy::Acl),
+            syn4,
+            true,
+        ),
+        (
+            "guard + 11k ACL entries, IPv6 SYN",
+            Front::Guard(Policy::Acl),
+            syn6,
+            true,
+        ),
+        (
+            "kernel cookies (tcp_syncookies=2)",
+            Front::Kernel,
+            syn4,
+            true,
+        ),
+        (
+            "mc: always+reflect, 1 CPU",
+            Front::Guard(Policy::Reflect),
+            syn4,
+            true,
+        ),
+        (
+            "mc: always+reflect, 2 CPUs",
+            Front::Guard(Policy::Reflect),
+            both,
+            true,
+        ),
+        (
+            "mc: auto-engaged+reflect, 1 CPU",
+            Front::Guard(Policy::AutoReflect),
+            syn4,
+            true,
+        ),
+        (
+            "mc: auto-engaged+reflect, 2 CPUs",
+            Front::Guard(Policy::AutoReflect),
+            both,
+            true,
+        ),
+    ]
+}
+
+/// A reported figure: its values over rounds, and the target it is held against.
+struct Figure {
+    name: String,
+    unit: &'static str,
+    values: Vec<f64>,
+    /// (`<=` or `>=`, bound)
+    target: Option<(&'static str, f64)>,
+    decimals: usize,
+}
+
+impl Figure {
+    fn met(&self) -> Option<bool> {
+        let m = stat(&self.values).median;
+        let (op, bound) = self.target?;
+        if !m.is_finite() {
+            return Some(false);
+        }
+        Some(if op == "<=" { m <= bound } else { m >= bound })
+    }
+}
+
+fn main() {
+    let (a, started, idle, lab) = begin(
+        Args {
+            rounds: 5,
+            seconds: 2.0,
+            only: None,
+        },
+        (2, 1.0),
+        0.2,
+        true,
+    );
+    let scen = scenarios(a.seconds);
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); scen.len()];
+    let mut costs: Vec<Vec<(&'static str, f64)>> = Vec::new();
+    for round in 0..a.rounds {
+        for (i, (name, front, load, stats)) in scen.iter().enumerate() {
+            assert!(!interrupted(), "interrupted");
+            if a.only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+                continue;
+            }
+            let _stats = stats.then(|| BpfStats::enable().unwrap_or_else(|err| panic!("{err}")));
+            let s = measure(&lab, *front, load).unwrap_or_else(|err| panic!("{name}: {err}"));
+            eprintln!(
+                "round {} {name}: offered {:.2} Mpps ({:.2} per generator CPU-s{}), server rx {:.2} Mpps, SYN-ACKs {:.2} Mpps, at the client {:.2} Mpps, ring lost {:.2} Mpps, NAPI CPU {:.0} %{}",
+                round + 1,
+                s.offered_pps() / 1e6,
+                s.gen_per_cpu_s() / 1e6,
+                s.flood
+                    .prog_ns
+                    .map(|n| format!(", generator program {n:.0} ns/frame"))
+                    .unwrap_or_default(),
+                s.per_sec(s.server_rx) / 1e6,
+                s.per_sec(s.synacks) / 1e6,
+                s.per_sec(s.answers) / 1e6,
+                s.per_sec(s.ring_lost) / 1e6,
+                s.napi_cpu_pct(),
+                s.ns_per_run
+                    .map(|n| format!(", {n:.0} ns/run"))
+                    .unwrap_or_default()
+            );
+            samples[i].push(s);
+        }
+        if a.only
+            .as_ref()
+            .is_none_or(|o| "test_run".contains(o.as_str()))
+        {
+            let c = test_run_costs(1_000_000).unwrap_or_else(|err| panic!("test_run: {err}"));
+            for (k, v) in &c {
+                eprintln!("round {} test_run {k}: {v:.1} ns", round + 1);
+            }
+            costs.push(c);
+        }
+    }
+    if a.only.is_some() {
+        return;
+    }
+
+    // iperf3 and legitimate clients: once, for the record (no targets).
+    let mut tput = Vec::new();
+    for (name, front) in [
+        ("no XDP", Front::None),
+        ("XDP pass program", Front::Kernel),
+        ("guard", Front::Guard(Policy::Plain)),
+    ] {
+        let bps = iperf(&lab, front, 2).unwrap_or_else(|err| panic!("iperf3: {err}"));
+        tput.push((name, bps));
+    }
+    let mut legit = Vec::new();
+    for (name, front) in [
+        ("guard", Front::Guard(Policy::Plain)),
+        ("kernel cookies", Front::Kernel),
+        ("nft synproxy", Front::Nft),
+    ] {
+        let srv = server(&lab, front).unwrap_or_else(|err| panic!("{name}: {err}"));
+        let (flood, (tries, ok, mut lat)) =
+            measure_with_clients(&lab, &srv, &Load::syn4(a.seconds * 2.0))
+                .unwrap_or_else(|err| panic!("{name}: {err}"));
+        lat.sort_by(|x, y| x.total_cmp(y));
+        let p = |q: f64| guard_lab::percentile(&lat, q);
+        legit.push((name, tries, ok, p(0.5), p(0.99), flood.offered_pps()));
+    }
+
+    // Figures, per round.
+    let idx = |n: &str| {
+        scen.iter()
+            .position(|(name, ..)| *name == n)
+            .unwrap_or_else(|| panic!("scenario {n}"))
+    };
+    let per_round = |f: &dyn Fn(usize) -> f64| (0..a.rounds).map(f).collect::<Vec<f64>>();
+    let ns = |n: &str, r: usize| samples[idx(n)][r].ns_per_run.unwrap_or(f64::NAN);
+    let s = |n: &str, r: usize| samples[idx(n)][r];
+    let cost = |n: &str, r: usize| {
+        costs[r]
+            .iter()
+            .find(|(k, _)| *k == n)
+            .map_or(f64::NAN, |(_, v)| *v)
+    };
+    let gen_name = "generator -> XDP_DROP (stats off)";
+    let kernel = "kernel cookies (tcp_syncookies=2)";
+    let stack_per_synack = |r: usize| {
+        let k = s(kernel, r);
+        let d = s(gen_name, r);
+        k.napi_ns_per(k.synacks) - d.napi_ns_per(d.server_rx)
+    };
+    let fig = |name: &str, unit, values, target, decimals| Figure {
+        name: name.into(),
+        unit,
+        values,
+        target,
+        decimals,
+    };
+    let targets = vec![
+        fig(
+            "SYN path IPv4: guard ns/SYN-ACK - read baseline ns",
+            "ns",
+            per_round(&|r| ns("guard, IPv4 SYN", r) - ns("read baseline, IPv4 SYN", r)),
+            Some(("<=", 150.0)),
+            0,
+        ),
+        fig(
+            "SYN path IPv6: guard ns/SYN-ACK - read baseline ns",
+            "ns",
+            per_round(&|r| ns("guard, IPv6 SYN", r) - ns("read baseline, IPv6 SYN", r)),
+            Some(("<=", 150.0)),
+            0,
+        ),
+        fig(
+            "stack work per SYN-ACK (kernel NAPI ns/SYN-ACK - XDP_DROP NAPI ns/pkt) / guard ns per SYN-ACK",
+            "x",
+            per_round(&|r| stack_per_synack(r) / ns("guard, IPv4 SYN", r)),
+            Some((">=", 12.0)),
+            1,
+        ),
+        fig(
+            "forged ACK: guard ns - read baseline ns",
+            "ns",
+            per_round(&|r| ns("guard, IPv4 forged ACK", r) - ns("read baseline, IPv4 ACK", r)),
+            Some(("<=", 60.0)),
+            0,
+        ),
+        fig(
+            "established data (test_run): guard ns - pass program ns",
+            "ns",
+            per_round(&|r| cost("guard: established data", r) - cost("pass program", r)),
+            Some(("<=", 35.0)),
+            0,
+        ),
+        fig(
+            "reflect-limit on - off, 2^20 random sources (IPv4 SYN)",
+            "ns",
+            per_round(&|r| ns("guard + reflect-limit, IPv4 SYN", r) - ns("guard, IPv4 SYN", r)),
+            Some(("<=", 25.0)),
+            0,
+        ),
+        fig(
+            "ACL 10k IPv4 + 1k IPv6 - empty, IPv4 SYN",
+            "ns",
+            per_round(&|r| ns("guard + 11k ACL entries, IPv4 SYN", r) - ns("guard, IPv4 SYN", r)),
+            Some(("<=", 40.0)),
+            0,
+        ),
+        fig(
+            "ACL 10k IPv4 + 1k IPv6 - empty, IPv6 SYN",
+            "ns",
+            per_round(&|r| ns("guard + 11k ACL entries, IPv6 SYN", r) - ns("guard, IPv6 SYN", r)),
+            Some(("<=", 40.0)),
+            0,
+        ),
+        fig(
+            "multi-core, always + reflect: ns/packet 2 CPUs / 1 CPU",
+            "x",
+            per_round(&|r| {
+                ns("mc: always+reflect, 2 CPUs", r) / ns("mc: always+reflect, 1 CPU", r)
+            }),
+            Some(("<=", 1.15)),
+            2,
+        ),
+        fig(
+            "multi-core, auto-engaged + reflect: ns/packet 2 CPUs / 1 CPU",
+            "x",
+            per_round(&|r| {
+                ns("mc: auto-engaged+reflect, 2 CPUs", r) / ns("mc: auto-engaged+reflect, 1 CPU", r)
+            }),
+            Some(("<=", 1.15)),
+            2,
+        ),
+        fig(
+            "generator into XDP_DROP, one core",
+            "Mpps",
+            per_round(&|r| s(gen_name, r).offered_pps() / 1e6),
+            Some((">=", 8.0)),
+            2,
+        ),
+    ];
+    let mut details = vec![
+        fig(
+            "generator: frames per second of its CPU time",
+            "Mpps",
+            per_round(&|r| s(gen_name, r).gen_per_cpu_s() / 1e6),
+            None,
+            2,
+        ),
+        fig(
+            "XDP_DROP: server NAPI CPU ns per packet",
+            "ns",
+            per_round(&|r| {
+                let d = s(gen_name, r);
+                d.napi_ns_per(d.server_rx)
+            }),
+            None,
+            0,
+        ),
+        fig(
+            "kernel cookies: server NAPI CPU ns per SYN-ACK",
+            "ns",
+            per_round(&|r| {
+                let k = s(kernel, r);
+                k.napi_ns_per(k.synacks)
+            }),
+            None,
+            0,
+        ),
+        fig(
+            "kernel cookies: stack work per SYN-ACK (minus XDP_DROP's receive cost)",
+            "ns",
+            per_round(&stack_per_synack),
+            None,
+            0,
+        ),
+        fig(
+            "guard: server NAPI CPU ns per SYN-ACK",
+            "ns",
+            per_round(&|r| {
+                let g = s("guard, IPv4 SYN", r);
+                g.napi_ns_per(g.synacks)
+            }),
+            None,
+            0,
+        ),
+    ];
+    for (name, ..) in scen.iter().skip(1) {
+        details.push(fig(
+            &format!("{name}: program ns/run"),
+            "ns",
+            per_round(&|r| ns(name, r)),
+            None,
+            0,
+        ));
+    }
+    for (name, ..) in scen.iter() {
+        details.push(fig(
+            &format!("{name}: SYN-ACKs (or drops) per second"),
+            "Mpps",
+            per_round(&|r| {
+                let x = s(name, r);
+                x.per_sec(if x.synacks > 0 {
+                    x.synacks
+                } else {
+                    x.server_drops
+                }) / 1e6
+            }),
+            None,
+            3,
+        ));
+    }
+    for k in [
+        "generator program, IPv4 SYN",
+        "generator program, IPv6 SYN",
+        "pass program",
+        "guard: valid third ACK",
+        "guard: forged ACK",
+        "guard: established data",
+        "guard: non-TCP (UDP)",
+    ] {
+        details.push(fig(
+            &format!("test_run: {k}"),
+            "ns",
+            per_round(&|r| cost(k, r)),
+            None,
+            1,
+        ));
+    }
+
+    // Report.
+    let (was_idle, mut machine) = idle.finish();
+    if samples[idx(gen_name)]
+        .iter()
+        .any(|x| x.flood.prog_ns.is_some())
+    {
+        machine.push(
+            "NOTE: kernel BPF run-time statistics were on during the generator-only runs \
+             (kernel.bpf_stats_enabled=1 or a BPF_ENABLE_STATS descriptor held by another \
+             process): every generator and receiver program run then pays two clock reads, \
+             which lowers the generator's figures"
+                .into(),
+        );
+    }
+    let mut md = String::new();
+    let _ = writeln!(md, "## synguard data path benchmark (issue 13 targets)\n");
+    let _ = writeln!(
+        md,
+        "{} rounds, {:.1} s per flood, generator on CPU {GEN_CPU}, server NAPI on CPU {NAPI_CPU}, {} CPUs, kernel {}\n",
+        a.rounds,
+        a.seconds,
+        tuning::possible_cpus(),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+    );
+    for l in &machine {
+        let _ = writeln!(md, "{l}\n");
+    }
+    let _ = writeln!(
+        md,
+        "| target | unit | median | min..max | spread | target | met |\n|---|---|---|---|---|---|---|"
+    );
+    for f in &targets {
+        let (op, b) = f.target.expect("targets have one");
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {op} {b} | {} |",
+            f.name,
+            f.unit,
+            stat(&f.values).show(f.decimals),
+            match f.met() {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "-",
+            }
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n(!) marks a spread ((max - min) / median) over {:.0} %: that figure moved too much between rounds to be trusted alone.",
+        SPREAD_MARK * 100.0
+    );
+    let _ = writeln!(
+        md,
+        "\n| detail | unit | median | min..max | spread |\n|---|---|---|---|---|"
+    );
+    for f in &details {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} |",
+            f.name,
+            f.unit,
+            stat(&f.values).show(f.decimals)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n| established flow (iperf3, once) | Gbit/s |\n|---|---|"
+    );
+    for (name, bps) in &tput {
+        let _ = writeln!(md, "| {name} | {:.2} |", bps / 1e9);
+    }
+    let _ = writeln!(
+        md,
+        "\n| legitimate clients under a full-speed SYN flood (once) | ok / tries | connect p50 ms | p99 ms | flood Mpps |\n|---|---|---|---|---|"
+    );
+    for (name, tries, ok, p50, p99, f) in &legit {
+        let _ = writeln!(
+            md,
+            "| {name} | {ok} / {tries} | {p50:.2} | {p99:.2} | {:.2} |",
+            f / 1e6
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nOn veth, clients are shielded by qdisc backpressure (their own packets wait behind a full ring instead of being dropped) and the NAPI thread shares its core fairly with the server: these outcomes do not tell the fronts apart; `cargo xtask bench sweep`'s CPU curve does."
+    );
+    let _ = writeln!(
+        md,
+        "\n(total bench time {:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    println!("{md}");
+
+    let figs = |v: &[Figure]| {
+        v.iter()
+            .map(|f| {
+                serde_json::json!({
+                    "name": f.name, "unit": f.unit, "values": f.values,
+                    "stat": stat(&f.values).json(),
+                    "target": f.target.map(|(op, b)| format!("{op} {b}")),
+                    "met": f.met(),
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let json = serde_json::json!({
+        "rounds": a.rounds,
+        "seconds": a.seconds,
+        "machine_idle": was_idle,
+        "machine": machine,
+        "targets": figs(&targets),
+        "details": figs(&details),
+        "iperf_bps": tput.iter().map(|(n, b)| serde_json::json!({"front": n, "bps": b})).collect::<Vec<_>>(),
+        "legit": legit.iter().map(|(n, tries, ok, p50, p99, f)| serde_json::json!({
+            "front": n, "tries": tries, "ok": ok, "connect_p50_ms": p50, "connect_p99_ms": p99, "flood_pps": f
+        })).collect::<Vec<_>>(),
+        "total_s": started.elapsed().as_secs_f64(),
+    });
+    let dir = out_dir();
+    std::fs::write(dir.join("datapath.md"), &md).expect("write markdown");
+    std::fs::write(
+        dir.join("datapath.json"),
+        serde_json::to_string_pretty(&json).expect("json"),
+    )
+    .expect("write json");
+    println!("written: {}/datapath.{{md,json}}", dir.display());
+    drop(lab);
+}

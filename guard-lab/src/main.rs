@@ -1,0 +1,256 @@
+//! `synguard-lab`: the lab's command line, beside the product's `synguard` (as xdp-tools keeps
+//! each tool its own binary on a shared library). `demo` builds the two-namespace lab, runs
+//! `synguard run` against a flood while curl clients fetch pages, and removes everything;
+//! `flood <iface>` sends one bounded flood on a veth (inside a lab namespace).
+
+use std::{path::PathBuf, process::ExitCode, sync::atomic::Ordering, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use guard_lab::{
+    LabError, demo, flood, install_stop_handler,
+    packet::{self, parse_prefix},
+    sibling_exe,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "synguard-lab",
+    version,
+    about = "synguard's veth lab: demo and flood generator"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build a two-namespace lab (nginx behind the guard on a veth), flood it with spoofed SYNs
+    /// while curl clients fetch pages, print a summary, and remove everything (also on Ctrl-C).
+    Demo(DemoArgs),
+    /// Send a bounded flood of spoofed SYNs or forged ACKs on a veth (refuses any other
+    /// interface). Run it inside a lab namespace with `ip netns exec`.
+    Flood(FloodArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FloodKind {
+    /// Connection requests (with Linux's SYN options).
+    Syn,
+    /// Bare ACKs with random acknowledgment numbers (forged third handshake packets).
+    Ack,
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+enum EngineArg {
+    /// BPF_PROG_RUN live frames: line rate; the receiving veth needs an XDP program.
+    #[default]
+    Xdp,
+    /// AF_PACKET socket: slower, any receiver.
+    Packet,
+}
+
+#[derive(Debug, Args)]
+struct FloodArgs {
+    /// The veth to send on (in the current network namespace).
+    iface: String,
+    /// Destination MAC address: the peer veth's.
+    #[arg(long, value_parser = packet::parse_mac)]
+    dst_mac: [u8; 6],
+    /// Destination address (IPv4 or IPv6, the family of --src-prefix).
+    #[arg(long)]
+    dst: std::net::IpAddr,
+    /// Destination TCP port.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    dport: u16,
+    /// Prefix the random source addresses are drawn from (e.g. 10.204.0.0/16, fd00:204::/64).
+    #[arg(long, value_parser = parse_prefix)]
+    src_prefix: guard_user::cidr::Cidr,
+    /// What to send.
+    #[arg(long, value_enum)]
+    kind: FloodKind,
+    /// Stop after this many frames.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    count: u64,
+    /// Stop after this many seconds at the latest.
+    #[arg(long, value_parser = parse_duration)]
+    duration: f64,
+    /// Send at most this many frames per second (default: as fast as possible).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pps: Option<u64>,
+    /// How to send: `xdp` (BPF_PROG_RUN live frames, line rate; the receiving veth needs an XDP
+    /// program) or `packet` (AF_PACKET socket, slower, any receiver).
+    #[arg(long, value_enum, default_value_t = EngineArg::Xdp)]
+    engine: EngineArg,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// SYNs to send at most (the flood also stops after --duration).
+    #[arg(long, default_value_t = 100_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    flood_count: u64,
+    /// Rate limit of the flood in frames per second (default: as fast as possible).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    flood_pps: Option<u64>,
+    /// Concurrent curl clients.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    clients: u16,
+    /// Seconds the flood and the clients run.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_duration)]
+    duration: f64,
+    /// Where to write the SVG chart of the run (pps and connect latency over time).
+    #[arg(long, default_value = "synguard-lab.svg")]
+    plot: PathBuf,
+    /// The `synguard` binary to run in the server namespace (default: the one beside this
+    /// binary).
+    #[arg(long)]
+    guard: Option<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(0.1..=3600.0).contains(&v) {
+        return Err(format!("{v} is out of range (0.1 to 3600 seconds)"));
+    }
+    Ok(v)
+}
+
+fn flood(args: FloodArgs) -> anyhow::Result<()> {
+    let stop = install_stop_handler();
+    let spec = flood::FloodSpec {
+        iface: args.iface,
+        dst_mac: args.dst_mac,
+        dst: args.dst,
+        dport: args.dport,
+        src_prefix: args.src_prefix,
+        engine: match args.engine {
+            EngineArg::Xdp => flood::Engine::Xdp,
+            EngineArg::Packet => flood::Engine::Packet,
+        },
+        kind: match args.kind {
+            FloodKind::Syn => packet::Kind::Syn,
+            FloodKind::Ack => packet::Kind::Ack,
+        },
+        count: args.count,
+        duration: Duration::from_secs_f64(args.duration),
+        pps: args.pps,
+    };
+    let report = flood::run(&spec, stop)?;
+    println!("{report}");
+    Ok(())
+}
+
+fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let stop = install_stop_handler();
+    let guard_exe = match args.guard {
+        Some(p) => p,
+        None => sibling_exe("synguard")?,
+    };
+    let opts = demo::DemoOptions {
+        guard_exe,
+        lab_exe: std::env::current_exe().context("locating the synguard-lab binary")?,
+        flood_count: args.flood_count,
+        flood_pps: args.flood_pps,
+        clients: args.clients.into(),
+        duration: Duration::from_secs_f64(args.duration),
+        plot: Some(args.plot),
+    };
+    let summary = demo::run(&opts, stop, &|msg| println!("lab: {msg}"));
+    if stop.load(Ordering::Relaxed) {
+        // Everything the lab created is gone by now: `demo::run` owns it all.
+        println!("lab: interrupted; namespaces, veths, processes and files removed");
+        return Err(LabError::Interrupted.into());
+    }
+    let summary = summary?;
+    println!("{summary}");
+    println!("lab: namespaces, veths, processes and files removed");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(a) => demo(a),
+        Command::Flood(a) => flood(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Exit codes: 130 interrupted, 4 not root, 2 refused (bad interface or options).
+            let code = match e.downcast_ref::<LabError>() {
+                Some(LabError::Interrupted) => 130,
+                Some(LabError::NotRoot) => 4,
+                Some(LabError::Refused(_)) => 2,
+                _ => 1,
+            };
+            eprintln!("synguard-lab: error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flood_and_demo_arguments() {
+        let flood = [
+            "synguard-lab",
+            "flood",
+            "v0",
+            "--dst-mac",
+            "02:00:00:00:00:02",
+            "--dst",
+            "10.203.0.2",
+            "--dport",
+            "80",
+            "--src-prefix",
+            "10.204.0.0/16",
+            "--kind",
+            "syn",
+            "--count",
+            "10",
+            "--duration",
+            "1",
+        ];
+        let Command::Flood(a) = Cli::try_parse_from(flood).unwrap().command else {
+            panic!("not flood")
+        };
+        assert_eq!(a.iface, "v0");
+        assert_eq!(a.dst_mac, [2, 0, 0, 0, 0, 2]);
+        assert_eq!(a.src_prefix.len, 16);
+        for (i, bad) in [
+            (4, "02:00:00:00:02"),
+            (8, "0"),
+            (10, "10.204.0.0"),
+            (12, "fin"),
+            (14, "0"),
+            (16, "0"),
+        ] {
+            let mut args = flood.to_vec();
+            args[i] = bad;
+            let err = Cli::try_parse_from(&args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+        let Command::Demo(l) = Cli::try_parse_from(["synguard-lab", "demo"])
+            .unwrap()
+            .command
+        else {
+            panic!("not demo")
+        };
+        assert_eq!((l.clients, l.duration), (4, 10.0));
+        assert!(Cli::try_parse_from(["synguard-lab", "demo", "--clients", "0"]).is_err());
+        assert!(Cli::try_parse_from(["synguard-lab", "demo", "--duration", "0"]).is_err());
+    }
+}
