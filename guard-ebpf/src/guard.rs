@@ -37,7 +37,7 @@ pub fn try_guard(ctx: &XdpContext) -> (Family, Counter) {
     let Some(cfg) = GUARD_CONFIG.get(0) else {
         return (Family::Other, Counter::Disabled);
     };
-    let mode = cfg.mode;
+    let mode = cfg.policy.mode;
     if mode != Mode::Always as u32 && mode != Mode::Auto as u32 && mode != Mode::Monitor as u32 {
         return (Family::Other, Counter::Disabled);
     }
@@ -100,7 +100,7 @@ fn listener(
     if syn {
         count(family, Counter::SynSeen);
     }
-    if cfg.mode == Mode::Monitor as u32 {
+    if cfg.policy.mode == Mode::Monitor as u32 {
         return Counter::Monitored;
     }
     if ack {
@@ -109,7 +109,7 @@ fn listener(
         return check_ack(sk, seg);
     }
     let now = policy::now_ns();
-    if cfg.mode == Mode::Auto as u32 && !policy::auto_engaged(cfg, family, port, now) {
+    if cfg.policy.mode == Mode::Auto as u32 && !policy::auto_engaged(cfg, family, port, now) {
         return Counter::SynPassed;
     }
     if !policy::reflect_budget(cfg, seg, now) {

@@ -192,9 +192,9 @@ fn ipv6(ctx: &XdpContext, l3: usize, cfg: &GuardConfig) -> Result<Segment, (Fami
             return Err(f(Counter::Malformed));
         }
         let max = if hop {
-            cfg.ipv6_max_hbh_opts
+            cfg.system.ipv6_max_hbh_opts
         } else {
-            cfg.ipv6_max_dst_opts
+            cfg.system.ipv6_max_dst_opts
         };
         let verdict = synguard_ipv6_opts(ctx.ctx, l4 as u32, (hend - l4) as u32, hop as u32, max);
         if verdict == OptsVerdict::Refuse as u32 {

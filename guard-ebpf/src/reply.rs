@@ -88,7 +88,7 @@ pub fn answer_syn(
     // (tcp_ecn_create_request).
     let ecn_requested =
         flags & (TCP_FLAG_ECE | TCP_FLAG_CWR) == TCP_FLAG_ECE | TCP_FLAG_CWR && seg.ecn == 0;
-    let neg = synack::negotiate(&syn, ecn_requested, cfg.options);
+    let neg = synack::negotiate(&syn, ecn_requested, cfg.system.options);
     let tsval = if neg.ts {
         // The coarse clock is enough: the TSval only needs 64 ms resolution.
         synack::cookie_tsval(now_ns / 1_000_000, &neg, syn.wscale)
@@ -100,9 +100,13 @@ pub fn answer_syn(
         client_seq: u32::from_be_bytes([th[4], th[5], th[6], th[7]]),
         client_port: u16::from_be_bytes([th[0], th[1]]),
         local_port: u16::from_be_bytes([th[2], th[3]]),
-        mss: if v4 { cfg.mss_v4 } else { cfg.mss_v6 } as u16,
-        window: cfg.window as u16,
-        wscale: cfg.wscale as u8,
+        mss: if v4 {
+            cfg.system.mss_v4
+        } else {
+            cfg.system.mss_v6
+        } as u16,
+        window: cfg.system.window as u16,
+        wscale: cfg.system.wscale as u8,
         neg,
         tsval,
         tsecr: syn.tsval.unwrap_or(0),
@@ -115,7 +119,7 @@ pub fn answer_syn(
             client: unsafe { &*(ip[12..16].as_ptr() as *const [u8; 4]) },
             local: unsafe { &*(ip[16..20].as_ptr() as *const [u8; 4]) },
         };
-        synack::build_v4(l34, a, &fields, cfg.ttl as u8)
+        synack::build_v4(l34, a, &fields, cfg.policy.ttl as u8)
     } else {
         // Safety: 40 bounds-checked bytes.
         let ip = unsafe { &*(seg.ip as *const [u8; IPV6_HLEN]) };
@@ -124,7 +128,7 @@ pub fn answer_syn(
             client: unsafe { &*(ip[8..24].as_ptr() as *const [u8; 16]) },
             local: unsafe { &*(ip[24..40].as_ptr() as *const [u8; 16]) },
         };
-        synack::build_v6(l34, a, &fields, cfg.ttl as u8)
+        synack::build_v6(l34, a, &fields, cfg.policy.ttl as u8)
     };
     // Verifier: the store size must be precise, and precision flows back through every value
     // it was computed from, here the parsed options; that would split the option parser's

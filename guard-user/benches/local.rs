@@ -83,7 +83,7 @@ fn measure() {
     guard.set_config(&cfg).expect("configure");
     for name in PROBES {
         let p: &mut Xdp = guard
-            .maps_mut()
+            .ebpf_mut()
             .program_mut(name)
             .unwrap_or_else(|| panic!("{name} missing"))
             .try_into()
@@ -126,7 +126,7 @@ fn measure() {
         for _ in 0..ROUNDS {
             for (fi, (_, frame)) in frames.iter().enumerate() {
                 for (pi, name) in PROBES.iter().enumerate() {
-                    let p: &Xdp = guard.maps().program(name).unwrap().try_into().unwrap();
+                    let p: &Xdp = guard.ebpf().program(name).unwrap().try_into().unwrap();
                     samples[fi][pi].push(run(p, frame));
                 }
             }

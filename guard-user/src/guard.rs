@@ -17,7 +17,12 @@ use guard_common::{
     PROGRAM_NAME, STATE_MAPS, STATES_PROGRAM_NAME,
 };
 
-use crate::{counters::Counters, error::GuardError, maps::GuardMaps as _};
+use crate::{
+    control::{self, Cidr, Setting},
+    counters::Counters,
+    error::GuardError,
+    maps::{AclEntry, GuardMaps},
+};
 
 /// The compiled data path, embedded at build time by `build.rs`.
 pub(crate) static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard"));
@@ -104,6 +109,8 @@ pub enum PinnedAttach {
 /// The synguard XDP program, loaded into the kernel.
 pub struct Guard {
     ebpf: Ebpf,
+    /// The maps, taken out of `ebpf` once it is loaded.
+    maps: GuardMaps,
     // Kept alive: dropping the logger closes the log map the program refers to.
     logger: Option<Logger>,
     link: Option<(String, XdpLinkId)>,
@@ -249,8 +256,10 @@ impl Guard {
                 .map_err(|e: ProgramError| GuardError::Load(e.to_string()))?;
             tp.load().map_err(load_error)?;
         }
+        let maps = GuardMaps::take(&mut ebpf)?;
         let mut guard = Self {
             ebpf,
+            maps,
             logger,
             link: None,
             pinned_link: None,
@@ -267,7 +276,7 @@ impl Guard {
     /// local-route event (see [`crate::local::Watcher`]).
     pub fn sync_local(&mut self) -> Result<crate::local::SyncChange, GuardError> {
         let want = crate::local::dump()?;
-        crate::local::sync(&mut self.ebpf, &want)
+        crate::local::sync(&mut self.maps.local, &want)
     }
 
     /// Attaches the state tracepoint program (loaded by [`Guard::load_with`] with a target).
@@ -353,23 +362,23 @@ impl Guard {
 
     /// Validates and writes the runtime configuration; takes effect for the next packet.
     pub fn set_config(&mut self, cfg: &GuardConfig) -> Result<(), GuardError> {
-        self.ebpf.set_config(cfg)
+        self.maps.set_config(cfg)
     }
 
     /// The configuration the program currently uses.
     pub fn config(&self) -> Result<GuardConfig, GuardError> {
-        self.ebpf.config()
+        self.maps.config()
     }
 
     /// Sets the protected ports: `None` protects every listening port, `Some(list)` only those
     /// (an empty list protects nothing). Takes effect for the next packet.
     pub fn set_ports(&mut self, ports: Option<&[u16]>) -> Result<(), GuardError> {
-        self.ebpf.set_ports(ports)
+        self.apply(&[Setting::Ports(ports.map(<[u16]>::to_vec))])
     }
 
     /// The protected ports, `None` for every listening port.
     pub fn ports(&self) -> Result<Option<Vec<u16>>, GuardError> {
-        self.ebpf.ports()
+        self.maps.ports()
     }
 
     /// Adds (or replaces) an access-list entry for `addr/prefix_len`. The longest matching
@@ -380,31 +389,52 @@ impl Guard {
         prefix_len: u8,
         action: Acl,
     ) -> Result<(), GuardError> {
-        self.ebpf.acl_insert(addr, prefix_len, action)
+        let cidr: Cidr =
+            format!("{addr}/{prefix_len}")
+                .parse()
+                .map_err(|reason| GuardError::InvalidConfig {
+                    field: "acl",
+                    reason,
+                })?;
+        self.apply(&[Setting::Acl(action, true, cidr)])
     }
 
     /// The access lists: `(address, prefix length, action)` for every entry.
-    pub fn acl_entries(&self) -> Result<Vec<(IpAddr, u8, Acl)>, GuardError> {
-        self.ebpf.acl_entries()
+    pub fn acl_entries(&self) -> Result<Vec<AclEntry>, GuardError> {
+        self.maps.acl_entries()
     }
 
     /// Removes every access-list entry.
     pub fn acl_clear(&mut self) -> Result<(), GuardError> {
-        self.ebpf.acl_clear()
+        self.apply(&[Setting::AclClear])
+    }
+
+    fn apply(&mut self, settings: &[Setting]) -> Result<(), GuardError> {
+        control::apply(&mut self.maps, settings).map(|_| ())
     }
 
     /// Reads every counter, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, GuardError> {
-        self.ebpf.counters()
+        self.maps.counters()
     }
 
-    /// The maps, for the operations of [`GuardMaps`].
-    pub fn maps(&self) -> &Ebpf {
-        &self.ebpf
+    /// The maps.
+    pub fn maps(&self) -> &GuardMaps {
+        &self.maps
     }
 
     /// The maps, mutable.
-    pub fn maps_mut(&mut self) -> &mut Ebpf {
+    pub fn maps_mut(&mut self) -> &mut GuardMaps {
+        &mut self.maps
+    }
+
+    /// The loaded object (its programs; the guard's maps are in [`Guard::maps`]).
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    /// The loaded object, mutable (to load the bench probes it carries).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
     }
 

@@ -18,7 +18,7 @@ use guard_user::{
     guard::{PinnedAttach, StatesTarget},
     lab::{self, LabError, packet::IpPrefix},
     lifecycle,
-    maps::{GuardMaps as _, PinnedMaps},
+    maps::GuardMaps,
     pin::{self, PinKey, PinState},
     snapshot,
     sysctl::SysctlSet,
@@ -359,27 +359,6 @@ fn dispatch(rt: &tokio::runtime::Runtime, cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Policy fields of the pinned configuration carried over a controller restart (the fields
-/// derived from the system are recomputed).
-fn keep_policy(
-    fresh: guard_user::GuardConfig,
-    pinned: guard_user::GuardConfig,
-) -> guard_user::GuardConfig {
-    guard_user::GuardConfig {
-        mode: pinned.mode,
-        ttl: pinned.ttl,
-        auto_syn_rate: pinned.auto_syn_rate,
-        auto_port_rate: pinned.auto_port_rate,
-        auto_hold_ms: pinned.auto_hold_ms,
-        ports: pinned.ports,
-        reflect_limit: pinned.reflect_limit,
-        reflect_prefix_v4: pinned.reflect_prefix_v4,
-        reflect_prefix_v6: pinned.reflect_prefix_v6,
-        acl: pinned.acl,
-        ..fresh
-    }
-}
-
 async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
     // Checked first so a typo fails before anything is loaded or changed.
     tuning::interface_mtu(&args.iface)?;
@@ -393,16 +372,12 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
         ..Default::default()
     };
     if !settings.is_empty() {
-        // The file against a fresh configuration, before anything is loaded or changed.
-        // (Placeholder values where the system decides: those are not the file's business.)
-        let probe = guard_user::GuardConfig {
-            mss_v4: 1460,
-            mss_v6: 1440,
-            window: 65535,
-            ttl: args.ttl.unwrap_or(64),
-            ..tuning::policy_defaults()
-        };
-        control::check(&probe, &settings)?;
+        // The file against a fresh policy, before anything is loaded or changed.
+        let mut defaults = tuning::policy_defaults()?;
+        if let Some(t) = args.ttl {
+            defaults.ttl = t;
+        }
+        control::check(&defaults, &settings)?;
     }
     // Caught from here on: a SIGTERM while starting (`synguard detach`, a service stop) ends the
     // run once it started, through the orderly shutdown.
@@ -457,11 +432,11 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
     if prior.is_some() {
         // The pinned maps kept the running policy: carry it over, refresh what the system
         // dictates (MSS, window scale, options).
-        let pinned = guard.config()?;
-        if guard_user::Mode::from_raw(pinned.mode).is_some() && pinned.validate().is_ok() {
-            cfg = keep_policy(cfg, pinned);
+        let pinned = guard.config()?.policy;
+        if pinned.validate().is_ok() {
+            cfg.policy = pinned;
             if let Some(t) = args.ttl {
-                cfg.ttl = t;
+                cfg.policy.ttl = t;
             }
         }
     }
@@ -556,10 +531,10 @@ async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<()> {
             "synguard {how} {} ({} mode): mss {}, wscale {}, window {}, ttl {}; Ctrl-C to stop",
             args.iface,
             args.mode.as_str(),
-            cfg.mss_v4,
-            cfg.wscale,
-            cfg.window,
-            cfg.ttl
+            cfg.system.mss_v4,
+            cfg.system.wscale,
+            cfg.system.window,
+            cfg.policy.ttl
         );
     }
 
@@ -795,9 +770,9 @@ fn set(a: SetArgs) -> anyhow::Result<()> {
     // Parsed in full before the guard is even looked up: a typo changes nothing.
     let settings = control::parse_settings(&a.settings)?;
     let key = lifecycle::find_live(&a.target.iface, a.target.netns)?;
-    let mut maps = PinnedMaps::open(&key.pin_dir())?;
+    let mut maps = GuardMaps::open(&key.pin_dir())?;
     let applied = control::apply(&mut maps, &settings)?;
-    let mode = |c: &guard_user::GuardConfig| {
+    let mode = |c: &guard_common::Policy| {
         guard_user::Mode::from_raw(c.mode).map_or("?", guard_user::Mode::name)
     };
     println!(
@@ -812,17 +787,10 @@ fn set(a: SetArgs) -> anyhow::Result<()> {
 
 /// Everything `synguard status` shows.
 fn status_json(key: &PinKey) -> anyhow::Result<serde_json::Value> {
-    let maps = PinnedMaps::open(&key.pin_dir())?;
+    let maps = GuardMaps::open(&key.pin_dir())?;
     let state = PinState::load(key).ok();
     let cfg = maps.config()?;
-    let ports = maps.ports()?;
-    let acl = maps.acl_entries()?;
-    let list = |want: guard_common::Acl| -> Vec<String> {
-        acl.iter()
-            .filter(|(_, _, a)| *a == want)
-            .map(|(addr, len, _)| format!("{addr}/{len}"))
-            .collect()
-    };
+    let policy = serde_json::to_value(control::PolicyView::read(&maps)?)?;
     let link_prog = |p: PathBuf| {
         aya::programs::links::PinnedLink::from_pin(p)
             .ok()
@@ -830,25 +798,14 @@ fn status_json(key: &PinKey) -> anyhow::Result<serde_json::Value> {
             .map(|i| i.program_id())
     };
     let now = pin::unix_now();
-    Ok(serde_json::json!({
+    let mut status = serde_json::json!({
         "iface": key.iface,
         "netns": key.netns,
-        "mode": guard_user::Mode::from_raw(cfg.mode).map_or("?", guard_user::Mode::name),
         "auto_engaged": maps.auto_engaged()?,
-        "auto_syn_rate": cfg.auto_syn_rate,
-        "auto_port_rate": cfg.auto_port_rate,
-        "auto_hold_ms": cfg.auto_hold_ms,
-        "ports": ports.map_or_else(|| serde_json::json!("all"), |p| serde_json::json!(p)),
-        "allow": list(guard_common::Acl::Allow),
-        "deny": list(guard_common::Acl::Deny),
-        "reflect_limit": cfg.reflect_limit,
-        "reflect_prefix_v4": cfg.reflect_prefix_v4,
-        "reflect_prefix_v6": cfg.reflect_prefix_v6,
-        "ttl": cfg.ttl,
-        "mss_v4": cfg.mss_v4,
-        "mss_v6": cfg.mss_v6,
-        "wscale": cfg.wscale,
-        "window": cfg.window,
+        "mss_v4": cfg.system.mss_v4,
+        "mss_v6": cfg.system.mss_v6,
+        "wscale": cfg.system.wscale,
+        "window": cfg.system.window,
         "attach_mode": state.as_ref().map(|s| s.attach_mode.clone()),
         "program_id": link_prog(key.xdp_link()),
         "states_program_id": link_prog(key.states_link()),
@@ -871,7 +828,12 @@ fn status_json(key: &PinKey) -> anyhow::Result<serde_json::Value> {
         "sysctls_to_restore": lifecycle::read_record(key.netns).ok().flatten()
             .map(|r| r.values()).or_else(|| state.as_ref().map(|s| s.sysctls.clone()))
             .map(|v| v.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>()),
-    }))
+    });
+    // The policy under the keys of `synguard set`.
+    if let (Some(obj), serde_json::Value::Object(policy)) = (status.as_object_mut(), policy) {
+        obj.extend(policy);
+    }
+    Ok(status)
 }
 
 fn status(a: StatusArgs) -> anyhow::Result<()> {
@@ -904,11 +866,11 @@ fn status(a: StatusArgs) -> anyhow::Result<()> {
 
 fn stats(a: StatsArgs) -> anyhow::Result<()> {
     let key = lifecycle::find_live(&a.target.iface, a.target.netns)?;
-    let mut maps = PinnedMaps::open(&key.pin_dir())?;
+    let mut maps = GuardMaps::open(&key.pin_dir())?;
     let period = Duration::from_secs_f64(a.interval);
     let tty = !a.json && std::io::stdout().is_terminal();
     let stdout = std::io::stdout();
-    let take = |maps: &mut PinnedMaps| -> anyhow::Result<snapshot::Snapshot> {
+    let take = |maps: &mut GuardMaps| -> anyhow::Result<snapshot::Snapshot> {
         if a.no_reseed {
             return Ok(snapshot::take(maps, key.netns)?);
         }

@@ -31,12 +31,12 @@ pub struct Snapshot {
 
 /// Re-seeds the state gauges from a sock_diag dump of namespace `netns` (see
 /// [`GuardMaps::seed_states`]); returns whether the seed was exact.
-pub fn reseed<M: GuardMaps + ?Sized>(maps: &mut M, netns: u64) -> Result<bool, GuardError> {
+pub fn reseed(maps: &mut GuardMaps, netns: u64) -> Result<bool, GuardError> {
     maps.seed_states(&mut || netns::run_in(netns, sockdiag::count_states))
 }
 
 /// Reads a snapshot; the kernel counters come from namespace `netns`.
-pub fn take<M: GuardMaps + ?Sized>(maps: &M, netns: u64) -> Result<Snapshot, GuardError> {
+pub fn take(maps: &GuardMaps, netns: u64) -> Result<Snapshot, GuardError> {
     let kernel = match netns::run_in(netns, KernelStats::read) {
         Ok(k) => Some(k),
         Err(e) => {
@@ -56,7 +56,7 @@ pub fn take<M: GuardMaps + ?Sized>(maps: &M, netns: u64) -> Result<Snapshot, Gua
 }
 
 fn mode_name(cfg: &GuardConfig) -> &'static str {
-    Mode::from_raw(cfg.mode).map_or("?", Mode::name)
+    Mode::from_raw(cfg.policy.mode).map_or("?", Mode::name)
 }
 
 impl Snapshot {
@@ -288,7 +288,7 @@ impl Snapshot {
                 s,
                 "synguard_mode{{iface=\"{iface}\",mode=\"{}\"}} {}",
                 m.name(),
-                u8::from(self.config.mode == m as u32)
+                u8::from(self.config.policy.mode == m as u32)
             );
         }
         s
@@ -325,7 +325,10 @@ mod tests {
             states,
             kernel: Some(KernelStats([1, 2, 3, 4, 5])),
             config: GuardConfig {
-                mode: Mode::Auto as u32,
+                policy: guard_common::Policy {
+                    mode: Mode::Auto as u32,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             auto_engaged: true,

@@ -145,18 +145,18 @@ fn set_and_status_round_trip_and_invalid_values_change_nothing() {
     );
     let st = status(&lab);
     assert_eq!(st["mode"], "auto");
-    assert_eq!(st["auto_syn_rate"], 1234);
-    assert_eq!(st["auto_port_rate"], 99);
-    assert_eq!(st["auto_hold_ms"], 2500);
+    assert_eq!(st["auto-syn-rate"], 1234);
+    assert_eq!(st["auto-port-rate"], 99);
+    assert_eq!(st["auto-hold-ms"], 2500);
     assert_eq!(st["ports"], serde_json::json!([80, 443]));
     assert_eq!(st["deny"], serde_json::json!(["10.9.0.0/16"]));
     assert_eq!(
         st["allow"],
         serde_json::json!(["10.8.1.0/24", "2001:db8::/32"])
     );
-    assert_eq!(st["reflect_limit"], 7);
-    assert_eq!(st["reflect_prefix_v4"], 20);
-    assert_eq!(st["reflect_prefix_v6"], 56);
+    assert_eq!(st["reflect-limit"], 7);
+    assert_eq!(st["reflect-prefix-v4"], 20);
+    assert_eq!(st["reflect-prefix-v6"], 56);
     assert_eq!(st["ttl"], 33);
     let s = stats(&lab, &[]);
     assert_eq!(counter(&s, Counter::ModeSwitches), 1, "{s}");
@@ -670,12 +670,12 @@ fn toml_config_is_applied_and_bad_files_are_refused() {
     let run = start_pinned(&lab, "0.5", &["--config", good.to_str().unwrap()]);
     let st = status(&lab);
     assert_eq!(st["mode"], "auto");
-    assert_eq!(st["auto_syn_rate"], 5000);
-    assert_eq!(st["auto_hold_ms"], 2000);
+    assert_eq!(st["auto-syn-rate"], 5000);
+    assert_eq!(st["auto-hold-ms"], 2000);
     assert_eq!(st["ports"], serde_json::json!([80, 8080]));
     assert_eq!(st["deny"], serde_json::json!(["10.9.0.0/16"]));
     assert_eq!(st["allow"], serde_json::json!(["10.8.0.0/24"]));
-    assert_eq!(st["reflect_limit"], 100);
+    assert_eq!(st["reflect-limit"], 100);
     assert_eq!(st["ttl"], 60);
     assert_eq!(st["config_file"], good.to_str().unwrap());
     stop(run);

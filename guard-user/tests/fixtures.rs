@@ -18,7 +18,7 @@ use etherparse::{
     TransportSlice,
 };
 use guard_common::{
-    Counter, Family, GuardConfig, Mode,
+    Counter, Family, GuardConfig, Mode, Policy, SystemConfig,
     xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
 };
 use guard_user::{Counters, Guard, LoadOptions};
@@ -271,7 +271,7 @@ fn check_synack(case: &str, syn: &Tcp, input: &[u8], out: &[u8], e: &Expect) -> 
                 iph.header_checksum,
                 "{case}: IPv4 checksum"
             );
-            assert_eq!(iph.time_to_live, CONFIG.ttl as u8, "{case}: ttl");
+            assert_eq!(iph.time_to_live, CONFIG.policy.ttl as u8, "{case}: ttl");
             assert!(iph.dont_fragment && !iph.more_fragments, "{case}: DF");
             assert_eq!(iph.identification, 0, "{case}: IP id");
             assert_eq!(iph.options.len(), 0, "{case}: no IP options");
@@ -286,7 +286,7 @@ fn check_synack(case: &str, syn: &Tcp, input: &[u8], out: &[u8], e: &Expect) -> 
         Some(NetSlice::Ipv6(ref ip)) => {
             assert!(syn.v6, "{case}: IPv6 reply to an IPv4 SYN");
             let h = ip.header();
-            assert_eq!(h.hop_limit(), CONFIG.ttl as u8, "{case}: hop limit");
+            assert_eq!(h.hop_limit(), CONFIG.policy.ttl as u8, "{case}: hop limit");
             assert_eq!(h.traffic_class(), 0, "{case}: traffic class");
             assert_eq!(u32::from(h.flow_label()), 0, "{case}: flow label");
             assert_eq!(u8::from(h.next_header()), 6, "{case}: no extension headers");
@@ -323,7 +323,11 @@ fn check_synack(case: &str, syn: &Tcp, input: &[u8], out: &[u8], e: &Expect) -> 
         syn.seq.wrapping_add(1),
         "{case}: ack = isn + 1"
     );
-    assert_eq!(tcp.window_size(), CONFIG.window as u16, "{case}: window");
+    assert_eq!(
+        tcp.window_size(),
+        CONFIG.system.window as u16,
+        "{case}: window"
+    );
     assert!(tcp.payload().is_empty(), "{case}: no payload");
 
     let (mut mss, mut ws, mut sack, mut ts) = (None, None, false, None);
@@ -337,11 +341,15 @@ fn check_synack(case: &str, syn: &Tcp, input: &[u8], out: &[u8], e: &Expect) -> 
             other => panic!("{case}: unexpected option {other:?}"),
         }
     }
-    let our_mss = if syn.v6 { CONFIG.mss_v6 } else { CONFIG.mss_v4 };
+    let our_mss = if syn.v6 {
+        CONFIG.system.mss_v6
+    } else {
+        CONFIG.system.mss_v4
+    };
     assert_eq!(mss, Some(our_mss as u16), "{case}: our MSS");
     assert_eq!(
         ws,
-        e.wscale.then_some(CONFIG.wscale as u8),
+        e.wscale.then_some(CONFIG.system.wscale as u8),
         "{case}: window scale"
     );
     assert_eq!(sack, e.sack, "{case}: SACK-permitted");
@@ -1456,15 +1464,33 @@ fn invalid_config_is_refused() {
     let mut guard = loaded_guard(&CONFIG);
     for bad in [
         GuardConfig {
-            wscale: 15,
+            system: SystemConfig {
+                wscale: 15,
+                ..CONFIG.system
+            },
             ..CONFIG
         },
         GuardConfig {
-            window: 0,
+            system: SystemConfig {
+                window: 0,
+                ..CONFIG.system
+            },
             ..CONFIG
         },
-        GuardConfig { mode: 9, ..CONFIG },
-        GuardConfig { ttl: 0, ..CONFIG },
+        GuardConfig {
+            policy: Policy {
+                mode: 9,
+                ..CONFIG.policy
+            },
+            ..CONFIG
+        },
+        GuardConfig {
+            policy: Policy {
+                ttl: 0,
+                ..CONFIG.policy
+            },
+            ..CONFIG
+        },
     ] {
         let err = guard.set_config(&bad).unwrap_err();
         assert_eq!(err.exit_code(), 2, "{err}");
@@ -1598,7 +1624,7 @@ fn access_lists_longest_prefix_wins() {
     assert_eq!(v, XDP_PASS, "no listener: not the guard's business");
     guard.acl_clear().unwrap();
     assert!(guard.acl_entries().unwrap().is_empty());
-    assert_eq!(guard.config().unwrap().acl, 0);
+    assert_eq!(guard.config().unwrap().policy.acl, 0);
     let (v, _) = run_one(&guard, &Tcp::to(false, L2::Untagged, env.port).frame());
     assert_eq!(v, XDP_TX, "lists cleared");
 }
@@ -1608,7 +1634,10 @@ fn monitor_mode_counts_and_passes() {
     enter_private_netns();
     let env = env();
     let guard = loaded_guard(&GuardConfig {
-        mode: Mode::Monitor as u32,
+        policy: Policy {
+            mode: Mode::Monitor as u32,
+            ..CONFIG.policy
+        },
         ..CONFIG
     });
     let (v, d) = run_one(&guard, &Tcp::to(false, L2::Untagged, env.port).frame());
@@ -1628,9 +1657,12 @@ fn auto_mode_engages_above_threshold_and_releases_after_hold_down() {
     let env = env();
     // 10 windows per second: engaged once one window holds 2 SYNs (20/s > 15/s).
     let guard = loaded_guard(&GuardConfig {
-        mode: Mode::Auto as u32,
-        auto_syn_rate: 15,
-        auto_hold_ms: 0,
+        policy: Policy {
+            mode: Mode::Auto as u32,
+            auto_syn_rate: 15,
+            auto_hold_ms: 0,
+            ..CONFIG.policy
+        },
         ..CONFIG
     });
     let syn = |i: u16| {
@@ -1668,10 +1700,13 @@ fn auto_mode_engages_above_threshold_and_releases_after_hold_down() {
 
     // Per-port threshold alone.
     let guard = loaded_guard(&GuardConfig {
-        mode: Mode::Auto as u32,
-        auto_syn_rate: 0,
-        auto_port_rate: 15,
-        auto_hold_ms: 60_000,
+        policy: Policy {
+            mode: Mode::Auto as u32,
+            auto_syn_rate: 0,
+            auto_port_rate: 15,
+            auto_hold_ms: 60_000,
+            ..CONFIG.policy
+        },
         ..CONFIG
     });
     std::thread::sleep(std::time::Duration::from_millis(250));
@@ -1689,7 +1724,10 @@ fn reflection_limit_caps_synacks_per_source_prefix() {
     pin_to_cpu0();
     let env = env();
     let guard = loaded_guard(&GuardConfig {
-        reflect_limit: 2,
+        policy: Policy {
+            reflect_limit: 2,
+            ..CONFIG.policy
+        },
         ..CONFIG
     });
     // The data path's budget second: bpf_ktime_get_coarse_ns() >> 30 (CLOCK_MONOTONIC_COARSE).
