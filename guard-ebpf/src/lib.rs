@@ -6,4 +6,5 @@
 pub mod csum;
 pub mod ipv6_opts;
 pub mod options;
+pub mod proto;
 pub mod synack;

@@ -6,22 +6,15 @@ use aya_ebpf::{bindings::xdp_md, helpers::generated::bpf_xdp_load_bytes, program
 use guard_common::{Counter, Family, GuardConfig};
 use guard_ebpf::{
     ipv6_opts::{EXT_BUF, OptsVerdict, check_options},
-    synack::{IPV4_HLEN, IPV6_HLEN},
+    proto::{
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPV4_FRAG_MASK,
+        IPV4_HLEN, IPV6_HLEN, NEXTHDR_DEST, NEXTHDR_FRAGMENT, NEXTHDR_HOP, NEXTHDR_OTHER_EXT,
+        TCP_HLEN, VLAN_HLEN,
+    },
 };
 
 use crate::maps::GUARD_EXT_SCRATCH;
 
-pub const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-const IPPROTO_TCP: u8 = 6;
-const NEXTHDR_HOP: u8 = 0;
-const NEXTHDR_DEST: u8 = 60;
-const NEXTHDR_FRAGMENT: u8 = 44;
-/// Other IPv6 extension headers: routing, ESP, AH, mobility, HIP, shim6.
-const NEXTHDR_OTHER_EXT: [u8; 6] = [43, 50, 51, 135, 139, 140];
 /// Hop-by-Hop/Destination Options headers followed before giving up.
 const MAX_V6_EXT: usize = 4;
 /// Largest offset of a TCP header we parse (keeps packet offsets provably small).
@@ -66,23 +59,34 @@ pub fn frame_len(ctx: &XdpContext) -> usize {
     ctx.data_end() - ctx.data()
 }
 
-/// The headers of a TCP segment, as pointers into the frame.
+/// A TCP segment, parsed: what the pipeline decides on (flags, ports, source address) as
+/// values, and where its headers are for the helpers that need packet memory.
 pub struct Segment {
     pub family: Family,
-    /// Offset of the IP header (14, 18 or 22).
-    pub l3: usize,
-    /// The IPv4 header (20 bytes, options not included) or the IPv6 header (40 bytes).
-    pub ip: *const u8,
-    /// IPv4 header length with options (20..=60); 40 for IPv6.
-    pub ip_hlen: usize,
-    /// Offset of the TCP header.
-    pub l4: usize,
-    /// The fixed part of the TCP header.
-    pub tcp: *const [u8; 20],
-    /// TCP header length (doff * 4), checked to lie within the IP payload.
-    pub doff: usize,
+    /// The TCP flags byte (`TCP_FLAG_*`).
+    pub flags: u8,
     /// ECN bits of the IP header (the SYN must not be ECT-marked to negotiate ECN).
     pub ecn: u8,
+    /// TCP header length (doff * 4, 20..=60), checked to lie within the IP payload.
+    pub doff: u8,
+    /// Bytes from the IP header to the TCP header: the IPv4 header with options (20..=60), or
+    /// the IPv6 header with its extension headers.
+    pub ip_hlen: u16,
+    /// Source port, host order.
+    pub sport: u16,
+    /// Destination port, host order.
+    pub dport: u16,
+    /// Source address as four words of wire bytes (`u32::from_ne_bytes`, as the socket lookup
+    /// takes them): IPv4 in the first, the rest zero.
+    pub src: [u32; 4],
+    /// Offset of the IP header (14, 18 or 22).
+    pub l3: usize,
+    /// Offset of the TCP header.
+    pub l4: usize,
+    /// The IPv4 header (20 bytes, options not included) or the IPv6 header (40 bytes).
+    pub ip: *const u8,
+    /// The fixed part of the TCP header.
+    pub tcp: *const [u8; TCP_HLEN],
 }
 
 /// Walks the headers. `Ok` is a TCP segment to look at; `Err` is the outcome for anything else.
@@ -95,15 +99,15 @@ pub fn segment(ctx: &XdpContext, cfg: &GuardConfig) -> Result<Segment, (Family, 
     let mut l3 = ETH_HLEN;
     // Up to two tags (802.1Q, or 802.1ad outer + 802.1Q inner); the reply keeps them as they are.
     if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
-        let tag = ptr_at::<[u8; 4]>(ctx, ETH_HLEN).ok_or(other(Counter::Malformed))?;
+        let tag = ptr_at::<[u8; VLAN_HLEN]>(ctx, ETH_HLEN).ok_or(other(Counter::Malformed))?;
         // Safety: checked by ptr_at.
         proto = unsafe { u16::from_be_bytes([(*tag)[2], (*tag)[3]]) };
-        l3 = ETH_HLEN + 4;
+        l3 = ETH_HLEN + VLAN_HLEN;
         if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
-            let tag = ptr_at::<[u8; 4]>(ctx, ETH_HLEN + 4).ok_or(other(Counter::Malformed))?;
+            let tag = ptr_at::<[u8; VLAN_HLEN]>(ctx, l3).ok_or(other(Counter::Malformed))?;
             // Safety: checked by ptr_at.
             proto = unsafe { u16::from_be_bytes([(*tag)[2], (*tag)[3]]) };
-            l3 = ETH_HLEN + 8;
+            l3 = ETH_HLEN + 2 * VLAN_HLEN;
             if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
                 return Err(other(Counter::Unsupported));
             }
@@ -135,9 +139,10 @@ fn ipv4(ctx: &XdpContext, l3: usize) -> Result<Segment, (Family, Counter)> {
     }
     // MF set or a non-zero offset: only first fragments carry a TCP header, and a fragmented SYN
     // is not something to answer from XDP; the kernel reassembles.
-    if u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
+    if u16::from_be_bytes([h[6], h[7]]) & IPV4_FRAG_MASK != 0 {
         return Err(f(Counter::Fragment));
     }
+    let src = [u32::from_ne_bytes([h[12], h[13], h[14], h[15]]), 0, 0, 0];
     // IP options (ihl > 5) are skipped: the reply carries none, like most stacks' SYN-ACKs.
     tcp(
         ctx,
@@ -147,6 +152,7 @@ fn ipv4(ctx: &XdpContext, l3: usize) -> Result<Segment, (Family, Counter)> {
         ihl,
         l3 + tot_len,
         h[1] & 3,
+        src,
     )
 }
 
@@ -166,6 +172,8 @@ fn ipv6(ctx: &XdpContext, l3: usize, cfg: &GuardConfig) -> Result<Segment, (Fami
         return Err(f(Counter::Malformed));
     }
     let ecn = (h[1] >> 4) & 3;
+    let w = |i: usize| u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    let src = [w(8), w(12), w(16), w(20)];
     let mut next = h[6];
     let mut l4 = l3 + IPV6_HLEN;
     let Some(st) = GUARD_EXT_SCRATCH.get_ptr_mut(0) else {
@@ -224,7 +232,16 @@ fn ipv6(ctx: &XdpContext, l3: usize, cfg: &GuardConfig) -> Result<Segment, (Fami
             core::ptr::read_volatile(cell)
         } & 0x7ff;
     }
-    tcp(ctx, Family::Ipv6, l3, ip as *const u8, l4 - l3, end, ecn)
+    tcp(
+        ctx,
+        Family::Ipv6,
+        l3,
+        ip as *const u8,
+        l4 - l3,
+        end,
+        ecn,
+        src,
+    )
 }
 
 /// Judges the options of the Hop-by-Hop (`hop` = 1) or Destination Options header at
@@ -261,8 +278,12 @@ pub extern "C" fn synguard_ipv6_opts(
 }
 
 /// The TCP header `hdrs` bytes after `l3` (the IP header and its options or extension headers),
-/// inside an IP packet ending at `end`.
+/// inside an IP packet ending at `end`, from `src`.
 #[inline(always)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of the segment found so far, inlined into the callers"
+)]
 fn tcp(
     ctx: &XdpContext,
     family: Family,
@@ -271,25 +292,33 @@ fn tcp(
     hdrs: usize,
     end: usize,
     ecn: u8,
+    src: [u32; 4],
 ) -> Result<Segment, (Family, Counter)> {
     let l4 = l3 + hdrs;
     if l4 > MAX_L4_OFF {
         return Err((family, Counter::Unsupported));
     }
-    let tcp = ptr_at::<[u8; 20]>(ctx, l4).ok_or((family, Counter::Malformed))?;
+    let tcp = ptr_at::<[u8; TCP_HLEN]>(ctx, l4).ok_or((family, Counter::Malformed))?;
     // Safety: checked by ptr_at.
-    let doff = unsafe { ((*tcp)[12] >> 4) as usize * 4 };
-    if doff < 20 || l4 + doff > end {
+    let th = unsafe { &*tcp };
+    let doff = (th[12] >> 4) as usize * 4;
+    if doff < TCP_HLEN || l4 + doff > end {
         return Err((family, Counter::Malformed));
     }
+    // Field by field, in the struct's order (the fields are packed to keep it as small as
+    // the pointers-only segment it replaced: every field costs a spill across the helpers).
     Ok(Segment {
         family,
-        l3,
-        ip,
-        ip_hlen: hdrs,
-        l4,
-        tcp,
-        doff,
+        flags: th[13],
         ecn,
+        doff: doff as u8,
+        ip_hlen: hdrs as u16,
+        sport: u16::from_be_bytes([th[0], th[1]]),
+        dport: u16::from_be_bytes([th[2], th[3]]),
+        src,
+        l3,
+        l4,
+        ip,
+        tcp,
     })
 }

@@ -32,23 +32,6 @@ pub fn now_ns() -> u64 {
     unsafe { bpf_ktime_get_coarse_ns() }
 }
 
-/// The source address of the segment (IPv4 in the first 4 bytes).
-#[inline(always)]
-fn source(seg: &Segment) -> [u8; 16] {
-    let mut a = [0u8; 16];
-    // Safety: `seg.ip` points to 20 (IPv4) or 40 (IPv6) bounds-checked bytes.
-    unsafe {
-        if seg.family == Family::Ipv4 {
-            let ip = &*(seg.ip as *const [u8; 20]);
-            a[0..4].copy_from_slice(&ip[12..16]);
-        } else {
-            let ip = &*(seg.ip as *const [u8; 40]);
-            a.copy_from_slice(&ip[8..24]);
-        }
-    }
-    a
-}
-
 /// The access-list verdict for the segment's source, if an entry matches: one hash lookup per
 /// prefix length in use, longest first, so the longest matching prefix wins.
 #[inline(always)]
@@ -58,8 +41,7 @@ pub fn acl(cfg: &GuardConfig, seg: &Segment) -> Option<Acl> {
         return None;
     }
     let lens = GUARD_ACL_LENS.get(0)?;
-    let src = source(seg);
-    let (hi, lo) = halves(&src);
+    let (hi, lo) = halves(&seg.src);
     let mut walk = AclWalk {
         hi,
         lo,
@@ -95,13 +77,12 @@ struct AclWalk {
     found: u32,
 }
 
-/// An address as two big-endian halves (IPv4, in the first 4 bytes, is the top of `hi`).
+/// An address (four words of wire bytes, see `Segment::src`) as two big-endian halves (IPv4,
+/// in the first word, is the top of `hi`).
 #[inline(always)]
-fn halves(a: &[u8; 16]) -> (u64, u64) {
-    (
-        u64::from_be_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]),
-        u64::from_be_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]),
-    )
+fn halves(a: &[u32; 4]) -> (u64, u64) {
+    let be = |w: u32| u32::from_be(w) as u64;
+    (be(a[0]) << 32 | be(a[1]), be(a[2]) << 32 | be(a[3]))
 }
 
 /// `x` with all but its top `len` bits cleared (`len` 0..=64).
@@ -302,7 +283,7 @@ pub fn reflect_budget(cfg: &GuardConfig, seg: &Segment, now: u64) -> bool {
     } else {
         (6, cfg.policy.reflect_prefix_v6)
     };
-    let (hi, lo) = halves(&source(seg));
+    let (hi, lo) = halves(&seg.src);
     let (hi, lo) = if bits >= 64 {
         (hi, keep_top(lo, (bits - 64) & 127))
     } else {

@@ -11,7 +11,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use guard_common::Family;
-use guard_ebpf::synack::{IPV4_HLEN, IPV6_HLEN};
+use guard_ebpf::proto::{IPV4_HLEN, IPV6_HLEN};
 
 use crate::{
     local::is_local,
