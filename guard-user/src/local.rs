@@ -215,10 +215,8 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> GuardError {
 
 /// One family's pair of maps: exact addresses in a hash, shorter prefixes in an LPM trie.
 fn sync_family<const N: usize>(
-    (hash, trie): (
-        &mut HashMap<MapData, [u8; N], u32>,
-        &mut LpmTrie<MapData, [u8; N], u32>,
-    ),
+    hash: &mut HashMap<MapData, [u8; N], u32>,
+    trie: &mut LpmTrie<MapData, [u8; N], u32>,
     (hash_name, nets_name): (&'static str, &'static str),
     want: &BTreeMap<([u8; N], u8), u32>,
     change: &mut SyncChange,
@@ -276,14 +274,16 @@ pub fn sync(maps: &mut LocalMaps, want: &LocalSet) -> Result<SyncChange, GuardEr
     }
     let mut change = SyncChange::default();
     sync_family(
-        (&mut maps.v4, &mut maps.nets_v4),
+        &mut maps.v4,
+        &mut maps.nets_v4,
         (LOCAL_V4_MAP, LOCAL_NETS_V4_MAP),
         &v4,
         &mut change,
         IpAddr::from,
     )?;
     sync_family(
-        (&mut maps.v6, &mut maps.nets_v6),
+        &mut maps.v6,
+        &mut maps.nets_v6,
         (LOCAL_V6_MAP, LOCAL_NETS_V6_MAP),
         &v6,
         &mut change,

@@ -2,15 +2,18 @@
 //! per map, built once from a freshly loaded object ([`GuardMaps::take`]) or from the pins of a
 //! running guard ([`GuardMaps::open`]), every map named by its `guard_common` constant.
 //!
-//! aya 0.14 has no batched lookups (`BPF_MAP_LOOKUP_BATCH`): a per-CPU array is read with one
-//! `iter()` (one lookup per index, each returning every CPU's value).
+//! aya 0.14 has no batched lookups: the per-CPU arrays read every second (counters, state
+//! deltas, transitions: 350-odd entries) are read with one hand-written `BPF_MAP_LOOKUP_BATCH`
+//! each ([`percpu_sums`]), falling back to aya's one-lookup-per-entry `iter()` on kernels
+//! without it (before 5.6).
 
 use std::{net::IpAddr, path::Path};
 
 use aya::{
     Ebpf,
     maps::{
-        Array, HashMap as BpfHashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuValues,
+        Array, HashMap as BpfHashMap, IterableMap as _, LpmTrie, Map, MapData, MapError,
+        PerCpuArray, PerCpuValues,
     },
 };
 use guard_common::{
@@ -22,6 +25,10 @@ use guard_common::{
 };
 
 use crate::{counters::Counters, error::GuardError, sockdiag::StateCounts};
+
+mod batch;
+
+use batch::percpu_sums;
 
 fn map_err(map: &'static str) -> impl Fn(MapError) -> GuardError {
     move |e| GuardError::Map {
@@ -289,13 +296,7 @@ impl GuardMaps {
 
     /// Reads every counter, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, GuardError> {
-        let values = self
-            .counters
-            .iter()
-            .map(|v| v.map(|per_cpu| per_cpu.iter().sum()))
-            .collect::<Result<Vec<u64>, _>>()
-            .map_err(map_err(COUNTERS_MAP))?;
-        Ok(Counters::from_values(values))
+        Ok(Counters::from_values(sums(&self.counters, COUNTERS_MAP)?))
     }
 
     /// Adds one to a counter from userspace (CPU 0's slot; the data path never writes the
@@ -338,12 +339,12 @@ impl GuardMaps {
     /// Sum over CPUs of the tracepoint's gauge deltas, and the transition counts.
     pub fn state_deltas(&self) -> Result<TcpStates, GuardError> {
         let mut out = TcpStates::default();
-        for (g, v) in out.gauges.iter_mut().zip(self.state_deltas.iter()) {
-            *g = v.map_err(map_err(STATE_DELTAS_MAP))?.iter().sum();
+        let deltas = sums(&self.state_deltas, STATE_DELTAS_MAP)?;
+        for (g, d) in out.gauges.iter_mut().zip(deltas) {
+            // Two's complement: the wrapping sum of the i64 deltas as u64 is their sum.
+            *g = d as i64;
         }
-        for (t, v) in out.transitions.iter_mut().zip(self.transitions.iter()) {
-            *t = v.map_err(map_err(TRANSITIONS_MAP))?.iter().sum();
-        }
+        out.transitions = sums(&self.transitions, TRANSITIONS_MAP)?;
         Ok(out)
     }
 
@@ -385,6 +386,35 @@ impl GuardMaps {
         }
         Ok(exact)
     }
+}
+
+/// Every entry of a per-CPU array of 8-byte integers, summed over CPUs (wrapping, so `i64`
+/// values sum right when cast back): [`percpu_sums`], or aya's per-entry lookups where the
+/// kernel has no batch operations.
+fn sums<V: aya::Pod + Into<i128>>(
+    arr: &PerCpuArray<MapData, V>,
+    name: &'static str,
+) -> Result<Vec<u64>, GuardError> {
+    match percpu_sums(arr.map(), arr.len()) {
+        Ok(v) => return Ok(v),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+        Err(e) => {
+            return Err(GuardError::Map {
+                map: name,
+                reason: format!("BPF_MAP_LOOKUP_BATCH: {e}"),
+            });
+        }
+    }
+    arr.iter()
+        .map(|v| {
+            v.map(|per_cpu| {
+                per_cpu
+                    .iter()
+                    .fold(0u64, |a, &x| a.wrapping_add(x.into() as u64))
+            })
+        })
+        .collect::<Result<Vec<u64>, _>>()
+        .map_err(map_err(name))
 }
 
 /// What the data path probes the access lists with: the prefix lengths in use and a filter of

@@ -1,5 +1,7 @@
 //! Unit tests of `control`: parsing, did-you-mean, planning, the one spelling of every key.
 
+use std::path::Path;
+
 use super::*;
 
 #[test]
