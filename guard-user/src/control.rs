@@ -399,7 +399,7 @@ pub fn apply(maps: &mut GuardMaps, settings: &[Setting]) -> Result<Applied, Guar
         maps.set_acl_index(&AclIndex::of(plan.acl.iter().map(|(c, _)| (c.addr, c.len))))?;
     }
     cfg.policy = plan.new;
-    maps.set_config(&cfg)?;
+    maps.write_config(&cfg)?;
     if acl_changed {
         // After the switch: a list that became empty is off before its entries go.
         let keep: BTreeSet<Cidr> = plan.acl.iter().map(|(c, _)| *c).collect();

@@ -171,6 +171,12 @@ impl GuardMaps {
             field,
             reason: format!("out of range: {cfg:?}"),
         })?;
+        self.write_config(cfg)
+    }
+
+    /// Writes a configuration the caller has validated (`control::apply` validates the new
+    /// policy once, in its plan, and keeps the running system part).
+    pub(crate) fn write_config(&mut self, cfg: &GuardConfig) -> Result<(), GuardError> {
         self.config.set(0, cfg, 0).map_err(map_err(CONFIG_MAP))
     }
 
