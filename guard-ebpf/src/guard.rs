@@ -68,7 +68,7 @@ pub fn try_guard(ctx: &XdpContext) -> (Family, Counter) {
 /// A segment for a listening socket: the handshake path, through the policy.
 #[inline(always)]
 fn listener(ctx: &XdpContext, cfg: &GuardConfig, sk: *mut bpf_sock, seg: &Segment) -> Counter {
-    let (family, flags, port) = (seg.family, seg.flags, seg.dport);
+    let (family, flags, port) = (seg.family, seg.flags(), seg.dport());
     let syn = flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
     let ack = flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST) == TCP_FLAG_ACK;
     if !syn && !ack {
@@ -118,23 +118,23 @@ fn lookup(ctx: &XdpContext, seg: &Segment) -> *mut bpf_sock {
         if seg.family == Family::Ipv4 {
             let ip = &*(seg.ip as *const [u8; IPV4_HLEN]);
             let t = &mut tuple.__bindgen_anon_1.ipv4;
-            t.saddr = seg.src[0];
+            t.saddr = seg.src()[0];
             t.daddr = u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]);
-            t.sport = seg.sport.to_be();
-            t.dport = seg.dport.to_be();
+            t.sport = seg.sport().to_be();
+            t.dport = seg.dport().to_be();
             TUPLE_V4_LEN
         } else {
             let ip = &*(seg.ip as *const [u8; IPV6_HLEN]);
             let t = &mut tuple.__bindgen_anon_1.ipv6;
-            t.saddr = seg.src;
+            t.saddr = seg.src();
             let mut i = 0;
             while i < 4 {
                 let d = 24 + i * 4;
                 t.daddr[i] = u32::from_ne_bytes([ip[d], ip[d + 1], ip[d + 2], ip[d + 3]]);
                 i += 1;
             }
-            t.sport = seg.sport.to_be();
-            t.dport = seg.dport.to_be();
+            t.sport = seg.sport().to_be();
+            t.dport = seg.dport().to_be();
             TUPLE_V6_LEN
         }
     };

@@ -41,7 +41,7 @@ pub fn acl(cfg: &GuardConfig, seg: &Segment) -> Option<Acl> {
         return None;
     }
     let lens = GUARD_ACL_LENS.get(0)?;
-    let (hi, lo) = halves(&seg.src);
+    let (hi, lo) = halves(&seg.src());
     let mut walk = AclWalk {
         hi,
         lo,
@@ -283,7 +283,7 @@ pub fn reflect_budget(cfg: &GuardConfig, seg: &Segment, now: u64) -> bool {
     } else {
         (6, cfg.policy.reflect_prefix_v6)
     };
-    let (hi, lo) = halves(&seg.src);
+    let (hi, lo) = halves(&seg.src());
     let (hi, lo) = if bits >= 64 {
         (hi, keep_top(lo, (bits - 64) & 127))
     } else {

@@ -88,7 +88,7 @@ pub fn answer_syn(
     // ECN is negotiated only for a SYN with ECE+CWR that is itself not ECT-marked
     // (tcp_ecn_create_request).
     let ecn_requested =
-        seg.flags & (TCP_FLAG_ECE | TCP_FLAG_CWR) == TCP_FLAG_ECE | TCP_FLAG_CWR && seg.ecn == 0;
+        seg.flags() & (TCP_FLAG_ECE | TCP_FLAG_CWR) == TCP_FLAG_ECE | TCP_FLAG_CWR && seg.ecn == 0;
     let neg = synack::negotiate(&syn, ecn_requested, cfg.system.options);
     let tsval = if neg.ts {
         // The coarse clock is enough: the TSval only needs 64 ms resolution.
@@ -99,8 +99,8 @@ pub fn answer_syn(
     let fields = SynAckFields {
         cookie: cookie as u32,
         client_seq: u32::from_be_bytes([th[4], th[5], th[6], th[7]]),
-        client_port: seg.sport,
-        local_port: seg.dport,
+        client_port: seg.sport(),
+        local_port: seg.dport(),
         mss: if v4 {
             cfg.system.mss_v4
         } else {
@@ -112,12 +112,13 @@ pub fn answer_syn(
         tsval,
         tsecr: syn.tsval.unwrap_or(0),
     };
+    let src = seg.src();
     let len = if v4 {
         // Safety: 20 bounds-checked bytes.
         let ip = unsafe { &*(seg.ip as *const [u8; IPV4_HLEN]) };
         // Safety (both casts): the bytes of the first source word, a window of the header.
         let a = Addrs {
-            client: unsafe { &*(seg.src.as_ptr() as *const [u8; 4]) },
+            client: unsafe { &*(src.as_ptr() as *const [u8; 4]) },
             local: unsafe { &*(ip[16..20].as_ptr() as *const [u8; 4]) },
         };
         synack::build_v4(l34, a, &fields, cfg.policy.ttl as u8)
@@ -126,7 +127,7 @@ pub fn answer_syn(
         let ip = unsafe { &*(seg.ip as *const [u8; IPV6_HLEN]) };
         // Safety (both casts): the bytes of the source words, a window of the header.
         let a = Addrs {
-            client: unsafe { &*(seg.src.as_ptr() as *const [u8; 16]) },
+            client: unsafe { &*(src.as_ptr() as *const [u8; 16]) },
             local: unsafe { &*(ip[24..40].as_ptr() as *const [u8; 16]) },
         };
         synack::build_v6(l34, a, &fields, cfg.policy.ttl as u8)
