@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use guard_user::{
     lifecycle,
-    maps::PinnedMaps,
+    maps::GuardMaps,
     pin::PinState,
     snapshot::{self, Snapshot},
     view::Frame,
@@ -18,13 +18,13 @@ use crate::{
 
 pub fn stats(a: &StatsArgs) -> anyhow::Result<()> {
     let key = lifecycle::find_live(&a.target.iface, a.target.netns)?;
-    let mut maps = PinnedMaps::open(&key.pin_dir())?;
+    let mut maps = GuardMaps::open(&key.pin_dir())?;
     let attached_unix = PinState::load(&key).ok().map(|s| s.attached_unix);
     let period = Duration::from_secs_f64(a.interval);
     let screen = Screen::new();
     let title = format!("synguard on {} (netns {})", key.iface, key.netns);
     let mut collect = snapshot::Collector::open(key.netns)?;
-    let mut take = |maps: &mut PinnedMaps| -> anyhow::Result<Snapshot> {
+    let mut take = |maps: &mut GuardMaps| -> anyhow::Result<Snapshot> {
         if !a.no_reseed
             && let Err(e) = collect.reseed(maps)
         {
