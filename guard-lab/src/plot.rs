@@ -83,6 +83,14 @@ pub(crate) fn y_grid(out: &mut String, bottom: f64, height: f64, y_max: f64, ste
 }
 
 pub(crate) fn legend(out: &mut String, x: f64, y: f64, items: &[(&str, &str, bool)]) {
+    // A backdrop so the lines behind the legend do not cross its text.
+    let _ = writeln!(
+        out,
+        r##"<rect x="{:.0}" y="{:.0}" width="230" height="{:.0}" fill="white" fill-opacity="0.8"/>"##,
+        x - 6.0,
+        y - 10.0,
+        16.0 * items.len() as f64 + 4.0
+    );
     for (i, (label, color, dash)) in items.iter().enumerate() {
         let yy = y + 16.0 * i as f64;
         let _ = writeln!(

@@ -174,3 +174,25 @@ fn close_latencies_keep_a_linear_axis() {
         "{s}"
     );
 }
+
+#[test]
+fn a_phase_spans_its_whole_seconds() {
+    // The last sample lands a few ms after the deadline: two 3 s phases make a 6 s axis.
+    let phase = |label: &str| Phase {
+        label: label.into(),
+        samples: [1.001, 2.002, 3.004]
+            .iter()
+            .map(|&t| Sample {
+                t,
+                ..Sample::default()
+            })
+            .collect(),
+    };
+    let s = svg("demo", &[phase("a"), phase("b")], &[]);
+    let x: Vec<String> = texts(&s)
+        .into_iter()
+        .filter(|(t, _)| t.contains("class=\"xtick\""))
+        .map(|(_, l)| l)
+        .collect();
+    assert_eq!(x.last().map(String::as_str), Some("6"), "{x:?}");
+}

@@ -70,7 +70,10 @@ impl Phase {
 
     /// Length of the phase on the time axis: its last sample, in whole seconds (at least 1).
     fn span(&self) -> f64 {
-        self.samples.iter().map(|s| s.t).fold(1.0, f64::max).ceil()
+        // The last sample is taken at the deadline, a few ms late: 5.004 s is a 5 s phase.
+        (self.samples.iter().map(|s| s.t).fold(1.0, f64::max) - 0.1)
+            .ceil()
+            .max(1.0)
     }
 }
 
