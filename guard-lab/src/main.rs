@@ -270,6 +270,75 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// The `synguard-lab ...` command lines of an Examples section (continuations joined,
+    /// comments and the `ip netns exec LAB` prefix dropped).
+    fn example_commands(text: &str) -> Vec<Vec<String>> {
+        let joined = text.replace("\\\n", " ");
+        joined
+            .lines()
+            .filter_map(|l| {
+                let l = l.split(" # ").next()?;
+                let at = l.find("synguard-lab ")?;
+                Some(l[at..].split_whitespace().map(str::to_owned).collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn help_examples_parse_and_help_gives_ranges_and_defaults() {
+        for (sub, examples) in [
+            (None, EXAMPLES_MAIN),
+            (Some("demo"), EXAMPLES_DEMO),
+            (Some("flood"), EXAMPLES_FLOOD),
+        ] {
+            let cmds = example_commands(examples);
+            assert!(cmds.len() >= 2, "{sub:?}: {examples}");
+            for argv in cmds {
+                if let Err(e) = Cli::try_parse_from(&argv) {
+                    panic!("example {argv:?} does not parse: {e}");
+                }
+            }
+            let mut cmd = Cli::command();
+            let help = match sub {
+                Some(s) => cmd
+                    .find_subcommand_mut(s)
+                    .unwrap()
+                    .render_long_help()
+                    .to_string(),
+                None => cmd.render_long_help().to_string(),
+            };
+            assert!(help.contains("Examples:"), "{sub:?}: {help}");
+        }
+        let mut cmd = Cli::command();
+        let demo = cmd
+            .find_subcommand_mut("demo")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for want in [
+            "(1-64)",
+            "[default: 4]",
+            "(0.1-3600",
+            "[default: 5]",
+            "synguard-lab.svg",
+        ] {
+            assert!(demo.contains(want), "demo --help lacks {want}: {demo}");
+        }
+        let flood = cmd
+            .find_subcommand_mut("flood")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for want in [
+            "(1-65535)",
+            "(1-1000000000)",
+            "(0.1-3600)",
+            "[default: xdp]",
+        ] {
+            assert!(flood.contains(want), "flood --help lacks {want}: {flood}");
+        }
+    }
+
     #[test]
     fn flood_and_demo_arguments() {
         let flood = [
