@@ -22,7 +22,8 @@ pub struct Sample {
     pub offered_pps: f64,
     /// Of those, frames per second that reached the server (the rest found its ring full).
     pub delivered_pps: f64,
-    /// Frames per second the server sent back to the client end (SYN-ACKs, whoever sent them).
+    /// Frames per second that reached the client end from the server (SYN-ACKs, whoever sent
+    /// them; those its full ring refused are not counted).
     pub answered_pps: f64,
     /// The server's receive CPU (its NAPI thread) in % of one core (NaN if unknown).
     pub server_cpu_pct: f64,
@@ -206,7 +207,7 @@ pub fn svg(title: &str, phases: &[Phase], notes: &[String]) -> String {
     }
     let panels: [(&str, &str, Scale, Vec<Line>); 3] = [
         (
-            "Flood offered, reaching the server, and SYN-ACKs back",
+            "Flood offered, reaching the server, and answers reaching the client",
             "Mpps",
             {
                 let v: Vec<f64> = phases
@@ -231,7 +232,7 @@ pub fn svg(title: &str, phases: &[Phase], notes: &[String]) -> String {
                     value: |s| s.delivered_pps / 1e6,
                 },
                 Line {
-                    label: "SYN-ACKs back (kernel or guard)",
+                    label: "answers at the client (SYN-ACKs)",
                     color: "#2ca02c",
                     dash: true,
                     value: |s| s.answered_pps / 1e6,
