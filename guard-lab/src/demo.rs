@@ -1,27 +1,29 @@
-//! The `synguard-lab demo` scenario: nginx behind the guard in one namespace, a bounded spoofed SYN flood
-//! and concurrent curl clients from another, then a summary of what the clients saw, what the
-//! guard counted and what the server kernel counted.
+//! The `synguard-lab demo` scenario: nginx in one namespace, the same bounded spoofed SYN flood
+//! and concurrent curl clients from another, twice: first against the kernel alone (an XDP pass
+//! program on the server's veth, needed for the generator's frames to arrive, and the kernel's
+//! own SYN cookies as its `tcp_syncookies` says), then with `synguard run` in front. Per phase it
+//! measures what the flood costs the server (the CPU time of its receive NAPI thread) beside what
+//! the clients saw and what the kernel and the guard counted, and draws both phases on one chart.
 
 use std::{
     fmt,
     path::PathBuf,
     sync::{
         Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
-
-use guard_common::Counter;
 
 use crate::{
     child::ChildGuard,
     env::{Lab, SPOOF_PREFIX},
     error::{LabError, Result, io_err},
     flood::FloodReport,
-    guardproc::Report,
-    observe::{SNMP_KEYS, Snmp},
-    plot::{self, Sample},
+    guardproc::{GuardProc, Report},
+    observe::{SNMP_KEYS, Snmp, napi_cpu_ns, set_threaded_napi, veth_stat},
+    plot::{self, Phase, Sample},
+    programs::XdpPass,
     sys::percentile,
 };
 
@@ -32,16 +34,106 @@ pub struct DemoOptions {
     pub guard_exe: PathBuf,
     /// The `synguard-lab` binary, run as `synguard-lab flood` in the client namespace.
     pub lab_exe: PathBuf,
-    /// SYNs to send at most.
+    /// SYNs to send at most, per phase.
     pub flood_count: u64,
     /// Rate limit of the flood (frames per second).
     pub flood_pps: Option<u64>,
     /// Concurrent curl loops.
     pub clients: usize,
-    /// Length of the flood and client phase.
+    /// Length of each phase's flood (the demo runs two).
     pub duration: Duration,
     /// Where to write the SVG chart of the run (None: no chart).
     pub plot: Option<PathBuf>,
+}
+
+/// What one phase measured.
+#[derive(Clone, Debug)]
+pub struct PhaseSummary {
+    /// The per-second samples, under the phase's label (what the chart draws).
+    pub chart: Phase,
+    pub flood: Option<FloodReport>,
+    /// Connect times of the successful requests, sorted, seconds.
+    pub connect_s: Vec<f64>,
+    /// First failure messages (at most 5).
+    pub failures: Vec<String>,
+    pub max_syn_recv: usize,
+    pub snmp_before: Snmp,
+    pub snmp_after: Snmp,
+    /// CPU time of the server veth's NAPI threads over the flood (None: not measurable).
+    pub napi_cpu_ns: Option<u64>,
+    /// Guard counter totals at the end of the phase (the guard's phase only).
+    pub guard: Option<Report>,
+}
+
+impl PhaseSummary {
+    /// Server receive CPU per flood frame that reached it, ns.
+    pub fn cpu_ns_per_syn(&self) -> Option<f64> {
+        let delivered = self.flood.as_ref()?.delivered();
+        let ns = self.napi_cpu_ns?;
+        (delivered > 0).then(|| ns as f64 / delivered as f64)
+    }
+}
+
+impl fmt::Display for PhaseSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.chart;
+        writeln!(f, "-- {} --", p.label)?;
+        match &self.flood {
+            Some(r) => writeln!(f, "flood     {r} (sources {SPOOF_PREFIX})")?,
+            None => writeln!(f, "flood     no report")?,
+        }
+        writeln!(
+            f,
+            "rates     offered {:.3} Mpps, reached the server {:.3} Mpps, answers reaching the client {:.3} Mpps (means over the seconds with traffic)",
+            p.mean(|s| s.offered_pps) / 1e6,
+            p.mean(|s| s.delivered_pps) / 1e6,
+            p.mean(|s| s.answered_pps) / 1e6
+        )?;
+        let cpu = match (self.napi_cpu_ns, self.cpu_ns_per_syn()) {
+            (Some(ns), Some(per)) => format!(
+                "{:.0} ms of CPU, {per:.0} ns per SYN received, mean {:.0} % of a core",
+                ns as f64 / 1e6,
+                p.mean(|s| s.server_cpu_pct)
+            ),
+            (Some(ns), None) => format!("{:.0} ms of CPU", ns as f64 / 1e6),
+            _ => "not measurable (no threaded NAPI thread found)".into(),
+        };
+        writeln!(f, "server    receive (NAPI thread): {cpu}")?;
+        writeln!(
+            f,
+            "server    SYN-RECV sockets during the flood: max {}",
+            self.max_syn_recv
+        )?;
+        let (ok, failed) = p.requests();
+        writeln!(
+            f,
+            "clients   {ok} requests ok, {failed} failed; connect p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            percentile(&self.connect_s, 0.5) * 1e3,
+            percentile(&self.connect_s, 0.99) * 1e3,
+            self.connect_s.last().copied().unwrap_or(f64::NAN) * 1e3
+        )?;
+        for fail in &self.failures {
+            writeln!(f, "          failed: {fail}")?;
+        }
+        if let Some(r) = &self.guard {
+            let nonzero: Vec<String> = r
+                .iter()
+                .filter(|(_, v)| *v > 0)
+                .map(|(c, v)| format!("{} {v}", c.name()))
+                .collect();
+            writeln!(
+                f,
+                "guard     {} (packets {})",
+                nonzero.join(", "),
+                r.packets()
+            )?;
+        }
+        let deltas: Vec<String> = SNMP_KEYS
+            .iter()
+            .map(|k| format!("{k} +{}", self.snmp_after.delta(&self.snmp_before, k)))
+            .collect();
+        write!(f, "kernel    {}", deltas.join(", "))
+    }
 }
 
 /// What a demo run measured.
@@ -49,36 +141,14 @@ pub struct DemoOptions {
 pub struct DemoSummary {
     pub server_ns: String,
     pub client_ns: String,
-    pub flood: Option<FloodReport>,
-    pub requests_ok: usize,
-    pub requests: usize,
-    /// Connect times of the successful requests, sorted, seconds.
-    pub connect_s: Vec<f64>,
-    /// First failure messages (at most 5).
-    pub failures: Vec<String>,
-    pub max_syn_recv: usize,
-    /// Guard counter totals at the end.
-    pub guard: Option<Report>,
-    pub snmp_before: Snmp,
-    pub snmp_after: Snmp,
+    /// The server namespace's `net.ipv4.tcp_syncookies` during the kernel's phase.
+    pub syncookies: String,
+    /// The kernel alone, then the guard.
+    pub phases: Vec<PhaseSummary>,
     /// Exit status of `synguard run` after SIGTERM.
     pub guard_exit: String,
-    /// One sample per second of the flood phase.
-    pub samples: Vec<Sample>,
     /// The chart written, if any.
     pub plot: Option<PathBuf>,
-}
-
-impl DemoSummary {
-    /// Mean of a per-second rate over the samples that saw traffic.
-    fn mean(&self, f: impl Fn(&Sample) -> f64) -> f64 {
-        let v: Vec<f64> = self.samples.iter().map(f).filter(|v| *v > 0.0).collect();
-        if v.is_empty() {
-            0.0
-        } else {
-            v.iter().sum::<f64>() / v.len() as f64
-        }
-    }
 }
 
 impl fmt::Display for DemoSummary {
@@ -88,54 +158,23 @@ impl fmt::Display for DemoSummary {
             "== synguard-lab demo summary (server ns {}, client ns {}) ==",
             self.server_ns, self.client_ns
         )?;
-        match &self.flood {
-            Some(r) => writeln!(f, "flood     {r} (sources {SPOOF_PREFIX})")?,
-            None => writeln!(f, "flood     no report")?,
+        for p in &self.phases {
+            writeln!(f, "{p}")?;
         }
-        writeln!(
-            f,
-            "rates     offered {:.3} Mpps, SYN-ACKs answered in XDP {:.3} Mpps (means over the seconds with traffic)",
-            self.mean(|s| s.offered_pps) / 1e6,
-            self.mean(|s| s.answered_pps) / 1e6
-        )?;
-        writeln!(
-            f,
-            "requests  {}/{} ok; connect p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-            self.requests_ok,
-            self.requests,
-            percentile(&self.connect_s, 0.5) * 1e3,
-            percentile(&self.connect_s, 0.99) * 1e3,
-            self.connect_s.last().copied().unwrap_or(f64::NAN) * 1e3
-        )?;
-        for fail in &self.failures {
-            writeln!(f, "          failed: {fail}")?;
-        }
-        writeln!(
-            f,
-            "server    SYN-RECV sockets during the flood: max {}",
-            self.max_syn_recv
-        )?;
-        match &self.guard {
-            Some(r) => {
-                let nonzero: Vec<String> = r
-                    .iter()
-                    .filter(|(_, v)| *v > 0)
-                    .map(|(c, v)| format!("{} {v}", c.name()))
-                    .collect();
+        if let [k, g] = &self.phases[..] {
+            writeln!(f, "-- contrast --")?;
+            if let (Some(kn), Some(gn)) = (k.cpu_ns_per_syn(), g.cpu_ns_per_syn()) {
                 writeln!(
                     f,
-                    "guard     {} (packets {})",
-                    nonzero.join(", "),
-                    r.packets()
+                    "server receive CPU per flood SYN: kernel alone {kn:.0} ns, with the guard {gn:.0} ns ({:.1}x less)",
+                    kn / gn.max(1e-9)
                 )?;
             }
-            None => writeln!(f, "guard     no report")?,
+            writeln!(
+                f,
+                "note      client outcomes do not tell the fronts apart on a veth (qdisc backpressure queues the clients' packets behind a full ring rather than dropping them as a real NIC would); the server's CPU per SYN does"
+            )?;
         }
-        let deltas: Vec<String> = SNMP_KEYS
-            .iter()
-            .map(|k| format!("{k} +{}", self.snmp_after.delta(&self.snmp_before, k)))
-            .collect();
-        writeln!(f, "kernel    {}", deltas.join(", "))?;
         if let Some(p) = &self.plot {
             writeln!(f, "chart     {}", p.display())?;
         }
@@ -150,7 +189,7 @@ struct Outcomes {
     failed: Vec<(Instant, String)>,
 }
 
-/// Builds the lab, runs the scenario, tears everything down (also when `stop` is set: it is
+/// Builds the lab, runs both phases, tears everything down (also when `stop` is set: it is
 /// checked between steps and by every loop).
 pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<DemoSummary> {
     let interrupted = || {
@@ -171,24 +210,106 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
     if let Some(e) = interrupted() {
         return Err(e);
     }
+    let syncookies = lab
+        .server
+        .exec(&["cat", "/proc/sys/net/ipv4/tcp_syncookies"])?
+        .trim()
+        .to_owned();
+
+    let kernel_label = format!("kernel alone (no guard, tcp_syncookies={syncookies})");
+    say(&format!(
+        "phase 1: {kernel_label}; an XDP pass program on {} so the generator's frames arrive",
+        lab.server_if()
+    ));
+    let kernel = {
+        let _pass = XdpPass::attach(&lab.server, lab.server_if())?;
+        phase(&lab, opts, stop, say, &kernel_label, None)?
+    };
+    if let Some(e) = interrupted() {
+        return Err(e);
+    }
+
     let guard = lab.start_guard(&opts.guard_exe, 1.0)?;
     say(&format!(
-        "synguard run attached to {} (pid {})",
+        "phase 2: synguard run attached to {} (pid {})",
         lab.server_if(),
         guard.child.pid()
     ));
+    let with_guard = phase(
+        &lab,
+        opts,
+        stop,
+        say,
+        "synguard (XDP SYN cookies)",
+        Some(&guard),
+    )?;
+    let guard_exit = guard.stop().to_string();
+    let phases = vec![kernel, with_guard];
+
+    let plot_path = match &opts.plot {
+        Some(p) => {
+            let notes = [
+                format!(
+                    "Run: each phase floods {:.0} s with up to {} spoofed SYNs{} from {SPOOF_PREFIX} (synguard-lab flood, XDP live frames) while {} curl clients fetch a page in a loop; veth pair between two namespaces, nginx on port 80.",
+                    opts.duration.as_secs_f64(),
+                    opts.flood_count,
+                    opts.flood_pps
+                        .map_or(String::new(), |r| format!(" at {r} pps")),
+                    opts.clients
+                ),
+                "What tells the fronts apart is the server's receive CPU per SYN (its threaded NAPI thread, where the kernel's SYN handling or the guard's XDP program runs). Client outcomes are shown, but on a veth they do not: qdisc backpressure queues the clients' packets behind a full ring rather than dropping them as a real NIC would.".to_owned(),
+            ];
+            let chart: Vec<Phase> = phases.iter().map(|p| p.chart.clone()).collect();
+            std::fs::write(
+                p,
+                plot::svg(
+                    "synguard-lab demo: one spoofed SYN flood, kernel alone vs synguard",
+                    &chart,
+                    &notes,
+                ),
+            )
+            .map_err(io_err(format!("writing {}", p.display())))?;
+            Some(p.clone())
+        }
+        None => None,
+    };
+    Ok(DemoSummary {
+        server_ns: lab.server.name().to_owned(),
+        client_ns: lab.client.name().to_owned(),
+        syncookies,
+        phases,
+        guard_exit,
+        plot: plot_path,
+    })
+}
+
+/// One phase: a first request must succeed, then the flood and the clients run for
+/// `opts.duration` while one sample a second is taken.
+fn phase(
+    lab: &Lab,
+    opts: &DemoOptions,
+    stop: &AtomicBool,
+    say: &dyn Fn(&str),
+    label: &str,
+    guard: Option<&GuardProc>,
+) -> Result<PhaseSummary> {
+    let server_if = lab.server_if();
+    set_threaded_napi(&lab.server, server_if)?;
+    // The client end's receive work (the answers, mostly to spoofed sources) in its own
+    // threads too: otherwise the softirq the server's sends raise runs, and is counted, in the
+    // server's NAPI thread.
+    set_threaded_napi(&lab.client, lab.client_if())?;
     let probe = lab.curl("index.html", None, &[])?;
     if !probe.ok() {
         return Err(LabError::Refused(format!(
-            "a first request through the guard failed (curl exit {}, HTTP {}): {}; guard: {:?}",
+            "a first request ({label}) failed (curl exit {}, HTTP {}): {}; guard: {:?}",
             probe.exit,
             probe.code,
             probe.stderr,
-            guard.last_report().map(|r| r.json)
+            guard.and_then(|g| g.last_report()).map(|r| r.json)
         )));
     }
     let snmp_before = lab.server.snmp()?;
-
     say(&format!(
         "flooding: up to {} spoofed SYNs for at most {:.0} s, {} curl clients meanwhile",
         opts.flood_count,
@@ -205,18 +326,23 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
             opts.flood_pps,
         ),
     )?;
-    let deadline = Instant::now() + opts.duration;
-    let requests = AtomicUsize::new(0);
-    let results: Mutex<Outcomes> = Mutex::default();
     let flood_start = Instant::now();
+    let deadline = flood_start + opts.duration;
+    let results: Mutex<Outcomes> = Mutex::default();
     let mut max_syn_recv = 0;
-    let mut samples = Vec::new();
+    let mut samples: Vec<Sample> = Vec::new();
+    // Counters the samples difference: frames the client sent (the flood), frames that reached
+    // the client (the answers), the server's receive CPU.
+    let delivered = || veth_stat(&lab.client, lab.client_if(), "_xdp_xmit");
+    let offered = || delivered() + veth_stat(&lab.client, lab.client_if(), "_xdp_xmit_errors");
+    let answered = || veth_stat(&lab.client, lab.client_if(), "xdp_packets");
+    let cpu = || napi_cpu_ns(server_if);
+    let cpu0 = cpu();
     std::thread::scope(|s| {
         for _ in 0..opts.clients {
             s.spawn(|| {
                 while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
                     let r = lab.curl("index.html", None, &["--max-time", "10"]);
-                    requests.fetch_add(1, Ordering::Relaxed);
                     let mut res = results.lock().unwrap();
                     let now = Instant::now();
                     match r {
@@ -230,66 +356,78 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
                 }
             });
         }
-        // The progress view: one line a second, and the samples for the chart.
-        let tx = || lab.client_tx_frames();
-        let answered = |r: Option<Report>| r.map_or(0, |r| r.get(Counter::SynAckSent));
-        let (mut last_t, mut last_tx, mut last_ans) =
-            (flood_start, tx(), answered(guard.last_report()));
-        let mut next = flood_start + Duration::from_secs(1);
-        while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        let (mut last_t, mut last_tx, mut last_dl, mut last_ans, mut last_cpu) =
+            (flood_start, offered(), delivered(), answered(), cpu0);
+        let mut next = (flood_start + Duration::from_secs(1)).min(deadline);
+        // One sample a second, the last at the deadline.
+        while last_t < deadline && !stop.load(Ordering::Relaxed) {
             if let Ok(n) = lab.server.syn_recv_count() {
                 max_syn_recv = max_syn_recv.max(n);
             }
-            if Instant::now() < next {
-                std::thread::sleep(Duration::from_millis(100));
+            let now = Instant::now();
+            if now < next {
+                std::thread::sleep((next - now).min(Duration::from_millis(100)));
                 continue;
             }
-            next += Duration::from_secs(1);
-            let now = Instant::now();
-            let (t, a) = (tx(), answered(guard.last_report()));
+            next = (next + Duration::from_secs(1)).min(deadline);
+            let (tx, dl, ans, c) = (offered(), delivered(), answered(), cpu());
             let dt = now.duration_since(last_t).as_secs_f64().max(1e-3);
-            let mut conn: Vec<f64> = {
+            let cpu_ns = match (c, last_cpu) {
+                (Some(c), Some(l)) => Some(c.saturating_sub(l)),
+                _ => None,
+            };
+            let (mut conn, failed) = {
                 let res = results.lock().unwrap();
-                res.ok
-                    .iter()
-                    .filter(|(w, _)| *w > last_t && *w <= now)
-                    .map(|(_, c)| c * 1e3)
-                    .collect()
+                let within = |w: &Instant| *w > last_t && *w <= now;
+                (
+                    res.ok
+                        .iter()
+                        .filter(|(w, _)| within(w))
+                        .map(|(_, c)| c * 1e3)
+                        .collect::<Vec<f64>>(),
+                    res.failed.iter().filter(|(w, _)| within(w)).count(),
+                )
             };
             conn.sort_by(f64::total_cmp);
-            let failed = {
-                let res = results.lock().unwrap();
-                res.failed
-                    .iter()
-                    .filter(|(w, _)| *w > last_t && *w <= now)
-                    .count()
-            };
             let sample = Sample {
                 t: now.duration_since(flood_start).as_secs_f64(),
-                offered_pps: t.saturating_sub(last_tx) as f64 / dt,
-                answered_pps: a.saturating_sub(last_ans) as f64 / dt,
+                offered_pps: tx.saturating_sub(last_tx) as f64 / dt,
+                delivered_pps: dl.saturating_sub(last_dl) as f64 / dt,
+                answered_pps: ans.saturating_sub(last_ans) as f64 / dt,
+                server_cpu_pct: cpu_ns.map_or(f64::NAN, |ns| ns as f64 / dt / 1e7),
+                server_ns_per_frame: match cpu_ns {
+                    Some(ns) if dl > last_dl => ns as f64 / (dl - last_dl) as f64,
+                    _ => f64::NAN,
+                },
                 ok: conn.len(),
                 failed,
                 connect_p50_ms: percentile(&conn, 0.5),
-                connect_max_ms: conn.last().copied().unwrap_or(f64::NAN),
+                connect_p99_ms: percentile(&conn, 0.99),
             };
             say(&format!(
-                "t={:>4.1}s  offered {:>6.3} Mpps  SYN-ACKs {:>6.3} Mpps  requests {:>3} ok {:>2} failed  connect p50 {:>6.2} ms max {:>6.2} ms  SYN-RECV {}",
+                "t={:>4.1}s  offered {:>6.3} Mpps  reached {:>6.3}  answers back {:>6.3}  server CPU {:>5.1} % ({:>4.0} ns/SYN)  requests {:>3} ok {:>2} failed  connect p50 {:>6.2} ms p99 {:>6.2} ms  SYN-RECV {}",
                 sample.t,
                 sample.offered_pps / 1e6,
+                sample.delivered_pps / 1e6,
                 sample.answered_pps / 1e6,
+                sample.server_cpu_pct,
+                sample.server_ns_per_frame,
                 sample.ok,
                 sample.failed,
                 sample.connect_p50_ms,
-                sample.connect_max_ms,
+                sample.connect_p99_ms,
                 max_syn_recv
             ));
             samples.push(sample);
-            (last_t, last_tx, last_ans) = (now, t, a);
+            (last_t, last_tx, last_dl, last_ans, last_cpu) = (now, tx, dl, ans, c);
         }
     });
-    if let Some(e) = interrupted() {
-        return Err(e);
+    let napi_cpu_ns = match (cpu(), cpu0) {
+        (Some(c), Some(c0)) => Some(c.saturating_sub(c0)),
+        _ => None,
+    };
+    if stop.load(Ordering::Relaxed) {
+        return Err(LabError::Interrupted);
     }
     flood.wait(Duration::from_secs(15))?;
     let flood_report = flood
@@ -299,42 +437,47 @@ pub fn run(opts: &DemoOptions, stop: &AtomicBool, say: &dyn Fn(&str)) -> Result<
     if flood_report.is_none() {
         say(&format!("synguard-lab flood: {}", flood.stderr().trim()));
     }
-    let last = guard.settled_report().ok();
+    let guard_report = guard.and_then(|g| g.settled_report().ok());
     let snmp_after = lab.server.snmp()?;
-    let guard_exit = guard.stop().to_string();
     let Outcomes { ok, failed } = results.into_inner().unwrap();
+    // Requests that ended after the last sample (in flight at the deadline) count in it, so
+    // the chart's count and the summary's are one.
+    match samples.last_mut() {
+        Some(last) => {
+            let end = flood_start + Duration::from_secs_f64(last.t);
+            last.ok += ok.iter().filter(|(w, _)| *w > end).count();
+            last.failed += failed.iter().filter(|(w, _)| *w > end).count();
+        }
+        // A phase shorter than a second: one sample of counts, no rates.
+        None => samples.push(Sample {
+            t: flood_start.elapsed().as_secs_f64(),
+            offered_pps: f64::NAN,
+            delivered_pps: f64::NAN,
+            answered_pps: f64::NAN,
+            server_cpu_pct: f64::NAN,
+            server_ns_per_frame: f64::NAN,
+            ok: ok.len(),
+            failed: failed.len(),
+            connect_p50_ms: f64::NAN,
+            connect_p99_ms: f64::NAN,
+        }),
+    }
     let mut connect_s: Vec<f64> = ok.into_iter().map(|(_, c)| c).collect();
     connect_s.sort_by(f64::total_cmp);
     let mut failures: Vec<String> = failed.into_iter().map(|(_, m)| m).collect();
-    let requests_failed = failures.len();
     failures.truncate(5);
-    let plot_path = match &opts.plot {
-        Some(p) => {
-            let title = format!(
-                "synguard-lab demo: spoofed SYN flood against nginx, {} requests ok, {} failed",
-                connect_s.len(),
-                requests_failed
-            );
-            std::fs::write(p, plot::svg(&samples, &title))
-                .map_err(io_err(format!("writing {}", p.display())))?;
-            Some(p.clone())
-        }
-        None => None,
-    };
-    Ok(DemoSummary {
-        server_ns: lab.server.name().to_owned(),
-        client_ns: lab.client.name().to_owned(),
+    Ok(PhaseSummary {
+        chart: Phase {
+            label: label.to_owned(),
+            samples,
+        },
         flood: flood_report,
-        requests_ok: connect_s.len(),
-        requests: requests.into_inner(),
         connect_s,
         failures,
         max_syn_recv,
-        guard: last,
         snmp_before,
         snmp_after,
-        guard_exit,
-        samples,
-        plot: plot_path,
+        napi_cpu_ns,
+        guard: guard_report,
     })
 }

@@ -1,10 +1,14 @@
 //! What the lab reads back from the kernel: `/proc/net/netstat` and `/proc/net/snmp` counters
-//! (parsed by the product's `guard_user::netstat`), `ss -tino` connections, and the XDP program
-//! of an interface (`ip -j link`).
+//! (parsed by the product's `guard_user::netstat`), `ss -tino` connections, the XDP program
+//! of an interface (`ip -j link`), a veth's statistics (`ethtool -S`) and the CPU time of an
+//! interface's threaded NAPI kernel threads (the receive work a flood costs the server).
 
 use std::collections::HashMap;
 
-use crate::error::{LabError, Result};
+use crate::{
+    error::{LabError, Result},
+    netns::Netns,
+};
 
 /// Absolute kernel counters of a namespace, keyed like `nstat` (`TcpExtSyncookiesRecv`,
 /// `TcpPassiveOpens`), read from `/proc/net/netstat` and `/proc/net/snmp`.
@@ -117,6 +121,63 @@ pub fn parse_xdp_prog_id(json: &str) -> Result<Option<u32>> {
     Ok(id.map(|i| i as u32))
 }
 
+/// One veth statistic (`ethtool -S` inside `ns`), summed over every key ending in `suffix`
+/// (all queues); 0 when unavailable.
+pub fn veth_stat(ns: &Netns, iface: &str, suffix: &str) -> u64 {
+    sum_stat(
+        &ns.exec(&["ethtool", "-S", iface]).unwrap_or_default(),
+        suffix,
+    )
+}
+
+fn sum_stat(ethtool_s: &str, suffix: &str) -> u64 {
+    ethtool_s
+        .lines()
+        .filter_map(|l| l.trim().split_once(": "))
+        .filter(|(k, _)| k.ends_with(suffix))
+        .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+        .sum()
+}
+
+/// Moves the receive work of `iface` (in `ns`) into threaded NAPI kernel threads
+/// (`napi/<iface>-<id>`), whose CPU time [`napi_cpu_ns`] then reads. A veth has NAPI only while
+/// an XDP program is attached: call it after every attach.
+pub fn set_threaded_napi(ns: &Netns, iface: &str) -> Result<()> {
+    ns.exec(&[
+        "sh",
+        "-c",
+        &format!("echo 1 > /sys/class/net/{iface}/threaded"),
+    ])
+    .map(drop)
+}
+
+/// CPU time (ns) the threaded NAPI threads of `iface` have used so far (`/proc/<pid>/schedstat`);
+/// `None` when it has none.
+pub fn napi_cpu_ns(iface: &str) -> Option<u64> {
+    let prefix = format!("napi/{iface}-");
+    let mut total = None;
+    for ent in std::fs::read_dir("/proc").ok()?.flatten() {
+        if ent.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        let comm = std::fs::read_to_string(ent.path().join("comm")).unwrap_or_default();
+        if !comm.trim().starts_with(&prefix) {
+            continue;
+        }
+        let Ok(st) = std::fs::read_to_string(ent.path().join("schedstat")) else {
+            continue;
+        };
+        if let Some(ns) = st
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            total = Some(total.unwrap_or(0) + ns);
+        }
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +231,16 @@ mod tests {
         assert_eq!(parse_xdp_prog_id(multi).unwrap(), Some(7));
         assert_eq!(parse_xdp_prog_id(r#"[{"ifname":"x"}]"#).unwrap(), None);
         assert!(parse_xdp_prog_id("nope").is_err());
+    }
+
+    #[test]
+    fn sums_veth_statistics_over_queues() {
+        let text = "NIC statistics:\n     peer_ifindex: 5\n     rx_queue_0_xdp_packets: 10\n     \
+                    rx_queue_1_xdp_packets: 5\n     tx_queue_0_xdp_xmit: 7\n     \
+                    tx_queue_0_xdp_xmit_errors: 2\n";
+        assert_eq!(sum_stat(text, "xdp_packets"), 15);
+        assert_eq!(sum_stat(text, "xdp_xmit"), 7);
+        assert_eq!(sum_stat(text, "xdp_xmit_errors"), 2);
+        assert_eq!(sum_stat(text, "nope"), 0);
     }
 }
