@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod csum;
+pub mod detect;
 pub mod lab;
 
 /// Name of the XDP entry point in the object file.
