@@ -65,6 +65,7 @@ pub const GUARD_MAPS: &[&str] = &[
     LOCAL_V6_MAP,
     LOCAL_NETS_V4_MAP,
     LOCAL_NETS_V6_MAP,
+    detect::DETECT_MAP,
 ];
 
 /// Words of the protected-ports bitmap.

@@ -97,8 +97,11 @@ fn listener(
         Some(Acl::Deny) => return Counter::AclDenied,
         None => {}
     }
+    let now = policy::now_ns();
     if syn {
         count(family, Counter::SynSeen);
+        // In every mode: in `monitor` and below `auto`'s threshold it is the early warning.
+        policy::detect(seg, port, now);
     }
     if cfg.mode == Mode::Monitor as u32 {
         return Counter::Monitored;
@@ -108,7 +111,6 @@ fn listener(
         // (tcp_syncookies=2), check the same way.
         return check_ack(sk, seg);
     }
-    let now = policy::now_ns();
     if cfg.mode == Mode::Auto as u32 && !policy::auto_engaged(cfg, family, port, now) {
         return Counter::SynPassed;
     }

@@ -49,6 +49,14 @@ fn source(seg: &Segment) -> [u8; 16] {
     a
 }
 
+/// Counts a SYN to a protected listener in the flood-detection sketches (every mode).
+#[inline(always)]
+pub fn detect(seg: &Segment, port: u16, now: u64) {
+    let (hi, lo) = halves(&source(seg));
+    let family = if seg.family == Family::Ipv4 { 4 } else { 6 };
+    crate::detect::synguard_detect(family, hi, lo, port as u32, now);
+}
+
 /// The access-list verdict for the segment's source, if an entry matches: one hash lookup per
 /// prefix length in use, longest first, so the longest matching prefix wins.
 #[inline(always)]

@@ -5,12 +5,15 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use aya::maps::{Map, MapData, PerCpuArray, PerCpuValues};
 use guard_common::detect::{
-    CM_PORT_WIDTH, CM_PREFIX_WIDTH, CM_ROWS, DETECT_WINDOW_NS, DetectSlot, HLL_REGISTERS,
-    PREFIX_LEN_V4, PREFIX_LEN_V6, PrefixKey, estimate, merge_cells, merge_hll, port_cells,
-    prefix_cells, prefix_hash,
+    CM_PORT_WIDTH, CM_PREFIX_WIDTH, CM_ROWS, DETECT_MAP, DETECT_WINDOW_NS, DETECT_WINDOW_SHIFT,
+    DetectSlot, HLL_REGISTERS, PREFIX_LEN_V4, PREFIX_LEN_V6, PrefixKey, detect_slot, estimate,
+    merge_cells, merge_hll, port_cells, prefix_cells, prefix_hash,
 };
 use serde::Serialize;
+
+use crate::error::GuardError;
 
 /// How many top prefixes and ports a report names.
 pub const TOP: usize = 5;
@@ -178,6 +181,22 @@ impl Default for Thresholds {
     }
 }
 
+/// The thresholds a guard's policy implies: `auto-syn-rate` (1,000 SYNs/s when it is 0) and
+/// `auto-hold-ms` (at least one window), so that in mode `auto` a flood is declared when the
+/// guard engages and over when it lets go.
+pub fn thresholds(cfg: &guard_common::GuardConfig) -> Thresholds {
+    let d = Thresholds::default();
+    Thresholds {
+        syn_rate: if cfg.auto_syn_rate > 0 {
+            cfg.auto_syn_rate as f64
+        } else {
+            d.syn_rate
+        },
+        hold_ns: (cfg.auto_hold_ms as u64 * 1_000_000).max(DETECT_WINDOW_NS),
+        ..d
+    }
+}
+
 /// A change of verdict.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
@@ -203,6 +222,15 @@ impl Detector {
     /// The current verdict.
     pub const fn verdict(&self) -> Verdict {
         self.verdict
+    }
+
+    /// Seconds since the current verdict began, at `now_ns` (0 for `none`).
+    pub fn for_s(&self, now_ns: u64) -> f64 {
+        if self.verdict == Verdict::None {
+            0.0
+        } else {
+            now_ns.saturating_sub(self.started_ns) as f64 / 1e9
+        }
     }
 
     /// The window's own verdict, ignoring the hold time.
@@ -243,6 +271,130 @@ impl Detector {
             });
         }
         None
+    }
+}
+
+/// The clock the data path's windows count in (`bpf_ktime_get_coarse_ns`:
+/// CLOCK_MONOTONIC_COARSE).
+pub fn coarse_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // Safety: a valid out pointer; CLOCK_MONOTONIC_COARSE exists on every Linux the guard runs on.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn map_err(e: aya::maps::MapError) -> GuardError {
+    GuardError::Map {
+        map: DETECT_MAP,
+        reason: crate::error::chain(&e),
+    }
+}
+
+/// The detection state shown beside the counters: the verdict and the last window judged.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Detection {
+    pub verdict: Verdict,
+    /// Seconds since the current verdict began (0 for `none`).
+    pub for_s: f64,
+    /// The last finished window.
+    pub window: WindowReport,
+}
+
+/// Follows the windows of a guard's detection map: reads each finished window once, judges it,
+/// and (for the controller, `prepare`) zeroes the slot of the window after next. Read-only
+/// followers (`synguard stats`, `synguard events`) judge the same windows without writing.
+pub struct Watch {
+    prepare: bool,
+    thresholds: Thresholds,
+    detector: Detector,
+    /// The last window read (or skipped).
+    last: u64,
+    /// The last window prepared.
+    prepared: u64,
+    latest: Option<Detection>,
+}
+
+impl Watch {
+    /// A follower starting now; the current window (counted partly, or not at all until
+    /// prepared) is never judged.
+    pub fn new(prepare: bool, thresholds: Thresholds) -> Self {
+        let w = coarse_now_ns() >> DETECT_WINDOW_SHIFT;
+        Self {
+            prepare,
+            thresholds,
+            detector: Detector::default(),
+            last: w,
+            prepared: 0,
+            latest: None,
+        }
+    }
+
+    /// The thresholds in force.
+    pub fn set_thresholds(&mut self, t: Thresholds) {
+        self.thresholds = t;
+    }
+
+    /// The verdict and last window, once one was judged.
+    pub fn latest(&self) -> Option<&Detection> {
+        self.latest.as_ref()
+    }
+
+    /// Catches up with the clock: judges the window that just ended if it was not yet, and
+    /// prepares the next one. Call it a few times per window (the controller does every 250 ms).
+    pub fn tick(&mut self, map: &mut Map) -> Result<Option<Event>, GuardError> {
+        let now = coarse_now_ns();
+        let w = now >> DETECT_WINDOW_SHIFT;
+        let mut event = None;
+        if w > self.last {
+            let done = w - 1;
+            if done > self.last {
+                event = self.judge(map, done)?;
+            }
+            self.last = done;
+        }
+        if self.prepare && self.prepared < w + 1 {
+            // Slot of w + 1 = slot of w - 1, read above; the data path counts into w's.
+            let mut arr =
+                PerCpuArray::<&mut MapData, DetectSlot>::try_from(map).map_err(map_err)?;
+            let ncpus = aya::util::nr_cpus().map_err(|(_, e)| GuardError::Io {
+                what: "counting possible CPUs".into(),
+                source: e,
+            })?;
+            let first = if self.prepared == 0 { w } else { w + 1 };
+            for window in first..=w + 1 {
+                let empty = vec![DetectSlot::empty(window); ncpus];
+                let values = PerCpuValues::try_from(empty).map_err(|e| GuardError::Io {
+                    what: "building the detection slot".into(),
+                    source: e,
+                })?;
+                arr.set(detect_slot(window), values, 0).map_err(map_err)?;
+            }
+            self.prepared = w + 1;
+        }
+        Ok(event)
+    }
+
+    /// Reads and judges window `w` (skipped if its slot holds another window: not prepared in
+    /// time, or no controller).
+    fn judge(&mut self, map: &Map, w: u64) -> Result<Option<Event>, GuardError> {
+        let arr = PerCpuArray::<&MapData, DetectSlot>::try_from(map).map_err(map_err)?;
+        let cpus = arr.get(&detect_slot(w), 0).map_err(map_err)?;
+        let cpus: Vec<DetectSlot> = cpus.iter().filter(|s| s.window == w).copied().collect();
+        if cpus.is_empty() {
+            return Ok(None);
+        }
+        let report = merge(&cpus);
+        let end_ns = (w + 1) << DETECT_WINDOW_SHIFT;
+        let event = self.detector.observe(&self.thresholds, &report, end_ns);
+        self.latest = Some(Detection {
+            verdict: self.detector.verdict(),
+            for_s: self.detector.for_s(end_ns),
+            window: report,
+        });
+        Ok(event)
     }
 }
 
