@@ -37,11 +37,17 @@ pub fn hll_estimate(registers: &[u8; HLL_REGISTERS]) -> f64 {
     }
 }
 
-/// A source prefix as operators write it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+/// A source prefix as operators write it (serialized as `"198.51.100.0/24"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Prefix {
     pub addr: IpAddr,
     pub len: u8,
+}
+
+impl Serialize for Prefix {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 impl std::fmt::Display for Prefix {
@@ -345,20 +351,11 @@ impl Watch {
     /// Catches up with the clock: judges the window that just ended if it was not yet, and
     /// prepares the next one. Call it a few times per window (the controller does every 250 ms).
     pub fn tick(&mut self, map: &mut Map) -> Result<Option<Event>, GuardError> {
-        let now = coarse_now_ns();
-        let w = now >> DETECT_WINDOW_SHIFT;
-        let mut event = None;
-        if w > self.last {
-            let done = w - 1;
-            if done > self.last {
-                event = self.judge(map, done)?;
-            }
-            self.last = done;
-        }
+        let event = self.follow(map)?;
+        let w = coarse_now_ns() >> DETECT_WINDOW_SHIFT;
         if self.prepare && self.prepared < w + 1 {
             // Slot of w + 1 = slot of w - 1, read above; the data path counts into w's.
-            let mut arr =
-                PerCpuArray::<&mut MapData, DetectSlot>::try_from(map).map_err(map_err)?;
+            let mut arr = PerCpuArray::<&mut MapData, DetectSlot>::try_from(map).map_err(map_err)?;
             let ncpus = aya::util::nr_cpus().map_err(|(_, e)| GuardError::Io {
                 what: "counting possible CPUs".into(),
                 source: e,
@@ -373,6 +370,21 @@ impl Watch {
                 arr.set(detect_slot(window), values, 0).map_err(map_err)?;
             }
             self.prepared = w + 1;
+        }
+        Ok(event)
+    }
+
+    /// Judges the window that just ended if it was not yet, without writing anything (for
+    /// followers beside the controller).
+    pub fn follow(&mut self, map: &Map) -> Result<Option<Event>, GuardError> {
+        let w = coarse_now_ns() >> DETECT_WINDOW_SHIFT;
+        let mut event = None;
+        if w > self.last {
+            let done = w - 1;
+            if done > self.last {
+                event = self.judge(map, done)?;
+            }
+            self.last = done;
         }
         Ok(event)
     }

@@ -3,9 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use guard_common::detect::DETECT_MAP;
 use guard_user::{
+    detect::{Watch, thresholds},
     lifecycle,
-    maps::PinnedMaps,
+    maps::{MapSource as _, PinnedMaps},
     pin::PinState,
     snapshot::{self, Snapshot},
     view::Frame,
@@ -24,13 +26,24 @@ pub fn stats(a: &StatsArgs) -> anyhow::Result<()> {
     let screen = Screen::new();
     let title = format!("synguard on {} (netns {})", key.iface, key.netns);
     let mut collect = snapshot::Collector::open(key.netns)?;
+    // The controller's detection windows, judged here too (read-only).
+    let mut detect: Option<Watch> = None;
     let mut take = |maps: &mut PinnedMaps| -> anyhow::Result<Snapshot> {
         if !a.no_reseed
             && let Err(e) = collect.reseed(maps)
         {
             log::debug!("re-seeding the TCP state gauges: {e}");
         }
-        Ok(collect.take(maps)?)
+        let mut snap = collect.take(maps)?;
+        let watch = detect.get_or_insert_with(|| Watch::new(false, thresholds(&snap.config)));
+        watch.set_thresholds(thresholds(&snap.config));
+        if let Some(map) = maps.map(DETECT_MAP)
+            && let Err(e) = watch.follow(map)
+        {
+            log::debug!("flood detection: {e}");
+        }
+        snap.detection = watch.latest().cloned();
+        Ok(snap)
     };
     let draw = |prev: Option<&Snapshot>, now: &Snapshot| {
         let (cols, rows) = screen.size();
