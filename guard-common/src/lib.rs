@@ -15,7 +15,7 @@ pub const CONFIG_MAP: &str = "GUARD_CONFIG";
 /// Name of the per-CPU `u64` array map of counters, indexed by [`counter_index`].
 pub const COUNTERS_MAP: &str = "GUARD_COUNTERS";
 /// Name of the protected-ports bitmap: [`PORTS_WORDS`] `u64` words, bit `port % 64` of word
-/// `port / 64` set for a protected port (used when `GuardConfig::ports` is [`PORTS_LISTED`]).
+/// `port / 64` set for a protected port (used when `Policy::ports` is [`PORTS_LISTED`]).
 pub const PORTS_MAP: &str = "GUARD_PORTS";
 /// Name of the IPv4 source access list: hash of [`AclKeyV4`] (prefix length, masked address) to
 /// an [`Acl`] value; the data path looks up every length set in [`AclLens::v4`], longest first.
@@ -302,7 +302,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// Decodes the raw `mode` field of [`GuardConfig`]; unknown values read as `None`.
+    /// Decodes the raw `mode` field of [`Policy`]; unknown values read as `None`.
     pub const fn from_raw(raw: u32) -> Option<Self> {
         match raw {
             0 => Some(Self::Off),
@@ -324,37 +324,37 @@ impl Mode {
     }
 }
 
-/// `GuardConfig::ports`: every listening port is protected.
+/// `Policy::ports`: every listening port is protected.
 pub const PORTS_ALL: u32 = 0;
-/// `GuardConfig::ports`: only the ports set in [`PORTS_MAP`] are protected.
+/// `Policy::ports`: only the ports set in [`PORTS_MAP`] are protected.
 pub const PORTS_LISTED: u32 = 1;
-/// `GuardConfig::acl` bit: the IPv4 access list has entries.
+/// `Policy::acl` bit: the IPv4 access list has entries.
 pub const ACL_V4: u32 = 1 << 0;
-/// `GuardConfig::acl` bit: the IPv6 access list has entries.
+/// `Policy::acl` bit: the IPv6 access list has entries.
 pub const ACL_V6: u32 = 1 << 1;
 
-/// `GuardConfig::options` bit: the local stack accepts TCP timestamps (`tcp_timestamps != 0`).
+/// `SystemConfig::options` bit: the local stack accepts TCP timestamps (`tcp_timestamps != 0`).
 pub const OPT_TIMESTAMPS: u32 = 1 << 0;
-/// `GuardConfig::options` bit: the local stack accepts SACK (`tcp_sack != 0`).
+/// `SystemConfig::options` bit: the local stack accepts SACK (`tcp_sack != 0`).
 pub const OPT_SACK: u32 = 1 << 1;
-/// `GuardConfig::options` bit: the local stack accepts window scaling (`tcp_window_scaling != 0`).
+/// `SystemConfig::options` bit: the local stack accepts window scaling (`tcp_window_scaling != 0`).
 pub const OPT_WSCALE: u32 = 1 << 2;
-/// `GuardConfig::options` bit: the local stack negotiates ECN on incoming connections
+/// `SystemConfig::options` bit: the local stack negotiates ECN on incoming connections
 /// (`tcp_ecn` is 1 or 2).
 pub const OPT_ECN: u32 = 1 << 3;
 
-/// Largest magnitude of [`GuardConfig::ipv6_max_hbh_opts`] and `ipv6_max_dst_opts` (the
+/// Largest magnitude of [`SystemConfig::ipv6_max_hbh_opts`] and `ipv6_max_dst_opts` (the
 /// controller clamps the sysctls to it).
 pub const IPV6_MAX_OPTS: i32 = 255;
 /// The kernel's default for both IPv6 option-count sysctls (`IP6_DEFAULT_MAX_HBH_OPTS_CNT`).
 pub const IPV6_DEFAULT_MAX_OPTS: i32 = 8;
 
-/// Runtime configuration, one entry in [`CONFIG_MAP`]. All fields host byte order.
+/// What the controller derives from the system the guard runs on (the interface's MTU, the
+/// namespace's TCP sysctls, the CPU count): recomputed on every controller start, never set by
+/// the operator directly. All fields host byte order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GuardConfig {
-    /// A [`Mode`] as `u32`.
-    pub mode: u32,
+pub struct SystemConfig {
     /// MSS advertised in IPv4 SYN-ACKs (interface MTU - 40).
     pub mss_v4: u32,
     /// MSS advertised in IPv6 SYN-ACKs (interface MTU - 60).
@@ -365,7 +365,58 @@ pub struct GuardConfig {
     pub options: u32,
     /// Window field of the SYN-ACK (1..=65535; SYN segments are never scaled).
     pub window: u32,
-    /// TTL / hop limit of the SYN-ACK.
+    /// Possible CPUs (per-CPU rate windows summed), 1..=[`MAX_CPUS`].
+    pub ncpus: u32,
+    /// `net.ipv6.max_hbh_opts_number` of the namespace: most non-padding options a Hop-by-Hop
+    /// header may carry; negative: `-value` of them, and options of unknown type are refused.
+    pub ipv6_max_hbh_opts: i32,
+    /// `net.ipv6.max_dst_opts_number`, as `ipv6_max_hbh_opts` for Destination Options.
+    pub ipv6_max_dst_opts: i32,
+}
+
+impl SystemConfig {
+    /// Checks the invariants the data path relies on; returns the (kebab-case) name of the
+    /// first bad field.
+    pub const fn validate(&self) -> Result<(), &'static str> {
+        if self.mss_v4 < 536 || self.mss_v4 > 65495 {
+            return Err("mss-v4");
+        }
+        if self.mss_v6 < 1220 || self.mss_v6 > 65475 {
+            return Err("mss-v6");
+        }
+        if self.wscale > 14 {
+            return Err("wscale");
+        }
+        if self.options & !(OPT_TIMESTAMPS | OPT_SACK | OPT_WSCALE | OPT_ECN) != 0 {
+            return Err("options");
+        }
+        if self.window == 0 || self.window > 65535 {
+            return Err("window");
+        }
+        if self.ncpus == 0 || self.ncpus > MAX_CPUS {
+            return Err("ncpus");
+        }
+        if self.ipv6_max_hbh_opts < -IPV6_MAX_OPTS || self.ipv6_max_hbh_opts > IPV6_MAX_OPTS {
+            return Err("ipv6-max-hbh-opts");
+        }
+        if self.ipv6_max_dst_opts < -IPV6_MAX_OPTS || self.ipv6_max_dst_opts > IPV6_MAX_OPTS {
+            return Err("ipv6-max-dst-opts");
+        }
+        Ok(())
+    }
+}
+
+/// What the operator decides (`synguard set`, the config file): kept as a whole across
+/// controller restarts and takeovers. `ports` and `acl` are switches that follow the
+/// protected-ports bitmap and the access lists, which hold the rest of the policy. All fields
+/// host byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// A [`Mode`] as `u32`.
+    pub mode: u32,
+    /// TTL / hop limit of the SYN-ACK (1..=255; the controller starts from
+    /// `net.ipv4.ip_default_ttl`).
     pub ttl: u32,
     /// `Auto` engages above this many SYNs per second to protected listeners, all ports
     /// together (0: never on the overall rate).
@@ -382,69 +433,63 @@ pub struct GuardConfig {
     pub reflect_prefix_v4: u32,
     /// Prefix length grouping IPv6 sources for `reflect_limit` (1..=128).
     pub reflect_prefix_v6: u32,
-    /// Possible CPUs (per-CPU rate windows summed), 1..=[`MAX_CPUS`].
-    pub ncpus: u32,
     /// `ACL_V4` / `ACL_V6` bits: which access lists to consult.
     pub acl: u32,
-    /// `net.ipv6.max_hbh_opts_number` of the namespace: most non-padding options a Hop-by-Hop
-    /// header may carry; negative: `-value` of them, and options of unknown type are refused.
-    pub ipv6_max_hbh_opts: i32,
-    /// `net.ipv6.max_dst_opts_number`, as `ipv6_max_hbh_opts` for Destination Options.
-    pub ipv6_max_dst_opts: i32,
 }
 
-impl GuardConfig {
-    /// Checks the invariants the data path relies on; returns the name of the first bad field.
+/// Largest `auto_hold_ms`: one hour.
+pub const AUTO_HOLD_MS_MAX: u32 = 3_600_000;
+
+impl Policy {
+    /// Checks the invariants the data path relies on; returns the name of the first bad field,
+    /// spelled as the key of `synguard set` and the config file (kebab-case).
     pub const fn validate(&self) -> Result<(), &'static str> {
         if Mode::from_raw(self.mode).is_none() {
             return Err("mode");
-        }
-        if self.mss_v4 < 536 || self.mss_v4 > 65495 {
-            return Err("mss_v4");
-        }
-        if self.mss_v6 < 1220 || self.mss_v6 > 65475 {
-            return Err("mss_v6");
-        }
-        if self.wscale > 14 {
-            return Err("wscale");
-        }
-        if self.options & !(OPT_TIMESTAMPS | OPT_SACK | OPT_WSCALE | OPT_ECN) != 0 {
-            return Err("options");
-        }
-        if self.window == 0 || self.window > 65535 {
-            return Err("window");
         }
         if self.ttl == 0 || self.ttl > 255 {
             return Err("ttl");
         }
         if self.mode == Mode::Auto as u32 && self.auto_syn_rate == 0 && self.auto_port_rate == 0 {
-            return Err("auto_syn_rate");
+            return Err("auto-syn-rate");
         }
-        if self.auto_hold_ms > 3_600_000 {
-            return Err("auto_hold_ms");
+        if self.auto_hold_ms > AUTO_HOLD_MS_MAX {
+            return Err("auto-hold-ms");
         }
         if self.ports > PORTS_LISTED {
             return Err("ports");
         }
         if self.reflect_prefix_v4 == 0 || self.reflect_prefix_v4 > 32 {
-            return Err("reflect_prefix_v4");
+            return Err("reflect-prefix-v4");
         }
         if self.reflect_prefix_v6 == 0 || self.reflect_prefix_v6 > 128 {
-            return Err("reflect_prefix_v6");
-        }
-        if self.ncpus == 0 || self.ncpus > MAX_CPUS {
-            return Err("ncpus");
+            return Err("reflect-prefix-v6");
         }
         if self.acl & !(ACL_V4 | ACL_V6) != 0 {
             return Err("acl");
         }
-        if self.ipv6_max_hbh_opts < -IPV6_MAX_OPTS || self.ipv6_max_hbh_opts > IPV6_MAX_OPTS {
-            return Err("ipv6_max_hbh_opts");
-        }
-        if self.ipv6_max_dst_opts < -IPV6_MAX_OPTS || self.ipv6_max_dst_opts > IPV6_MAX_OPTS {
-            return Err("ipv6_max_dst_opts");
-        }
         Ok(())
+    }
+}
+
+/// Runtime configuration, the one entry of [`CONFIG_MAP`]: the data path makes one lookup per
+/// packet and reads both parts from it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuardConfig {
+    /// Derived from the system.
+    pub system: SystemConfig,
+    /// The operator's.
+    pub policy: Policy,
+}
+
+impl GuardConfig {
+    /// Checks both parts; returns the name of the first bad field.
+    pub const fn validate(&self) -> Result<(), &'static str> {
+        if let Err(e) = self.policy.validate() {
+            return Err(e);
+        }
+        self.system.validate()
     }
 }
 
@@ -650,9 +695,13 @@ const fn str_eq(a: &str, b: &str) -> bool {
 }
 
 #[cfg(feature = "user")]
-// Safety: GuardConfig is repr(C), Copy, made of u32 and i32 only (no padding, every bit pattern
-// valid).
+// Safety (these three): repr(C), Copy, made of u32 and i32 only (GuardConfig of the other two),
+// no padding, every bit pattern valid.
 unsafe impl aya::Pod for GuardConfig {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for SystemConfig {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Policy {}
 #[cfg(feature = "user")]
 // Safety (these four): repr(C), Copy, integer fields laid out without padding, every bit
 // pattern valid.
@@ -848,13 +897,18 @@ mod tests {
 
     #[test]
     fn config_validation() {
-        let good = GuardConfig {
-            mode: Mode::Always as u32,
+        let system = SystemConfig {
             mss_v4: 1460,
             mss_v6: 1440,
             wscale: 10,
             options: OPT_TIMESTAMPS | OPT_SACK | OPT_WSCALE,
             window: 64240,
+            ncpus: 2,
+            ipv6_max_hbh_opts: IPV6_DEFAULT_MAX_OPTS,
+            ipv6_max_dst_opts: -IPV6_DEFAULT_MAX_OPTS,
+        };
+        let policy = Policy {
+            mode: Mode::Always as u32,
             ttl: 64,
             auto_syn_rate: 0,
             auto_port_rate: 0,
@@ -863,73 +917,87 @@ mod tests {
             reflect_limit: 0,
             reflect_prefix_v4: 24,
             reflect_prefix_v6: 64,
-            ncpus: 2,
             acl: 0,
-            ipv6_max_hbh_opts: IPV6_DEFAULT_MAX_OPTS,
-            ipv6_max_dst_opts: -IPV6_DEFAULT_MAX_OPTS,
         };
+        let good = GuardConfig { system, policy };
         assert_eq!(good.validate(), Ok(()));
+        let sys = |system| GuardConfig { system, policy }.validate();
+        let pol = |policy| GuardConfig { system, policy }.validate();
         assert_eq!(
-            GuardConfig {
+            sys(SystemConfig {
                 ipv6_max_hbh_opts: -256,
-                ..good
-            }
-            .validate(),
-            Err("ipv6_max_hbh_opts")
+                ..system
+            }),
+            Err("ipv6-max-hbh-opts")
         );
         assert_eq!(
-            GuardConfig {
+            sys(SystemConfig {
                 ipv6_max_dst_opts: 256,
-                ..good
-            }
-            .validate(),
-            Err("ipv6_max_dst_opts")
+                ..system
+            }),
+            Err("ipv6-max-dst-opts")
         );
-        let auto = GuardConfig {
+        let auto = Policy {
             mode: Mode::Auto as u32,
-            ..good
+            ..policy
         };
-        assert_eq!(auto.validate(), Err("auto_syn_rate"));
+        assert_eq!(pol(auto), Err("auto-syn-rate"));
         assert_eq!(
-            GuardConfig {
+            auto.validate(),
+            Err("auto-syn-rate"),
+            "a policy validates alone"
+        );
+        assert_eq!(
+            pol(Policy {
                 auto_port_rate: 5,
                 ..auto
-            }
-            .validate(),
+            }),
             Ok(())
         );
-        assert_eq!(GuardConfig { ncpus: 0, ..good }.validate(), Err("ncpus"));
+        assert_eq!(sys(SystemConfig { ncpus: 0, ..system }), Err("ncpus"));
         assert_eq!(
-            GuardConfig {
+            pol(Policy {
                 reflect_prefix_v6: 129,
-                ..good
-            }
-            .validate(),
-            Err("reflect_prefix_v6")
+                ..policy
+            }),
+            Err("reflect-prefix-v6")
         );
-        assert_eq!(GuardConfig { ports: 2, ..good }.validate(), Err("ports"));
-        assert_eq!(GuardConfig { wscale: 15, ..good }.validate(), Err("wscale"));
-        assert_eq!(GuardConfig { window: 0, ..good }.validate(), Err("window"));
-        assert_eq!(GuardConfig { mode: 7, ..good }.validate(), Err("mode"));
-        assert_eq!(GuardConfig { ttl: 256, ..good }.validate(), Err("ttl"));
+        assert_eq!(pol(Policy { ports: 2, ..policy }), Err("ports"));
         assert_eq!(
-            GuardConfig {
+            sys(SystemConfig {
+                wscale: 15,
+                ..system
+            }),
+            Err("wscale")
+        );
+        assert_eq!(
+            sys(SystemConfig {
+                window: 0,
+                ..system
+            }),
+            Err("window")
+        );
+        assert_eq!(pol(Policy { mode: 7, ..policy }), Err("mode"));
+        assert_eq!(pol(Policy { ttl: 256, ..policy }), Err("ttl"));
+        assert_eq!(
+            sys(SystemConfig {
                 mss_v4: 100,
-                ..good
-            }
-            .validate(),
-            Err("mss_v4")
+                ..system
+            }),
+            Err("mss-v4")
         );
         assert_eq!(
-            GuardConfig {
+            sys(SystemConfig {
                 options: 1 << 9,
-                ..good
-            }
-            .validate(),
+                ..system
+            }),
             Err("options")
         );
         // A zeroed map entry is Mode::Off and is never handed to the program by the controller.
-        assert_eq!(Mode::from_raw(GuardConfig::default().mode), Some(Mode::Off));
+        assert_eq!(
+            Mode::from_raw(GuardConfig::default().policy.mode),
+            Some(Mode::Off)
+        );
     }
 
     #[test]

@@ -19,4 +19,5 @@ pub mod maps;
 pub mod options;
 #[cfg(target_arch = "bpf")]
 pub mod parse;
+pub mod proto;
 pub mod synack;

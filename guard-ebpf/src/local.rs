@@ -6,7 +6,7 @@
 
 use aya_ebpf::{maps::lpm_trie::Key, programs::XdpContext};
 use guard_common::{Family, LOCAL_ANY_IFINDEX};
-use guard_ebpf::synack::{IPV4_HLEN, IPV6_HLEN};
+use guard_ebpf::proto::{IPV4_HLEN, IPV6_HLEN};
 
 use crate::{
     maps::{GUARD_LOCAL_NETS_V4, GUARD_LOCAL_NETS_V6, GUARD_LOCAL_V4, GUARD_LOCAL_V6},

@@ -2,22 +2,15 @@
 //! list, NOP is skipped, an option whose length is below 2 or runs past the header ends parsing,
 //! and an option of the right kind but the wrong length is ignored.
 
-/// Maximum TCP header length (doff = 15).
-pub const TCP_MAX_HDR: usize = 60;
 /// Size of the buffer the header is parsed from: a power of two, so that every index can be
 /// masked with `& (TCP_HDR_BUF - 1)`.
 pub const TCP_HDR_BUF: usize = 64;
 const M: usize = TCP_HDR_BUF - 1;
 
-pub const TCPOPT_EOL: u8 = 0;
-pub const TCPOPT_NOP: u8 = 1;
-pub const TCPOPT_MSS: u8 = 2;
-pub const TCPOPT_WINDOW: u8 = 3;
-pub const TCPOPT_SACK_PERM: u8 = 4;
-pub const TCPOPT_TIMESTAMP: u8 = 8;
-
-/// Largest window-scale shift (RFC 7323); larger values are clamped, as the kernel does.
-pub const TCP_MAX_WSCALE: u8 = 14;
+use crate::proto::{
+    TCP_MAX_HLEN, TCP_MAX_WSCALE, TCPOPT_EOL, TCPOPT_MSS, TCPOPT_NOP, TCPOPT_SACK_PERM,
+    TCPOPT_TIMESTAMP, TCPOPT_WINDOW,
+};
 
 /// What a client's SYN offered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,8 +49,8 @@ pub fn parse_syn_options(
     hdr_len: usize,
     st: &mut ParseScratch,
 ) -> SynOptions {
-    let end = if hdr_len > TCP_MAX_HDR {
-        TCP_MAX_HDR
+    let end = if hdr_len > TCP_MAX_HLEN {
+        TCP_MAX_HLEN
     } else {
         hdr_len
     };

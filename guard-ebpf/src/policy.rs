@@ -32,27 +32,10 @@ pub fn now_ns() -> u64 {
     unsafe { bpf_ktime_get_coarse_ns() }
 }
 
-/// The source address of the segment (IPv4 in the first 4 bytes).
-#[inline(always)]
-fn source(seg: &Segment) -> [u8; 16] {
-    let mut a = [0u8; 16];
-    // Safety: `seg.ip` points to 20 (IPv4) or 40 (IPv6) bounds-checked bytes.
-    unsafe {
-        if seg.family == Family::Ipv4 {
-            let ip = &*(seg.ip as *const [u8; 20]);
-            a[0..4].copy_from_slice(&ip[12..16]);
-        } else {
-            let ip = &*(seg.ip as *const [u8; 40]);
-            a.copy_from_slice(&ip[8..24]);
-        }
-    }
-    a
-}
-
 /// Counts a SYN to a protected listener in the flood-detection sketches (every mode).
 #[inline(always)]
 pub fn detect(seg: &Segment, port: u16, now: u64) {
-    let (hi, lo) = halves(&source(seg));
+    let (hi, lo) = halves(&seg.src());
     let family = if seg.family == Family::Ipv4 { 4 } else { 6 };
     crate::detect::synguard_detect(family, hi, lo, port as u32, now);
 }
@@ -62,12 +45,11 @@ pub fn detect(seg: &Segment, port: u16, now: u64) {
 #[inline(always)]
 pub fn acl(cfg: &GuardConfig, seg: &Segment) -> Option<Acl> {
     let v4 = seg.family == Family::Ipv4;
-    if cfg.acl & if v4 { ACL_V4 } else { ACL_V6 } == 0 {
+    if cfg.policy.acl & if v4 { ACL_V4 } else { ACL_V6 } == 0 {
         return None;
     }
     let lens = GUARD_ACL_LENS.get(0)?;
-    let src = source(seg);
-    let (hi, lo) = halves(&src);
+    let (hi, lo) = halves(&seg.src());
     let mut walk = AclWalk {
         hi,
         lo,
@@ -103,13 +85,12 @@ struct AclWalk {
     found: u32,
 }
 
-/// An address as two big-endian halves (IPv4, in the first 4 bytes, is the top of `hi`).
+/// An address (four words of wire bytes, see `Segment::src`) as two big-endian halves (IPv4,
+/// in the first word, is the top of `hi`).
 #[inline(always)]
-fn halves(a: &[u8; 16]) -> (u64, u64) {
-    (
-        u64::from_be_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]),
-        u64::from_be_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]),
-    )
+fn halves(a: &[u32; 4]) -> (u64, u64) {
+    let be = |w: u32| u32::from_be(w) as u64;
+    (be(a[0]) << 32 | be(a[1]), be(a[2]) << 32 | be(a[3]))
 }
 
 /// `x` with all but its top `len` bits cleared (`len` 0..=64).
@@ -186,7 +167,7 @@ extern "C" fn acl_round(i: u64, walk: *mut AclWalk) -> i64 {
 /// True if the destination port is protected.
 #[inline(always)]
 pub fn protected(cfg: &GuardConfig, port: u16) -> bool {
-    if cfg.ports != PORTS_LISTED {
+    if cfg.policy.ports != PORTS_LISTED {
         return true;
     }
     match GUARD_PORTS.get(port as u32 / 64) {
@@ -256,15 +237,25 @@ fn over_threshold(idx: u32, threshold: u32, ncpus: u32, now: u64) -> bool {
 /// a window ahead of `now + hold` (so at most about once per window, not once per SYN).
 #[inline(always)]
 pub fn auto_engaged(cfg: &GuardConfig, family: Family, port: u16, now: u64) -> bool {
-    let overall = over_threshold(RATE_OVERALL, cfg.auto_syn_rate, cfg.ncpus, now);
-    let per_port = over_threshold(port as u32, cfg.auto_port_rate, cfg.ncpus, now);
+    let overall = over_threshold(
+        RATE_OVERALL,
+        cfg.policy.auto_syn_rate,
+        cfg.system.ncpus,
+        now,
+    );
+    let per_port = over_threshold(
+        port as u32,
+        cfg.policy.auto_port_rate,
+        cfg.system.ncpus,
+        now,
+    );
     let Some(st) = GUARD_AUTO.get_ptr_mut(0) else {
         return true;
     };
     // Safety: the map's only entry; concurrent plain stores from other CPUs are benign.
     let st = unsafe { &mut *st };
     if overall || per_port {
-        let until = now + cfg.auto_hold_ms as u64 * 1_000_000;
+        let until = now + cfg.policy.auto_hold_ms as u64 * 1_000_000;
         if st.engaged_until_ns < until {
             // One window of slack, so that the hold-down is never shorter than asked.
             st.engaged_until_ns = until + RATE_WINDOW_NS;
@@ -292,15 +283,15 @@ pub fn auto_engaged(cfg: &GuardConfig, family: Family, port: u16, now: u64) -> b
 /// second from one CPU.
 #[inline(always)]
 pub fn reflect_budget(cfg: &GuardConfig, seg: &Segment, now: u64) -> bool {
-    if cfg.reflect_limit == 0 {
+    if cfg.policy.reflect_limit == 0 {
         return true;
     }
     let (family, bits) = if seg.family == Family::Ipv4 {
-        (4, cfg.reflect_prefix_v4)
+        (4, cfg.policy.reflect_prefix_v4)
     } else {
-        (6, cfg.reflect_prefix_v6)
+        (6, cfg.policy.reflect_prefix_v6)
     };
-    let (hi, lo) = halves(&source(seg));
+    let (hi, lo) = halves(&seg.src());
     let (hi, lo) = if bits >= 64 {
         (hi, keep_top(lo, (bits - 64) & 127))
     } else {
@@ -315,7 +306,7 @@ pub fn reflect_budget(cfg: &GuardConfig, seg: &Segment, now: u64) -> bool {
     // Safety: this CPU's cells of a per-CPU array, ours for the duration of the program.
     let (p0, p1) = unsafe { (&mut *p0, &mut *p1) };
     let (n0, n1) = (reflect_count(*p0, second), reflect_count(*p1, second));
-    if n0 >= cfg.reflect_limit && n1 >= cfg.reflect_limit {
+    if n0 >= cfg.policy.reflect_limit && n1 >= cfg.policy.reflect_limit {
         return false;
     }
     *p0 = reflect_cell(second, n0 + 1);

@@ -1,10 +1,12 @@
-//! Answering a SYN: cookie from the kernel's helper, options negotiated like the kernel would,
-//! SYN-ACK written over the SYN (link-layer header and VLAN tags kept, MACs swapped), XDP_TX.
+//! Answering the handshake: a SYN gets a cookie from the kernel's helper, options negotiated
+//! like the kernel would, and a SYN-ACK written over it (link-layer header and VLAN tags kept,
+//! MACs swapped, XDP_TX); the third ACK gets its cookie checked by the kernel's own helper.
 
 use aya_ebpf::{
     bindings::{bpf_sock, xdp_md},
     helpers::generated::{
-        bpf_tcp_gen_syncookie, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+        bpf_tcp_check_syncookie, bpf_tcp_gen_syncookie, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
+        bpf_xdp_store_bytes,
     },
     programs::XdpContext,
 };
@@ -13,10 +15,10 @@ use guard_common::{Counter, Family, GuardConfig};
 use guard_ebpf::{
     csum,
     options::{TCP_HDR_BUF, parse_syn_options},
-    synack::{
-        self, Addrs, IPV4_HLEN, IPV6_HLEN, SYNACK_L34_MAX, SynAckFields, TCP_FLAG_CWR,
-        TCP_FLAG_ECE, Words,
+    proto::{
+        IPV4_HLEN, IPV4_MAX_HLEN, IPV6_HLEN, TCP_FLAG_CWR, TCP_FLAG_ECE, TCP_HLEN, TCP_MAX_HLEN,
     },
+    synack::{self, Addrs, SYNACK_L34_MAX, SynAckFields, Words},
 };
 
 use crate::{
@@ -31,7 +33,6 @@ pub fn answer_syn(
     cfg: &GuardConfig,
     sk: *mut bpf_sock,
     seg: &Segment,
-    flags: u8,
     now_ns: u64,
 ) -> Counter {
     let v4 = seg.family == Family::Ipv4;
@@ -58,8 +59,8 @@ pub fn answer_syn(
     // Verifier: bpf_tcp_gen_syncookie needs the TCP header with its options as memory of a
     // provable size, so copy it out of the packet. Written so the range [20, 60] is visible on
     // the register itself: a plain `doff` is bounded only on a copy compared earlier.
-    let th_len = ((seg.doff as u32).wrapping_sub(20) & 0x3c) + 20;
-    if th_len > 60 {
+    let th_len = ((seg.doff as u32).wrapping_sub(TCP_HLEN as u32) & 0x3c) + TCP_HLEN as u32;
+    if th_len > TCP_MAX_HLEN as u32 {
         return Counter::Malformed;
     }
     // Safety: `th` has room for 64 bytes and th_len <= 60.
@@ -87,8 +88,8 @@ pub fn answer_syn(
     // ECN is negotiated only for a SYN with ECE+CWR that is itself not ECT-marked
     // (tcp_ecn_create_request).
     let ecn_requested =
-        flags & (TCP_FLAG_ECE | TCP_FLAG_CWR) == TCP_FLAG_ECE | TCP_FLAG_CWR && seg.ecn == 0;
-    let neg = synack::negotiate(&syn, ecn_requested, cfg.options);
+        seg.flags() & (TCP_FLAG_ECE | TCP_FLAG_CWR) == TCP_FLAG_ECE | TCP_FLAG_CWR && seg.ecn == 0;
+    let neg = synack::negotiate(&syn, ecn_requested, cfg.system.options);
     let tsval = if neg.ts {
         // The coarse clock is enough: the TSval only needs 64 ms resolution.
         synack::cookie_tsval(now_ns / 1_000_000, &neg, syn.wscale)
@@ -98,33 +99,38 @@ pub fn answer_syn(
     let fields = SynAckFields {
         cookie: cookie as u32,
         client_seq: u32::from_be_bytes([th[4], th[5], th[6], th[7]]),
-        client_port: u16::from_be_bytes([th[0], th[1]]),
-        local_port: u16::from_be_bytes([th[2], th[3]]),
-        mss: if v4 { cfg.mss_v4 } else { cfg.mss_v6 } as u16,
-        window: cfg.window as u16,
-        wscale: cfg.wscale as u8,
+        client_port: seg.sport(),
+        local_port: seg.dport(),
+        mss: if v4 {
+            cfg.system.mss_v4
+        } else {
+            cfg.system.mss_v6
+        } as u16,
+        window: cfg.system.window as u16,
+        wscale: cfg.system.wscale as u8,
         neg,
         tsval,
         tsecr: syn.tsval.unwrap_or(0),
     };
+    let src = seg.src();
     let len = if v4 {
         // Safety: 20 bounds-checked bytes.
         let ip = unsafe { &*(seg.ip as *const [u8; IPV4_HLEN]) };
-        // Safety (both casts): 4-byte windows of the 20-byte header.
+        // Safety (both casts): the bytes of the first source word, a window of the header.
         let a = Addrs {
-            client: unsafe { &*(ip[12..16].as_ptr() as *const [u8; 4]) },
+            client: unsafe { &*(src.as_ptr() as *const [u8; 4]) },
             local: unsafe { &*(ip[16..20].as_ptr() as *const [u8; 4]) },
         };
-        synack::build_v4(l34, a, &fields, cfg.ttl as u8)
+        synack::build_v4(l34, a, &fields, cfg.policy.ttl as u8)
     } else {
         // Safety: 40 bounds-checked bytes.
         let ip = unsafe { &*(seg.ip as *const [u8; IPV6_HLEN]) };
-        // Safety (both casts): 16-byte windows of the 40-byte header.
+        // Safety (both casts): the bytes of the source words, a window of the header.
         let a = Addrs {
-            client: unsafe { &*(ip[8..24].as_ptr() as *const [u8; 16]) },
+            client: unsafe { &*(src.as_ptr() as *const [u8; 16]) },
             local: unsafe { &*(ip[24..40].as_ptr() as *const [u8; 16]) },
         };
-        synack::build_v6(l34, a, &fields, cfg.ttl as u8)
+        synack::build_v6(l34, a, &fields, cfg.policy.ttl as u8)
     };
     // Verifier: the store size must be precise, and precision flows back through every value
     // it was computed from, here the parsed options; that would split the option parser's
@@ -141,13 +147,13 @@ pub fn answer_syn(
 /// Verifies the IPv4 header checksum of a SYN, over its options too.
 #[inline(always)]
 fn ipv4_checksum_ok(xdp: *mut xdp_md, seg: &Segment, buf: &mut [u8; TCP_HDR_BUF]) -> bool {
-    if seg.ip_hlen == IPV4_HLEN {
+    if seg.ip_hlen as usize == IPV4_HLEN {
         // Safety: 20 bounds-checked bytes.
         return csum::ipv4_header_ok(unsafe { &*(seg.ip as *const [u8; IPV4_HLEN]) });
     }
     // Options: copy the whole header out (21..=60 bytes; masked for the verifier as for th_len).
-    let hlen = ((seg.ip_hlen as u32).wrapping_sub(20) & 0x3c) + 20;
-    if hlen > 60 {
+    let hlen = ((seg.ip_hlen as u32).wrapping_sub(IPV4_HLEN as u32) & 0x3c) + IPV4_HLEN as u32;
+    if hlen > IPV4_MAX_HLEN as u32 {
         return false;
     }
     // Safety: `buf` has room for 64 bytes and hlen <= 60.
@@ -165,7 +171,7 @@ fn emit(ctx: &XdpContext, l3: usize, l34: &Words, len: usize) -> Counter {
     // Verifier: sizes and offsets masked into ranges it can check against the buffers.
     let n = len as u32 & 0x7f;
     let l3 = l3 as u32 & 0x1f;
-    if n < IPV4_HLEN as u32 + 24 || n as usize > SYNACK_L34_MAX {
+    if n < (IPV4_HLEN + TCP_HLEN + 4) as u32 || n as usize > SYNACK_L34_MAX {
         return Counter::HelperError;
     }
     let delta = (l3 + n) as i32 - frame_len(ctx) as i32;
@@ -184,4 +190,31 @@ fn emit(ctx: &XdpContext, l3: usize, l34: &Words, len: usize) -> Counter {
         return Counter::HelperError;
     }
     Counter::SynAckSent
+}
+
+/// Third ACK to a listener: the kernel's own cookie check decides (valid: PASS, so the kernel
+/// creates the connection; forged: DROP).
+#[inline(always)]
+pub fn check_ack(sk: *mut bpf_sock, seg: &Segment) -> Counter {
+    let ip_len = if seg.family == Family::Ipv4 {
+        IPV4_HLEN
+    } else {
+        IPV6_HLEN
+    };
+    // Safety: `seg.ip` (ip_len bytes) and `seg.tcp` (20 bytes) are bounds-checked packet memory;
+    // the helper reads the addresses, ports and sequence numbers only.
+    let ret = unsafe {
+        bpf_tcp_check_syncookie(
+            sk as *mut _,
+            seg.ip as *mut _,
+            ip_len as u32,
+            seg.tcp as *mut _,
+            TCP_HLEN as u32,
+        )
+    };
+    if ret == 0 {
+        Counter::AckValid
+    } else {
+        Counter::AckDropped
+    }
 }

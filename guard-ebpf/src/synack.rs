@@ -6,8 +6,11 @@ use guard_common::{OPT_ECN, OPT_SACK, OPT_TIMESTAMPS, OPT_WSCALE};
 
 use crate::{
     csum,
-    options::{
-        SynOptions, TCPOPT_MSS, TCPOPT_NOP, TCPOPT_SACK_PERM, TCPOPT_TIMESTAMP, TCPOPT_WINDOW,
+    options::SynOptions,
+    proto::{
+        IPPROTO_TCP, IPV4_DF, IPV4_HLEN, IPV4_VERSION_IHL, IPV6_HLEN, IPV6_VERSION, TCP_FLAG_ACK,
+        TCP_FLAG_ECE, TCP_FLAG_SYN, TCPOPT_MSS, TCPOPT_NOP, TCPOPT_SACK_PERM, TCPOPT_TIMESTAMP,
+        TCPOPT_WINDOW,
     },
 };
 
@@ -20,17 +23,8 @@ pub const TS_OPT_ECN: u32 = 1 << 5;
 /// Number of TSval low bits that carry options.
 pub const TSBITS: u32 = 6;
 
-pub const TCP_FLAG_FIN: u8 = 0x01;
-pub const TCP_FLAG_SYN: u8 = 0x02;
-pub const TCP_FLAG_RST: u8 = 0x04;
-pub const TCP_FLAG_ACK: u8 = 0x10;
-pub const TCP_FLAG_ECE: u8 = 0x40;
-pub const TCP_FLAG_CWR: u8 = 0x80;
-
 /// Longest SYN-ACK TCP header we emit: 20 + MSS(4) + SACK/TS(12) + NOP/WS(4).
 pub const SYNACK_TCP_MAX: usize = 40;
-pub const IPV4_HLEN: usize = 20;
-pub const IPV6_HLEN: usize = 40;
 /// Room for the network and transport headers of any SYN-ACK we build (IPv6 + longest TCP).
 pub const SYNACK_L34_MAX: usize = IPV6_HLEN + SYNACK_TCP_MAX;
 
@@ -192,7 +186,7 @@ fn sum<const AT: usize, const LEN: usize>(o: &Words) -> u64 {
 #[inline(always)]
 fn pseudo_tail(tcp_len: usize) -> u64 {
     let l = (tcp_len as u16).to_be_bytes();
-    u16::from_ne_bytes([0, 6]) as u64 + u16::from_ne_bytes(l) as u64
+    u16::from_ne_bytes([0, IPPROTO_TCP]) as u64 + u16::from_ne_bytes(l) as u64
 }
 
 /// Addresses of an exchange, as the SYN carried them (`N` = 4 or 16 bytes).
@@ -209,13 +203,14 @@ pub fn build_v4(o: &mut Words, a: Addrs<'_, 4>, f: &SynAckFields, ttl: u8) -> us
     let tcp_len = write_tcp::<5>(o, f);
     let tot = ((IPV4_HLEN + tcp_len) as u16).to_be_bytes();
     let (local, client) = (w(*a.local), w(*a.client));
-    o[0] = w([0x45, 0, tot[0], tot[1]]);
-    o[1] = w([0, 0, 0x40, 0]);
-    o[2] = w([ttl, 6, 0, 0]);
+    o[0] = w([IPV4_VERSION_IHL, 0, tot[0], tot[1]]);
+    let df = IPV4_DF.to_be_bytes();
+    o[1] = w([0, 0, df[0], df[1]]);
+    o[2] = w([ttl, IPPROTO_TCP, 0, 0]);
     o[3] = local;
     o[4] = client;
     let ip = csum::fold_words(sum::<0, 5>(o)).to_ne_bytes();
-    o[2] = w([ttl, 6, ip[0], ip[1]]);
+    o[2] = w([ttl, IPPROTO_TCP, ip[0], ip[1]]);
     let pseudo = local as u64 + client as u64 + pseudo_tail(tcp_len);
     let tcp = csum::fold_words(pseudo + sum::<5, 10>(o)).to_ne_bytes();
     o[9] = w([tcp[0], tcp[1], 0, 0]);
@@ -228,8 +223,8 @@ pub fn build_v4(o: &mut Words, a: Addrs<'_, 4>, f: &SynAckFields, ttl: u8) -> us
 pub fn build_v6(o: &mut Words, a: Addrs<'_, 16>, f: &SynAckFields, hop_limit: u8) -> usize {
     let tcp_len = write_tcp::<10>(o, f);
     let plen = (tcp_len as u16).to_be_bytes();
-    o[0] = w([0x60, 0, 0, 0]);
-    o[1] = w([plen[0], plen[1], 6, hop_limit]);
+    o[0] = w([IPV6_VERSION, 0, 0, 0]);
+    o[1] = w([plen[0], plen[1], IPPROTO_TCP, hop_limit]);
     let mut pseudo = pseudo_tail(tcp_len);
     let mut i = 0;
     while i < 4 {

@@ -100,13 +100,12 @@ fn test_run_costs(repeat: u32) -> Res<Vec<(&'static str, f64)>> {
             let (_a, _) = l.accept().map_err(e("accept"))?;
             let est_port = c.local_addr().map_err(e("addr"))?.port();
             let mut guard = Guard::load(&LoadOptions::default()).map_err(e("guard"))?;
-            let cfg = tuning::config_from_system("lo", &Default::default())
-                .map(|c| guard_common::GuardConfig {
-                    mss_v4: 1460,
-                    mss_v6: 1440,
-                    ..c
-                })
-                .map_err(e("config"))?;
+            let overrides = tuning::Overrides {
+                mss_v4: Some(1460),
+                mss_v6: Some(1440),
+                ..Default::default()
+            };
+            let cfg = tuning::config_from_system("lo", &overrides).map_err(e("config"))?;
             guard.set_config(&cfg).map_err(e("config"))?;
             let pass = BaselineProg::load(Baseline::Pass).map_err(e("pass"))?;
             let frame = |src: [u8; 4],

@@ -90,7 +90,7 @@ fn measure() {
     let cfg = tuning::config_from_system("lo", &Default::default()).expect("config");
     guard.set_config(&cfg).expect("configure");
     // The probes run on the guard's own maps (configuration, local addresses).
-    let probes = Probes::load(guard.maps(), &PROBES).expect("loading the probes");
+    let probes = Probes::load(guard.ebpf(), &PROBES).expect("loading the probes");
     let frames = [
         ("IPv4 SYN, local", syn(Ipv4Addr::new(10, 99, 1, 1).into())),
         ("IPv4 SYN, transit", syn(Ipv4Addr::new(10, 98, 7, 7).into())),

@@ -1,26 +1,48 @@
-//! Live configuration: the `key=value` settings of `synguard set` and the same keys in a TOML
-//! config file (`synguard run --config`), parsed into a [`Settings`] list, checked in full against
-//! the running configuration, and only then written to the maps, so a refused change leaves the
-//! running guard exactly as it was.
+//! Live policy changes: the `key=value` settings of `synguard set` and the same keys in a TOML
+//! config file (`synguard run --config`) are parsed into [`Settings`], planned in full against
+//! the running [`Policy`] and access lists ([`plan`]), validated once, and only then written,
+//! each map once ([`apply`]): a refused change leaves the running guard exactly as it was.
 //!
-//! Keys: `mode=always|auto|monitor|off`, `auto-syn-rate=N`, `auto-port-rate=N`,
+//! Every key has one spelling, in `set`, in the file and in `synguard status` ([`KEYS`],
+//! [`PolicyView`]): `mode=always|auto|monitor|off`, `auto-syn-rate=N`, `auto-port-rate=N`,
 //! `auto-hold-ms=N`, `ports=all|80,443,...`, `allow=+CIDR|-CIDR`, `deny=+CIDR|-CIDR`,
 //! `acl=clear`, `reflect-limit=N`, `reflect-prefix-v4=N`, `reflect-prefix-v6=N`, `ttl=N`.
 
-use std::{collections::BTreeSet, net::IpAddr, path::Path};
+use std::collections::BTreeSet;
 
-use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues};
 use guard_common::{
-    ACL_V4, ACL_V6, AUTO_MAP, Acl, AutoState, COUNTERS_MAP, Counter, Family, GuardConfig, Mode,
-    counter_index,
+    ACL_V4, ACL_V6, AUTO_HOLD_MS_MAX, Acl, Counter, Mode, PORTS_ALL, PORTS_LISTED, Policy,
 };
-use serde::Deserialize;
+use serde::Serialize;
 
 use crate::{
     cidr::Cidr,
     error::GuardError,
-    maps::{AclIndex, GuardMaps},
+    maps::{AclEntry, AclIndex, GuardMaps},
 };
+
+mod file;
+
+pub use file::{MAX_CONFIG_BYTES, parse_config_text, read_config_file};
+
+/// Every key, as `synguard set`, the config file and `synguard status` spell it.
+pub const KEYS: &[&str] = &[
+    "mode",
+    "auto-syn-rate",
+    "auto-port-rate",
+    "auto-hold-ms",
+    "ports",
+    "allow",
+    "deny",
+    "acl",
+    "reflect-limit",
+    "reflect-prefix-v4",
+    "reflect-prefix-v6",
+    "ttl",
+];
+
+/// The modes, as the `mode` key spells them.
+const MODES: &[&str] = &["always", "auto", "monitor", "off"];
 
 /// One change to a running guard.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,14 +62,72 @@ pub enum Setting {
     Ttl(u32),
 }
 
+impl Setting {
+    /// The key this setting is given with (one of [`KEYS`]).
+    pub fn key(&self) -> &'static str {
+        match self {
+            Setting::Mode(_) => "mode",
+            Setting::AutoSynRate(_) => "auto-syn-rate",
+            Setting::AutoPortRate(_) => "auto-port-rate",
+            Setting::AutoHoldMs(_) => "auto-hold-ms",
+            Setting::Ports(_) => "ports",
+            Setting::Acl(Acl::Allow, ..) => "allow",
+            Setting::Acl(Acl::Deny, ..) => "deny",
+            Setting::AclClear => "acl",
+            Setting::ReflectLimit(_) => "reflect-limit",
+            Setting::ReflectPrefixV4(_) => "reflect-prefix-v4",
+            Setting::ReflectPrefixV6(_) => "reflect-prefix-v6",
+            Setting::Ttl(_) => "ttl",
+        }
+    }
+}
+
 /// An ordered list of changes.
 pub type Settings = Vec<Setting>;
 
-fn refuse(key: &str, msg: String) -> GuardError {
+pub(crate) fn refuse(key: &str, msg: String) -> GuardError {
     GuardError::InvalidSetting {
         key: key.to_owned(),
         reason: msg,
     }
+}
+
+/// Edit distance (insertions, deletions, substitutions) between two short words.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// The candidate `given` most likely misspells: the closest one, if at most a third of its
+/// letters (and at least one) differ.
+pub fn did_you_mean(given: &str, candidates: &[&'static str]) -> Option<&'static str> {
+    candidates
+        .iter()
+        .map(|&c| (distance(given, c), c))
+        .filter(|&(d, c)| d <= (c.len() / 3).max(1))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// "unknown WHAT `given`; did you mean `x`?", or the list of known values.
+fn unknown(key: &str, what: &str, given: &str, known: &[&'static str]) -> GuardError {
+    let reason = match did_you_mean(given, known) {
+        Some(s) => format!("unknown {what} `{given}`; did you mean `{s}`?"),
+        None => format!("unknown {what} `{given}`; known: {}", known.join(", ")),
+    };
+    refuse(key, reason)
 }
 
 fn number(key: &str, v: &str, range: std::ops::RangeInclusive<u32>) -> Result<u32, GuardError> {
@@ -69,10 +149,7 @@ fn parse_mode(v: &str) -> Result<Mode, GuardError> {
         "auto" => Ok(Mode::Auto),
         "monitor" => Ok(Mode::Monitor),
         "off" => Ok(Mode::Off),
-        _ => Err(refuse(
-            "mode",
-            format!("`{v}` is not one of always, auto, monitor, off"),
-        )),
+        _ => Err(unknown("mode", "mode", v, MODES)),
     }
 }
 
@@ -118,7 +195,7 @@ pub fn parse_setting(arg: &str) -> Result<Setting, GuardError> {
         "mode" => Setting::Mode(parse_mode(v)?),
         "auto-syn-rate" => Setting::AutoSynRate(number(key, v, 0..=100_000_000)?),
         "auto-port-rate" => Setting::AutoPortRate(number(key, v, 0..=100_000_000)?),
-        "auto-hold-ms" => Setting::AutoHoldMs(number(key, v, 0..=3_600_000)?),
+        "auto-hold-ms" => Setting::AutoHoldMs(number(key, v, 0..=AUTO_HOLD_MS_MAX)?),
         "ports" => Setting::Ports(parse_ports(v)?),
         "allow" => parse_acl(key, Acl::Allow, v)?,
         "deny" => parse_acl(key, Acl::Deny, v)?,
@@ -128,14 +205,7 @@ pub fn parse_setting(arg: &str) -> Result<Setting, GuardError> {
         "reflect-prefix-v4" => Setting::ReflectPrefixV4(number(key, v, 1..=32)?),
         "reflect-prefix-v6" => Setting::ReflectPrefixV6(number(key, v, 1..=128)?),
         "ttl" => Setting::Ttl(number(key, v, 1..=255)?),
-        _ => {
-            return Err(refuse(
-                key,
-                "unknown key; known: mode, auto-syn-rate, auto-port-rate, auto-hold-ms, ports, \
-                 allow, deny, acl, reflect-limit, reflect-prefix-v4, reflect-prefix-v6, ttl"
-                    .into(),
-            ));
-        }
+        _ => return Err(unknown(key, "key", key, KEYS)),
     })
 }
 
@@ -155,179 +225,40 @@ pub fn parse_settings<S: AsRef<str>>(args: &[S]) -> Result<Settings, GuardError>
 fn refuse_duplicates(settings: &[Setting]) -> Result<(), GuardError> {
     let mut seen = BTreeSet::new();
     for s in settings {
-        let (key, what) = match s {
-            Setting::Mode(_) => ("mode", String::new()),
-            Setting::AutoSynRate(_) => ("auto-syn-rate", String::new()),
-            Setting::AutoPortRate(_) => ("auto-port-rate", String::new()),
-            Setting::AutoHoldMs(_) => ("auto-hold-ms", String::new()),
-            Setting::Ports(_) => ("ports", String::new()),
-            Setting::Acl(a, _, c) => (
-                match a {
-                    Acl::Allow => "allow",
-                    Acl::Deny => "deny",
-                },
+        let (id, msg) = match s {
+            Setting::Acl(_, _, c) => (
                 c.to_string(),
+                format!("{c} is named more than once in allow/deny: name each prefix once"),
             ),
-            Setting::AclClear => ("acl", String::new()),
-            Setting::ReflectLimit(_) => ("reflect-limit", String::new()),
-            Setting::ReflectPrefixV4(_) => ("reflect-prefix-v4", String::new()),
-            Setting::ReflectPrefixV6(_) => ("reflect-prefix-v6", String::new()),
-            Setting::Ttl(_) => ("ttl", String::new()),
-        };
-        let id = if what.is_empty() {
-            key.to_owned()
-        } else {
-            what.clone()
+            _ => (
+                s.key().to_owned(),
+                "given more than once: give each key once".to_owned(),
+            ),
         };
         if !seen.insert(id) {
-            return Err(refuse(
-                key,
-                if what.is_empty() {
-                    "given more than once: give each key once".into()
-                } else {
-                    format!("{what} is named more than once in allow/deny: name each prefix once")
-                },
-            ));
+            return Err(refuse(s.key(), msg));
         }
     }
     Ok(())
 }
 
-/// `ports` in a config file: `"all"`, `"80,443"` or `[80, 443]`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum PortsValue {
-    Text(String),
-    List(Vec<u32>),
+/// The whole of a change, worked out before anything is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// The running policy.
+    pub old: Policy,
+    /// The policy after the change (validated).
+    pub new: Policy,
+    /// The new protected ports, if `ports` was given (`None` inside: every port).
+    pub ports: Option<Option<Vec<u16>>>,
+    /// The access lists after the change, every entry.
+    pub acl: Vec<(Cidr, Acl)>,
 }
 
-/// The config file: the keys of `synguard set`, typed; unknown keys are refused.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct ConfigFile {
-    mode: Option<String>,
-    auto_syn_rate: Option<u32>,
-    auto_port_rate: Option<u32>,
-    auto_hold_ms: Option<u32>,
-    ports: Option<PortsValue>,
-    #[serde(default)]
-    allow: Vec<String>,
-    #[serde(default)]
-    deny: Vec<String>,
-    reflect_limit: Option<u32>,
-    reflect_prefix_v4: Option<u32>,
-    reflect_prefix_v6: Option<u32>,
-    ttl: Option<u32>,
-}
-
-/// Parses a TOML config file's text into settings (the access lists replace whatever the
-/// running guard had: the file describes the whole policy).
-pub fn parse_config_text(text: &str) -> Result<Settings, GuardError> {
-    let f: ConfigFile = toml::from_str(text).map_err(|e| GuardError::InvalidSetting {
-        key: "config".into(),
-        reason: e.message().to_owned()
-            + &e.span()
-                .map(|s| {
-                    let line = text[..s.start.min(text.len())].lines().count().max(1);
-                    format!(" (line {line})")
-                })
-                .unwrap_or_default(),
-    })?;
-    let mut args: Vec<String> = Vec::new();
-    let mut push = |k: &str, v: Option<String>| {
-        if let Some(v) = v {
-            args.push(format!("{k}={v}"));
-        }
-    };
-    push("mode", f.mode);
-    push("auto-syn-rate", f.auto_syn_rate.map(|v| v.to_string()));
-    push("auto-port-rate", f.auto_port_rate.map(|v| v.to_string()));
-    push("auto-hold-ms", f.auto_hold_ms.map(|v| v.to_string()));
-    push(
-        "ports",
-        f.ports.map(|p| match p {
-            PortsValue::Text(t) => t,
-            PortsValue::List(l) => l.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
-        }),
-    );
-    push("reflect-limit", f.reflect_limit.map(|v| v.to_string()));
-    push(
-        "reflect-prefix-v4",
-        f.reflect_prefix_v4.map(|v| v.to_string()),
-    );
-    push(
-        "reflect-prefix-v6",
-        f.reflect_prefix_v6.map(|v| v.to_string()),
-    );
-    push("ttl", f.ttl.map(|v| v.to_string()));
-    let mut settings = parse_settings(&args)?;
-    settings.push(Setting::AclClear);
-    for a in &f.allow {
-        settings.push(parse_acl("allow", Acl::Allow, &format!("+{a}"))?);
-    }
-    for d in &f.deny {
-        settings.push(parse_acl("deny", Acl::Deny, &format!("+{d}"))?);
-    }
-    refuse_duplicates(&settings)?;
-    Ok(settings)
-}
-
-/// Largest config file read.
-pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
-
-/// Reads and parses a TOML config file: a regular file of at most [`MAX_CONFIG_BYTES`].
-pub fn read_config_file(path: &Path) -> Result<Settings, GuardError> {
-    use std::io::Read as _;
-    let bad = |reason: String| GuardError::InvalidSetting {
-        key: "config".into(),
-        reason,
-    };
-    let f = std::fs::File::open(path).map_err(|e| bad(format!("open({}): {e}", path.display())))?;
-    let md = f
-        .metadata()
-        .map_err(|e| bad(format!("fstat({}): {e}", path.display())))?;
-    if !md.is_file() {
-        return Err(bad(format!("{} is not a regular file", path.display())));
-    }
-    let mut text = String::new();
-    f.take(MAX_CONFIG_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| bad(format!("read({}): {e}", path.display())))?;
-    if text.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(bad(format!(
-            "{} is larger than {MAX_CONFIG_BYTES} bytes",
-            path.display()
-        )));
-    }
-    parse_config_text(&text).map_err(|e| match e {
-        GuardError::InvalidSetting { key, reason } => GuardError::InvalidSetting {
-            key,
-            reason: format!("{reason} in {}", path.display()),
-        },
-        other => other,
-    })
-}
-
-/// What applying settings changed, for the caller's message.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Applied {
-    pub old: GuardConfig,
-    pub new: GuardConfig,
-}
-
-/// The effect of `settings` on `cfg` and the access lists, without writing anything: the new
-/// configuration (validated), the new protected ports (`Some` if changed), and the final
-/// access-list entries.
-#[expect(
-    clippy::type_complexity,
-    reason = "a private planning step returning its three parts"
-)]
-fn plan(
-    cfg: &GuardConfig,
-    acl: &[(IpAddr, u8, Acl)],
-    settings: &[Setting],
-) -> Result<(GuardConfig, Option<Option<Vec<u16>>>, Vec<(Cidr, Acl)>), GuardError> {
-    let mut new = *cfg;
+/// The effect of `settings` on the running `policy` and access lists `acl`, without writing
+/// anything: the new policy, validated once as a whole.
+pub fn plan(policy: &Policy, acl: &[AclEntry], settings: &[Setting]) -> Result<Plan, GuardError> {
+    let mut new = *policy;
     let mut ports = None;
     let mut entries: Vec<(Cidr, Acl)> = acl
         .iter()
@@ -349,11 +280,7 @@ fn plan(
                 let before = entries.len();
                 entries.retain(|(e, a)| !(e == c && a == action));
                 if entries.len() == before {
-                    let list = if *action == Acl::Allow {
-                        "allow"
-                    } else {
-                        "deny"
-                    };
+                    let list = s.key();
                     return Err(refuse(list, format!("{c} is not in the {list} list")));
                 }
             }
@@ -366,285 +293,172 @@ fn plan(
     if entries.len() > guard_common::ACL_MAX_ENTRIES as usize {
         return Err(refuse("acl", "more entries than the lists hold".into()));
     }
-    new.acl = 0;
-    for (c, _) in &entries {
-        new.acl |= if c.addr.is_ipv4() { ACL_V4 } else { ACL_V6 };
-    }
+    new.acl = entries.iter().fold(0, |acl, (c, _)| {
+        acl | if c.addr.is_ipv4() { ACL_V4 } else { ACL_V6 }
+    });
     if let Some(p) = &ports {
-        new.ports = if p.is_some() {
-            guard_common::PORTS_LISTED
-        } else {
-            guard_common::PORTS_ALL
-        };
+        new.ports = if p.is_some() { PORTS_LISTED } else { PORTS_ALL };
     }
-    new.validate().map_err(|field| {
-        let hint = if field == "auto_syn_rate" {
-            ": mode auto needs auto-syn-rate or auto-port-rate above 0".to_owned()
+    new.validate().map_err(|key| {
+        let hint = if key == "auto-syn-rate" {
+            ": mode auto needs auto-syn-rate or auto-port-rate above 0"
         } else {
-            String::new()
+            ""
         };
-        refuse(
-            &field.replace('_', "-"),
-            format!("the resulting configuration is invalid{hint}"),
-        )
+        refuse(key, format!("the resulting policy is invalid{hint}"))
     })?;
-    Ok((new, ports, entries))
+    Ok(Plan {
+        old: *policy,
+        new,
+        ports,
+        acl: entries,
+    })
 }
 
-/// Checks `settings` against `cfg` (with empty access lists) without writing anything: lets
-/// `synguard run --config` refuse a bad file before it loads or changes anything.
-pub fn check(cfg: &GuardConfig, settings: &[Setting]) -> Result<(), GuardError> {
-    plan(cfg, &[], settings).map(|_| ())
+/// Checks `settings` on their own, against `defaults` and empty access lists, without writing
+/// anything: lets `synguard run --config` refuse a bad file before it loads or changes anything.
+pub fn check(defaults: &Policy, settings: &[Setting]) -> Result<(), GuardError> {
+    plan(defaults, &[], settings).map(|_| ())
 }
 
-/// Applies `settings` to a running guard: everything is checked first (parsing already
-/// happened; here the combined configuration, removals of absent entries), then the ports
-/// bitmap, the access lists, and last the configuration are written. A mode change is counted
-/// in `mode_switches`; leaving `auto` while engaged releases it (counted in `auto_released`).
-pub fn apply<M: GuardMaps + ?Sized>(
-    maps: &mut M,
-    settings: &[Setting],
-) -> Result<Applied, GuardError> {
-    let old = maps.config()?;
+/// What applying settings changed, for the caller's message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub old: Policy,
+    pub new: Policy,
+}
+
+/// Applies `settings` to a running guard: planned and validated in full first ([`plan`]), then
+/// each map written once: the ports bitmap, the access lists (new entries before the switch,
+/// the index after them), the configuration, and last the entries no longer wanted. A mode
+/// change is counted in `mode_switches`; leaving `auto` while engaged releases it (counted in
+/// `auto_released`).
+pub fn apply(maps: &mut GuardMaps, settings: &[Setting]) -> Result<Applied, GuardError> {
+    let mut cfg = maps.config()?;
     let old_acl = maps.acl_entries()?;
-    let (new, ports, entries) = plan(&old, &old_acl, settings)?;
-    if let Some(p) = ports {
-        maps.set_ports(p.as_deref())?;
+    let plan = plan(&cfg.policy, &old_acl, settings)?;
+    if let Some(Some(p)) = &plan.ports {
+        // The bitmap before the switch, so no packet sees a half-written list.
+        maps.write_ports(Some(p))?;
     }
-    let wanted: BTreeSet<(Cidr, u32)> = entries.iter().map(|&(c, a)| (c, a as u32)).collect();
+    let wanted: BTreeSet<(Cidr, u32)> = plan.acl.iter().map(|&(c, a)| (c, a as u32)).collect();
     let had: BTreeSet<(Cidr, u32)> = old_acl
         .iter()
         .map(|&(addr, len, a)| (Cidr { addr, len }, a as u32))
         .collect();
-    if wanted != had {
-        // Entries are added before the lists are switched on and removed after they are
-        // switched off (when they become empty), so no packet sees a half-written list.
-        for (c, a) in &entries {
-            if !had.contains(&(*c, *a as u32)) {
-                maps.acl_put(c.addr, c.len, *a)?;
+    let acl_changed = wanted != had;
+    if acl_changed {
+        for (c, a) in plan
+            .acl
+            .iter()
+            .filter(|(c, a)| !had.contains(&(*c, *a as u32)))
+        {
+            maps.acl_put(c.addr, c.len, *a)?;
+        }
+        // Only the lengths and prefixes in use are probed from now on.
+        maps.set_acl_index(&AclIndex::of(plan.acl.iter().map(|(c, _)| (c.addr, c.len))))?;
+    }
+    cfg.policy = plan.new;
+    maps.write_config(&cfg)?;
+    if acl_changed {
+        // After the switch: a list that became empty is off before its entries go.
+        let keep: BTreeSet<Cidr> = plan.acl.iter().map(|(c, _)| *c).collect();
+        for (c, _) in had.iter().filter(|(c, _)| !keep.contains(c)) {
+            maps.acl_remove(c.addr, c.len);
+        }
+    }
+    if plan.new.mode != plan.old.mode {
+        maps.bump(Counter::ModeSwitches)?;
+        if plan.old.mode == Mode::Auto as u32 {
+            maps.release_auto()?;
+        }
+    }
+    Ok(Applied {
+        old: plan.old,
+        new: plan.new,
+    })
+}
+
+/// The protected ports as status shows them: `"all"` or the list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ports {
+    All,
+    Only(Vec<u16>),
+}
+
+impl Serialize for Ports {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Ports::All => s.serialize_str("all"),
+            Ports::Only(p) => p.serialize(s),
+        }
+    }
+}
+
+impl std::fmt::Display for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ports::All => f.write_str("all"),
+            Ports::Only(p) => {
+                let list: Vec<String> = p.iter().map(u16::to_string).collect();
+                f.write_str(&list.join(", "))
             }
         }
-        let keep: BTreeSet<Cidr> = entries.iter().map(|(c, _)| *c).collect();
-        for (c, _) in had.iter().filter(|(c, _)| !keep.contains(c)) {
-            maps.acl_remove(c.addr, c.len)?;
-        }
-        // Only the lengths and prefixes still in use are probed from now on.
-        maps.set_acl_index(&AclIndex::of(entries.iter().map(|(c, _)| (c.addr, c.len))))?;
     }
-    maps.set_config(&new)?;
-    if new.mode != old.mode {
-        bump(maps, Counter::ModeSwitches)?;
-        if old.mode == Mode::Auto as u32 {
-            release_auto(maps)?;
-        }
-    }
-    Ok(Applied { old, new })
 }
 
-/// Adds one to a counter from userspace (CPU 0's slot; the data path never writes the
-/// controller's counters).
-fn bump<M: GuardMaps + ?Sized>(maps: &mut M, c: Counter) -> Result<(), GuardError> {
-    let err = |e: aya::maps::MapError| GuardError::Map {
-        map: "GUARD_COUNTERS",
-        reason: e.to_string(),
-    };
-    let map = maps.map_mut(COUNTERS_MAP).ok_or(GuardError::Map {
-        map: "GUARD_COUNTERS",
-        reason: "missing".into(),
-    })?;
-    let mut arr: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(map).map_err(err)?;
-    let idx = counter_index(Family::Other, c);
-    let mut v: Vec<u64> = arr.get(&idx, 0).map_err(err)?.iter().copied().collect();
-    v[0] += 1;
-    let values = PerCpuValues::try_from(v).map_err(|e| GuardError::Map {
-        map: "GUARD_COUNTERS",
-        reason: e.to_string(),
-    })?;
-    arr.set(idx, values, 0).map_err(err)
+/// The policy as `synguard status` shows it: the keys of `synguard set`, spelled the same.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PolicyView {
+    pub mode: &'static str,
+    pub auto_syn_rate: u32,
+    pub auto_port_rate: u32,
+    pub auto_hold_ms: u32,
+    /// `"all"` or the protected ports.
+    pub ports: Ports,
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    pub reflect_limit: u32,
+    pub reflect_prefix_v4: u32,
+    pub reflect_prefix_v6: u32,
+    pub ttl: u32,
 }
 
-/// Ends an `auto` engagement (the data path only releases while in `auto`).
-fn release_auto<M: GuardMaps + ?Sized>(maps: &mut M) -> Result<(), GuardError> {
-    let err = |e: aya::maps::MapError| GuardError::Map {
-        map: "GUARD_AUTO",
-        reason: e.to_string(),
-    };
-    let engaged = {
-        let map = maps.map_mut(AUTO_MAP).ok_or(GuardError::Map {
-            map: "GUARD_AUTO",
-            reason: "missing".into(),
-        })?;
-        let mut arr: Array<&mut MapData, AutoState> = Array::try_from(map).map_err(err)?;
-        let st = arr.get(&0, 0).map_err(err)?;
-        arr.set(0, AutoState::default(), 0).map_err(err)?;
-        st.engaged != 0
-    };
-    if engaged {
-        bump(maps, Counter::AutoReleased)?;
+impl PolicyView {
+    /// The running guard's policy, its ports and access lists.
+    pub fn read(maps: &GuardMaps) -> Result<Self, GuardError> {
+        let p = maps.config()?.policy;
+        let acl = maps.acl_entries()?;
+        Ok(Self::of(&p, maps.ports()?, &acl))
     }
-    Ok(())
+
+    /// The view of a policy with these ports and access-list entries.
+    pub fn of(p: &Policy, ports: Option<Vec<u16>>, acl: &[AclEntry]) -> Self {
+        let list = |want: Acl| -> Vec<String> {
+            let mut l: Vec<Cidr> = acl
+                .iter()
+                .filter(|(_, _, a)| *a == want)
+                .map(|&(addr, len, _)| Cidr { addr, len })
+                .collect();
+            l.sort();
+            l.iter().map(Cidr::to_string).collect()
+        };
+        Self {
+            mode: Mode::from_raw(p.mode).map_or("?", Mode::name),
+            auto_syn_rate: p.auto_syn_rate,
+            auto_port_rate: p.auto_port_rate,
+            auto_hold_ms: p.auto_hold_ms,
+            ports: ports.map_or(Ports::All, Ports::Only),
+            allow: list(Acl::Allow),
+            deny: list(Acl::Deny),
+            reflect_limit: p.reflect_limit,
+            reflect_prefix_v4: p.reflect_prefix_v4,
+            reflect_prefix_v6: p.reflect_prefix_v6,
+            ttl: p.ttl,
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn duplicate_keys_are_refused() {
-        for dup in [
-            &["mode=always", "mode=off"][..],
-            &["allow=+10.8.0.0/16", "deny=+10.8.0.0/16"],
-            &["deny=+10.8.0.0/16", "deny=-10.8.0.0/16"],
-            &["allow=+10.8.0.0/16", "allow=+10.8.1.0/16"],
-            &["ttl=1", "ports=80", "ttl=1"],
-            &["acl=clear", "acl=clear"],
-        ] {
-            let e = parse_settings(dup).unwrap_err();
-            assert!(e.to_string().contains("more than once"), "{dup:?}: {e}");
-        }
-        parse_settings(&[
-            "allow=+10.8.0.0/16",
-            "allow=+10.9.0.0/16",
-            "deny=+10.8.0.0/24",
-        ])
-        .unwrap();
-        let e =
-            parse_config_text("allow = [\"10.8.0.0/16\"]\ndeny = [\"10.8.0.0/16\"]\n").unwrap_err();
-        assert!(e.to_string().contains("more than once"), "{e}");
-    }
-
-    #[test]
-    fn config_files_are_small_regular_files() {
-        let e = read_config_file(Path::new("/dev/zero")).unwrap_err();
-        assert!(e.to_string().contains("not a regular file"), "{e}");
-        let e = read_config_file(Path::new("/")).unwrap_err();
-        assert!(e.to_string().contains("not a regular file"), "{e}");
-        let e = read_config_file(Path::new("/nonexistent.toml")).unwrap_err();
-        assert!(e.to_string().contains("open("), "{e}");
-    }
-
-    fn base() -> GuardConfig {
-        GuardConfig {
-            mode: Mode::Always as u32,
-            mss_v4: 1460,
-            mss_v6: 1440,
-            wscale: 7,
-            options: 0,
-            window: 64240,
-            ttl: 64,
-            auto_syn_rate: 0,
-            auto_port_rate: 0,
-            auto_hold_ms: 1000,
-            ports: 0,
-            reflect_limit: 0,
-            reflect_prefix_v4: 24,
-            reflect_prefix_v6: 64,
-            ncpus: 2,
-            acl: 0,
-            ipv6_max_hbh_opts: 8,
-            ipv6_max_dst_opts: 8,
-        }
-    }
-
-    #[test]
-    fn parses_every_key() {
-        let s = parse_settings(&[
-            "mode=auto",
-            "auto-syn-rate=1000",
-            "auto-port-rate=10",
-            "auto-hold-ms=500",
-            "ports=443,80,80",
-            "allow=+10.1.2.3/8",
-            "deny=-2001:db8::1/32",
-            "acl=clear",
-            "reflect-limit=5",
-            "reflect-prefix-v4=16",
-            "reflect-prefix-v6=48",
-            "ttl=32",
-        ])
-        .unwrap();
-        assert_eq!(s[0], Setting::Mode(Mode::Auto));
-        assert_eq!(s[4], Setting::Ports(Some(vec![80, 443])));
-        assert_eq!(
-            s[5],
-            Setting::Acl(Acl::Allow, true, "10.0.0.0/8".parse().unwrap())
-        );
-        assert_eq!(
-            s[6].clone(),
-            Setting::Acl(Acl::Deny, false, "2001:db8::/32".parse().unwrap())
-        );
-        assert_eq!(s[11], Setting::Ttl(32));
-        assert_eq!(parse_setting("ports=all").unwrap(), Setting::Ports(None));
-    }
-
-    #[test]
-    fn refuses_bad_values_with_the_key() {
-        for bad in [
-            "mode=fast",
-            "ttl=0",
-            "ttl=256",
-            "auto-syn-rate=-1",
-            "ports=0",
-            "ports=70000",
-            "ports=",
-            "allow=10.0.0.0/33",
-            "deny=+nope",
-            "acl=drop",
-            "reflect-prefix-v4=0",
-            "reflect-prefix-v6=129",
-            "color=blue",
-            "mode",
-        ] {
-            let e = parse_setting(bad).unwrap_err();
-            assert_eq!(e.failure(), crate::error::Failure::Invalid, "{bad}");
-            assert!(!e.to_string().contains('\n'), "{e}");
-        }
-    }
-
-    #[test]
-    fn plan_validates_the_combination() {
-        let cfg = base();
-        // auto without any threshold is refused as a whole.
-        let e = plan(&cfg, &[], &[Setting::Mode(Mode::Auto)]).unwrap_err();
-        assert!(e.to_string().contains("auto-syn-rate"), "{e}");
-        let (n, _, _) = plan(
-            &cfg,
-            &[],
-            &[Setting::Mode(Mode::Auto), Setting::AutoSynRate(5)],
-        )
-        .unwrap();
-        assert_eq!(n.mode, Mode::Auto as u32);
-        // Removing an absent entry is refused.
-        let c: Cidr = "10.0.0.0/8".parse().unwrap();
-        assert!(plan(&cfg, &[], &[Setting::Acl(Acl::Deny, false, c)]).is_err());
-        let (n, _, e) = plan(&cfg, &[], &[Setting::Acl(Acl::Deny, true, c)]).unwrap();
-        assert_eq!(n.acl, ACL_V4);
-        assert_eq!(e, vec![(c, Acl::Deny)]);
-        let (n, p, _) = plan(&cfg, &[], &[Setting::Ports(Some(vec![80]))]).unwrap();
-        assert_eq!(n.ports, guard_common::PORTS_LISTED);
-        assert_eq!(p, Some(Some(vec![80])));
-    }
-
-    #[test]
-    fn config_files() {
-        let s = parse_config_text(
-            "mode = \"auto\"\nauto-syn-rate = 100\nports = [80, 443]\ndeny = [\"10.9.0.0/16\"]\n",
-        )
-        .unwrap();
-        assert!(s.contains(&Setting::Mode(Mode::Auto)));
-        assert!(s.contains(&Setting::Ports(Some(vec![80, 443]))));
-        assert!(s.contains(&Setting::AclClear));
-        assert!(parse_config_text("ports = \"all\"\n").is_ok());
-        for bad in [
-            "colour = 1\n",
-            "mode = \"fast\"\n",
-            "ttl = 300\n",
-            "ttl = \"x\"\n",
-            "mode = \n",
-            "ports = [0]\n",
-        ] {
-            let e = parse_config_text(bad).unwrap_err();
-            assert_eq!(e.failure(), crate::error::Failure::Invalid, "{bad}");
-        }
-    }
-}
+mod tests;

@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use aya::maps::{Map, MapData, PerCpuArray, PerCpuValues};
+use aya::maps::{MapData, PerCpuArray, PerCpuValues};
 use guard_common::detect::{
     CM_PORT_WIDTH, CM_PREFIX_WIDTH, CM_ROWS, DETECT_MAP, DETECT_WINDOW_NS, DETECT_WINDOW_SHIFT,
     DetectSlot, HLL_REGISTERS, PREFIX_LEN_V4, PREFIX_LEN_V6, PrefixKey, detect_slot, estimate,
@@ -193,12 +193,12 @@ impl Default for Thresholds {
 pub fn thresholds(cfg: &guard_common::GuardConfig) -> Thresholds {
     let d = Thresholds::default();
     Thresholds {
-        syn_rate: if cfg.auto_syn_rate > 0 {
-            cfg.auto_syn_rate as f64
+        syn_rate: if cfg.policy.auto_syn_rate > 0 {
+            cfg.policy.auto_syn_rate as f64
         } else {
             d.syn_rate
         },
-        hold_ns: (cfg.auto_hold_ms as u64 * 1_000_000).max(DETECT_WINDOW_NS),
+        hold_ns: (cfg.policy.auto_hold_ms as u64 * 1_000_000).max(DETECT_WINDOW_NS),
         ..d
     }
 }
@@ -350,12 +350,14 @@ impl Watch {
 
     /// Catches up with the clock: judges the window that just ended if it was not yet, and
     /// prepares the next one. Call it a few times per window (the controller does every 250 ms).
-    pub fn tick(&mut self, map: &mut Map) -> Result<Option<Event>, GuardError> {
+    pub fn tick(
+        &mut self,
+        map: &mut PerCpuArray<MapData, DetectSlot>,
+    ) -> Result<Option<Event>, GuardError> {
         let event = self.follow(map)?;
         let w = coarse_now_ns() >> DETECT_WINDOW_SHIFT;
         if self.prepare && self.prepared < w + 1 {
             // Slot of w + 1 = slot of w - 1, read above; the data path counts into w's.
-            let mut arr = PerCpuArray::<&mut MapData, DetectSlot>::try_from(map).map_err(map_err)?;
             let ncpus = aya::util::nr_cpus().map_err(|(_, e)| GuardError::Io {
                 what: "counting possible CPUs".into(),
                 source: e,
@@ -367,7 +369,7 @@ impl Watch {
                     what: "building the detection slot".into(),
                     source: e,
                 })?;
-                arr.set(detect_slot(window), values, 0).map_err(map_err)?;
+                map.set(detect_slot(window), values, 0).map_err(map_err)?;
             }
             self.prepared = w + 1;
         }
@@ -376,7 +378,10 @@ impl Watch {
 
     /// Judges the window that just ended if it was not yet, without writing anything (for
     /// followers beside the controller).
-    pub fn follow(&mut self, map: &Map) -> Result<Option<Event>, GuardError> {
+    pub fn follow(
+        &mut self,
+        map: &PerCpuArray<MapData, DetectSlot>,
+    ) -> Result<Option<Event>, GuardError> {
         let w = coarse_now_ns() >> DETECT_WINDOW_SHIFT;
         let mut event = None;
         if w > self.last {
@@ -391,9 +396,12 @@ impl Watch {
 
     /// Reads and judges window `w` (skipped if its slot holds another window: not prepared in
     /// time, or no controller).
-    fn judge(&mut self, map: &Map, w: u64) -> Result<Option<Event>, GuardError> {
-        let arr = PerCpuArray::<&MapData, DetectSlot>::try_from(map).map_err(map_err)?;
-        let cpus = arr.get(&detect_slot(w), 0).map_err(map_err)?;
+    fn judge(
+        &mut self,
+        map: &PerCpuArray<MapData, DetectSlot>,
+        w: u64,
+    ) -> Result<Option<Event>, GuardError> {
+        let cpus = map.get(&detect_slot(w), 0).map_err(map_err)?;
         let cpus: Vec<DetectSlot> = cpus.iter().filter(|s| s.window == w).copied().collect();
         if cpus.is_empty() {
             return Ok(None);

@@ -1,11 +1,11 @@
 //! The [`Guard`]: the loaded XDP program with its maps, attached to at most one interface.
 
-use std::{net::IpAddr, path::Path, time::Duration};
+use std::{net::IpAddr, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
     programs::{
-        ProgramError, TestRun, TestRunOptions, TracePoint, Xdp, XdpMode,
+        ProgramError, TracePoint, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
         trace_point::TracePointLinkId,
         xdp::{XdpLink, XdpLinkId},
@@ -17,7 +17,18 @@ use guard_common::{
     PROGRAM_NAME, STATE_MAPS, STATES_PROGRAM_NAME,
 };
 
-use crate::{counters::Counters, error::GuardError, maps::GuardMaps as _};
+use crate::{
+    cidr::Cidr,
+    control::{self, Setting},
+    counters::Counters,
+    error::GuardError,
+    maps::{AclEntry, GuardMaps},
+};
+
+mod test_run;
+
+pub use test_run::TestRunOutput;
+pub use test_run::test_run_xdp;
 
 /// The compiled data path, embedded at build time by `build.rs`.
 pub(crate) static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard"));
@@ -50,17 +61,6 @@ pub struct LoadOptions {
     /// Most verbose aya-log level the program emits (`None`: logging compiled in but off, so a
     /// log statement costs one branch).
     pub log_level: Option<log::Level>,
-}
-
-/// Output of one `BPF_PROG_TEST_RUN`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TestRunOutput {
-    /// The XDP verdict.
-    pub verdict: u32,
-    /// The frame after the program (rewritten for XDP_TX).
-    pub data: Vec<u8>,
-    /// Average run time per repetition.
-    pub duration: Duration,
 }
 
 /// Where the state tracepoint program counts: the namespace and the kernel's struct offsets
@@ -104,6 +104,8 @@ pub enum PinnedAttach {
 /// The synguard XDP program, loaded into the kernel.
 pub struct Guard {
     ebpf: Ebpf,
+    /// The maps, taken out of `ebpf` once it is loaded.
+    maps: GuardMaps,
     // Kept alive: dropping the logger closes the log map the program refers to.
     logger: Option<Logger>,
     link: Option<(String, XdpLinkId)>,
@@ -249,8 +251,10 @@ impl Guard {
                 .map_err(|e: ProgramError| GuardError::Load(e.to_string()))?;
             tp.load().map_err(load_error)?;
         }
+        let maps = GuardMaps::take(&mut ebpf)?;
         let mut guard = Self {
             ebpf,
+            maps,
             logger,
             link: None,
             pinned_link: None,
@@ -267,7 +271,7 @@ impl Guard {
     /// local-route event (see [`crate::local::Watcher`]).
     pub fn sync_local(&mut self) -> Result<crate::local::SyncChange, GuardError> {
         let want = crate::local::dump()?;
-        crate::local::sync(&mut self.ebpf, &want)
+        crate::local::sync(&mut self.maps.local, &want)
     }
 
     /// Attaches the state tracepoint program (loaded by [`Guard::load_with`] with a target).
@@ -353,23 +357,23 @@ impl Guard {
 
     /// Validates and writes the runtime configuration; takes effect for the next packet.
     pub fn set_config(&mut self, cfg: &GuardConfig) -> Result<(), GuardError> {
-        self.ebpf.set_config(cfg)
+        self.maps.set_config(cfg)
     }
 
     /// The configuration the program currently uses.
     pub fn config(&self) -> Result<GuardConfig, GuardError> {
-        self.ebpf.config()
+        self.maps.config()
     }
 
     /// Sets the protected ports: `None` protects every listening port, `Some(list)` only those
     /// (an empty list protects nothing). Takes effect for the next packet.
     pub fn set_ports(&mut self, ports: Option<&[u16]>) -> Result<(), GuardError> {
-        self.ebpf.set_ports(ports)
+        self.apply(&[Setting::Ports(ports.map(<[u16]>::to_vec))])
     }
 
     /// The protected ports, `None` for every listening port.
     pub fn ports(&self) -> Result<Option<Vec<u16>>, GuardError> {
-        self.ebpf.ports()
+        self.maps.ports()
     }
 
     /// Adds (or replaces) an access-list entry for `addr/prefix_len`. The longest matching
@@ -380,31 +384,52 @@ impl Guard {
         prefix_len: u8,
         action: Acl,
     ) -> Result<(), GuardError> {
-        self.ebpf.acl_insert(addr, prefix_len, action)
+        let cidr: Cidr =
+            format!("{addr}/{prefix_len}")
+                .parse()
+                .map_err(|reason| GuardError::InvalidConfig {
+                    field: "acl",
+                    reason,
+                })?;
+        self.apply(&[Setting::Acl(action, true, cidr)])
     }
 
     /// The access lists: `(address, prefix length, action)` for every entry.
-    pub fn acl_entries(&self) -> Result<Vec<(IpAddr, u8, Acl)>, GuardError> {
-        self.ebpf.acl_entries()
+    pub fn acl_entries(&self) -> Result<Vec<AclEntry>, GuardError> {
+        self.maps.acl_entries()
     }
 
     /// Removes every access-list entry.
     pub fn acl_clear(&mut self) -> Result<(), GuardError> {
-        self.ebpf.acl_clear()
+        self.apply(&[Setting::AclClear])
+    }
+
+    fn apply(&mut self, settings: &[Setting]) -> Result<(), GuardError> {
+        control::apply(&mut self.maps, settings).map(|_| ())
     }
 
     /// Reads every counter, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, GuardError> {
-        self.ebpf.counters()
+        self.maps.counters()
     }
 
-    /// The maps, for the operations of [`GuardMaps`].
-    pub fn maps(&self) -> &Ebpf {
-        &self.ebpf
+    /// The maps.
+    pub fn maps(&self) -> &GuardMaps {
+        &self.maps
     }
 
     /// The maps, mutable.
-    pub fn maps_mut(&mut self) -> &mut Ebpf {
+    pub fn maps_mut(&mut self) -> &mut GuardMaps {
+        &mut self.maps
+    }
+
+    /// The loaded object (its programs; the guard's maps are in [`Guard::maps`]).
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    /// The loaded object, mutable (to load the bench probes it carries).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
     }
 
@@ -594,66 +619,6 @@ impl Guard {
         }
         Ok(())
     }
-
-    /// Runs the program once on `frame` with `BPF_PROG_TEST_RUN` (in the caller's network
-    /// namespace, as if received on its loopback device).
-    pub fn test_run(&self, frame: &[u8]) -> Result<TestRunOutput, GuardError> {
-        self.test_run_repeat(frame, 1)
-    }
-
-    /// Like [`Guard::test_run`], repeated `repeat` times in the kernel; `duration` is the mean.
-    pub fn test_run_repeat(&self, frame: &[u8], repeat: u32) -> Result<TestRunOutput, GuardError> {
-        test_run_xdp(self.program(), frame, repeat)
-    }
-
-    /// Like [`Guard::test_run`], as if the frame arrived on the interface with index
-    /// `ingress_ifindex` (its receive queue 0 must be registered for XDP: an interface with an
-    /// XDP program attached) instead of the loopback device.
-    pub fn test_run_on(
-        &self,
-        frame: &[u8],
-        ingress_ifindex: u32,
-    ) -> Result<TestRunOutput, GuardError> {
-        test_run_xdp_on(self.program(), frame, 1, Some(ingress_ifindex))
-    }
-}
-
-/// `BPF_PROG_TEST_RUN` of an XDP program on `frame`, `repeat` times.
-pub fn test_run_xdp(prog: &Xdp, frame: &[u8], repeat: u32) -> Result<TestRunOutput, GuardError> {
-    test_run_xdp_on(prog, frame, repeat, None)
-}
-
-fn test_run_xdp_on(
-    prog: &Xdp,
-    frame: &[u8],
-    repeat: u32,
-    ingress_ifindex: Option<u32>,
-) -> Result<TestRunOutput, GuardError> {
-    // Room for the largest SYN-ACK whatever the input size.
-    let mut out = vec![0u8; frame.len().max(128) + 256];
-    // `struct xdp_md`: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
-    // egress_ifindex (no metadata: data 0, data_end the frame's length).
-    let ctx: Option<Vec<u8>> = ingress_ifindex.map(|ifindex| {
-        [0, frame.len() as u32, 0, ifindex, 0, 0]
-            .iter()
-            .flat_map(|v| v.to_ne_bytes())
-            .collect()
-    });
-    let res = prog
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ctx_in: ctx.as_deref(),
-            repeat,
-            ..Default::default()
-        })
-        .map_err(|source| GuardError::TestRun { source })?;
-    out.truncate(res.data_size_out as usize);
-    Ok(TestRunOutput {
-        verdict: res.return_value,
-        data: out,
-        duration: res.duration,
-    })
 }
 
 impl Drop for Guard {

@@ -30,7 +30,7 @@ use netlink_packet_route::{
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
-use crate::{error::GuardError, maps::MapSource};
+use crate::{error::GuardError, maps::LocalMaps};
 
 /// The loopback device's index, the same in every namespace (`LOOPBACK_IFINDEX`).
 const LOOPBACK_IFINDEX: u32 = 1;
@@ -213,19 +213,10 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> GuardError {
     }
 }
 
-fn map_of<'a>(
-    maps: &'a mut impl MapSource,
-    name: &'static str,
-) -> Result<&'a mut aya::maps::Map, GuardError> {
-    maps.map_mut(name).ok_or(GuardError::Map {
-        map: name,
-        reason: "missing from the object".into(),
-    })
-}
-
 /// One family's pair of maps: exact addresses in a hash, shorter prefixes in an LPM trie.
 fn sync_family<const N: usize>(
-    maps: &mut impl MapSource,
+    hash: &mut HashMap<MapData, [u8; N], u32>,
+    trie: &mut LpmTrie<MapData, [u8; N], u32>,
     (hash_name, nets_name): (&'static str, &'static str),
     want: &BTreeMap<([u8; N], u8), u32>,
     change: &mut SyncChange,
@@ -233,8 +224,6 @@ fn sync_family<const N: usize>(
 ) -> Result<(), GuardError> {
     let full = (N * 8) as u8;
     {
-        let mut hash: HashMap<&mut MapData, [u8; N], u32> =
-            HashMap::try_from(map_of(maps, hash_name)?).map_err(map_err(hash_name))?;
         let have: Vec<([u8; N], u32)> = hash.iter().filter_map(Result::ok).collect();
         // Insert or update first, remove after: an address moved between interfaces is never
         // missing in between.
@@ -251,8 +240,6 @@ fn sync_family<const N: usize>(
             }
         }
     }
-    let mut trie: LpmTrie<&mut MapData, [u8; N], u32> =
-        LpmTrie::try_from(map_of(maps, nets_name)?).map_err(map_err(nets_name))?;
     let have: Vec<(([u8; N], u8), u32)> = trie
         .iter()
         .filter_map(Result::ok)
@@ -276,7 +263,7 @@ fn sync_family<const N: usize>(
 }
 
 /// Makes the data path's local-destination maps equal `want`.
-pub fn sync(maps: &mut impl MapSource, want: &LocalSet) -> Result<SyncChange, GuardError> {
+pub fn sync(maps: &mut LocalMaps, want: &LocalSet) -> Result<SyncChange, GuardError> {
     let mut v4 = BTreeMap::new();
     let mut v6 = BTreeMap::new();
     for (&(addr, len), &ifindex) in want {
@@ -287,14 +274,16 @@ pub fn sync(maps: &mut impl MapSource, want: &LocalSet) -> Result<SyncChange, Gu
     }
     let mut change = SyncChange::default();
     sync_family(
-        maps,
+        &mut maps.v4,
+        &mut maps.nets_v4,
         (LOCAL_V4_MAP, LOCAL_NETS_V4_MAP),
         &v4,
         &mut change,
         IpAddr::from,
     )?;
     sync_family(
-        maps,
+        &mut maps.v6,
+        &mut maps.nets_v6,
         (LOCAL_V6_MAP, LOCAL_NETS_V6_MAP),
         &v6,
         &mut change,

@@ -1,83 +1,100 @@
-//! The guard's maps as the controller reads and writes them, whether they belong to a freshly
-//! loaded object ([`aya::Ebpf`]) or were opened from their pins by another process
-//! ([`PinnedMaps`]): configuration, protected ports, access lists, counters, TCP state gauges.
+//! The guard's maps as the controller reads and writes them: [`GuardMaps`], one typed aya handle
+//! per map, built once from a freshly loaded object ([`GuardMaps::take`]) or from the pins of a
+//! running guard ([`GuardMaps::open`]), every map named by its `guard_common` constant.
+//!
+//! aya 0.14 has no batched lookups: the per-CPU arrays read every second (counters, state
+//! deltas, transitions: 350-odd entries) are read with one hand-written `BPF_MAP_LOOKUP_BATCH`
+//! each ([`percpu_sums`]), falling back to aya's one-lookup-per-entry `iter()` on kernels
+//! without it (before 5.6).
 
-use std::{collections::HashMap, net::IpAddr, path::Path};
+use std::{net::IpAddr, path::Path};
 
 use aya::{
     Ebpf,
-    maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray},
+    maps::{
+        Array, HashMap as BpfHashMap, IterableMap as _, LpmTrie, Map, MapData, MapError,
+        PerCpuArray, PerCpuValues,
+    },
 };
 use guard_common::{
-    ACL_FILTER_MAP, ACL_LENS_MAP, ACL_V4, ACL_V4_MAP, ACL_V6, ACL_V6_MAP, AUTO_MAP, Acl, AclFilter,
-    AclKeyV4, AclKeyV6, AclLens, AutoState, CONFIG_MAP, COUNTERS_MAP, GUARD_MAPS, GuardConfig,
-    PORTS_LISTED, PORTS_MAP, PORTS_WORDS, STATE_BASE_MAP, STATE_DELTAS_MAP, STATE_MAPS,
-    TCP_STATE_SLOTS, TRANSITIONS_LEN, TRANSITIONS_MAP,
+    ACL_FILTER_MAP, ACL_LENS_MAP, ACL_V4_MAP, ACL_V6_MAP, AUTO_MAP, Acl, AclFilter, AclKeyV4,
+    AclKeyV6, AclLens, AutoState, CONFIG_MAP, COUNTERS_MAP, Counter, Family, GuardConfig,
+    LOCAL_NETS_V4_MAP, LOCAL_NETS_V6_MAP, LOCAL_V4_MAP, LOCAL_V6_MAP, PORTS_MAP, PORTS_WORDS,
+    STATE_BASE_MAP, STATE_DELTAS_MAP, TCP_STATE_SLOTS, TRANSITIONS_LEN, TRANSITIONS_MAP,
+    counter_index,
+    detect::{DETECT_MAP, DetectSlot},
 };
 
-use crate::{counters::Counters, error::GuardError, sockdiag::StateCounts};
+use crate::{counters::Counters, error::GuardError};
 
-/// Anything that hands out the guard's maps by name.
-pub trait MapSource {
-    fn map(&self, name: &str) -> Option<&Map>;
-    fn map_mut(&mut self, name: &str) -> Option<&mut Map>;
-}
+mod batch;
 
-impl MapSource for Ebpf {
-    fn map(&self, name: &str) -> Option<&Map> {
-        Ebpf::map(self, name)
-    }
-    fn map_mut(&mut self, name: &str) -> Option<&mut Map> {
-        Ebpf::map_mut(self, name)
-    }
-}
+use batch::percpu_sums;
 
-/// The maps of a pinned guard, opened from `/sys/fs/bpf/synguard/<key>/` by any process.
-pub struct PinnedMaps {
-    maps: HashMap<&'static str, Map>,
-}
-
-impl PinnedMaps {
-    /// Opens every map pinned in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, GuardError> {
-        let mut maps = HashMap::new();
-        for &name in GUARD_MAPS.iter().chain(STATE_MAPS) {
-            let path = dir.join(name);
-            let data = MapData::from_pin(&path).map_err(|e| GuardError::Map {
-                map: name,
-                reason: format!("opening {}: {}", path.display(), crate::error::chain(&e)),
-            })?;
-            let map = Map::from_map_data(data).map_err(|e| GuardError::Map {
-                map: name,
-                reason: crate::error::chain(&e),
-            })?;
-            maps.insert(name, map);
-        }
-        Ok(Self { maps })
-    }
-}
-
-impl MapSource for PinnedMaps {
-    fn map(&self, name: &str) -> Option<&Map> {
-        self.maps.get(name)
-    }
-    fn map_mut(&mut self, name: &str) -> Option<&mut Map> {
-        self.maps.get_mut(name)
-    }
-}
-
-fn missing(map: &'static str) -> GuardError {
-    GuardError::Map {
-        map,
-        reason: "missing from the object".into(),
-    }
-}
-
-fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> GuardError {
+fn map_err(map: &'static str) -> impl Fn(MapError) -> GuardError {
     move |e| GuardError::Map {
         map,
         reason: crate::error::chain(&e),
     }
+}
+
+/// Where [`GuardMaps`] gets its maps from.
+enum Source<'a> {
+    Object(&'a mut Ebpf),
+    Pins(&'a Path),
+}
+
+impl Source<'_> {
+    /// The map `name` as the typed handle `T`.
+    fn get<T: TryFrom<Map, Error = MapError>>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<T, GuardError> {
+        let map = match self {
+            Source::Object(ebpf) => ebpf.take_map(name).ok_or(GuardError::Map {
+                map: name,
+                reason: "missing from the object".into(),
+            })?,
+            Source::Pins(dir) => {
+                let path = dir.join(name);
+                let data = MapData::from_pin(&path).map_err(|e| GuardError::Map {
+                    map: name,
+                    reason: format!("opening {}: {}", path.display(), crate::error::chain(&e)),
+                })?;
+                Map::from_map_data(data).map_err(map_err(name))?
+            }
+        };
+        T::try_from(map).map_err(map_err(name))
+    }
+}
+
+/// The local-destination maps (see [`crate::local`]): exact addresses in a hash, shorter
+/// prefixes in an LPM trie, per family.
+pub struct LocalMaps {
+    pub v4: BpfHashMap<MapData, [u8; 4], u32>,
+    pub v6: BpfHashMap<MapData, [u8; 16], u32>,
+    pub nets_v4: LpmTrie<MapData, [u8; 4], u32>,
+    pub nets_v6: LpmTrie<MapData, [u8; 16], u32>,
+}
+
+/// Every map of the guard the controller uses, typed. The rate windows and the reflection
+/// sketch are the data path's alone (pinned with the others, never read here).
+pub struct GuardMaps {
+    config: Array<MapData, GuardConfig>,
+    counters: PerCpuArray<MapData, u64>,
+    ports: Array<MapData, u64>,
+    acl_v4: BpfHashMap<MapData, AclKeyV4, u32>,
+    acl_v6: BpfHashMap<MapData, AclKeyV6, u32>,
+    acl_lens: Array<MapData, AclLens>,
+    acl_filter: Array<MapData, AclFilter>,
+    auto: Array<MapData, AutoState>,
+    /// The local destinations, synced by [`crate::local::sync`].
+    pub local: LocalMaps,
+    state_deltas: PerCpuArray<MapData, i64>,
+    state_base: Array<MapData, i64>,
+    transitions: PerCpuArray<MapData, u64>,
+    /// The flood-detection sketches, followed by [`crate::detect::Watch`].
+    pub detect: PerCpuArray<MapData, DetectSlot>,
 }
 
 /// Per-state gauges and transition counts of the guarded namespace.
@@ -115,99 +132,84 @@ impl TcpStates {
     }
 }
 
-/// Operations on the guard's maps (implemented for every [`MapSource`]).
-pub trait GuardMaps: MapSource {
+/// An access-list entry: `addr/len` (host bits cleared) and its action.
+pub type AclEntry = (IpAddr, u8, Acl);
+
+impl GuardMaps {
+    /// Takes the guard's maps out of a freshly loaded object (the program keeps using them).
+    pub fn take(ebpf: &mut Ebpf) -> Result<Self, GuardError> {
+        Self::from_source(Source::Object(ebpf))
+    }
+
+    /// Opens the maps a running guard pinned in `dir` (`/sys/fs/bpf/synguard/<key>/`).
+    pub fn open(dir: &Path) -> Result<Self, GuardError> {
+        Self::from_source(Source::Pins(dir))
+    }
+
+    fn from_source(mut s: Source<'_>) -> Result<Self, GuardError> {
+        Ok(Self {
+            config: s.get(CONFIG_MAP)?,
+            counters: s.get(COUNTERS_MAP)?,
+            ports: s.get(PORTS_MAP)?,
+            acl_v4: s.get(ACL_V4_MAP)?,
+            acl_v6: s.get(ACL_V6_MAP)?,
+            acl_lens: s.get(ACL_LENS_MAP)?,
+            acl_filter: s.get(ACL_FILTER_MAP)?,
+            auto: s.get(AUTO_MAP)?,
+            local: LocalMaps {
+                v4: s.get(LOCAL_V4_MAP)?,
+                v6: s.get(LOCAL_V6_MAP)?,
+                nets_v4: s.get(LOCAL_NETS_V4_MAP)?,
+                nets_v6: s.get(LOCAL_NETS_V6_MAP)?,
+            },
+            state_deltas: s.get(STATE_DELTAS_MAP)?,
+            state_base: s.get(STATE_BASE_MAP)?,
+            transitions: s.get(TRANSITIONS_MAP)?,
+            detect: s.get(DETECT_MAP)?,
+        })
+    }
+
     /// Validates and writes the runtime configuration; takes effect for the next packet.
-    fn set_config(&mut self, cfg: &GuardConfig) -> Result<(), GuardError> {
+    pub fn set_config(&mut self, cfg: &GuardConfig) -> Result<(), GuardError> {
         cfg.validate().map_err(|field| GuardError::InvalidConfig {
             field,
             reason: format!("out of range: {cfg:?}"),
         })?;
-        let map = self.map_mut(CONFIG_MAP).ok_or(GuardError::Map {
-            map: "GUARD_CONFIG",
-            reason: "missing from the object".into(),
-        })?;
-        let mut arr: Array<&mut MapData, GuardConfig> =
-            Array::try_from(map).map_err(|e| GuardError::Map {
-                map: "GUARD_CONFIG",
-                reason: crate::error::chain(&e),
-            })?;
-        arr.set(0, cfg, 0).map_err(|e| GuardError::Map {
-            map: "GUARD_CONFIG",
-            reason: crate::error::chain(&e),
-        })
+        self.write_config(cfg)
+    }
+
+    /// Writes a configuration the caller has validated (`control::apply` validates the new
+    /// policy once, in its plan, and keeps the running system part).
+    pub(crate) fn write_config(&mut self, cfg: &GuardConfig) -> Result<(), GuardError> {
+        self.config.set(0, cfg, 0).map_err(map_err(CONFIG_MAP))
     }
 
     /// The configuration the program currently uses.
-    fn config(&self) -> Result<GuardConfig, GuardError> {
-        let map = self.map(CONFIG_MAP).ok_or(GuardError::Map {
-            map: "GUARD_CONFIG",
-            reason: "missing from the object".into(),
-        })?;
-        let arr: Array<&MapData, GuardConfig> =
-            Array::try_from(map).map_err(|e| GuardError::Map {
-                map: "GUARD_CONFIG",
-                reason: crate::error::chain(&e),
-            })?;
-        arr.get(&0, 0).map_err(|e| GuardError::Map {
-            map: "GUARD_CONFIG",
-            reason: crate::error::chain(&e),
-        })
+    pub fn config(&self) -> Result<GuardConfig, GuardError> {
+        self.config.get(&0, 0).map_err(map_err(CONFIG_MAP))
     }
 
-    /// Sets the protected ports: `None` protects every listening port, `Some(list)` only those
-    /// (an empty list protects nothing). Takes effect for the next packet.
-    fn set_ports(&mut self, ports: Option<&[u16]>) -> Result<(), GuardError> {
+    /// Writes the protected-ports bitmap (`None`: empty). The data path consults it only while
+    /// the policy's `ports` is `PORTS_LISTED`: write the bitmap before switching that on.
+    pub fn write_ports(&mut self, ports: Option<&[u16]>) -> Result<(), GuardError> {
         let mut words = vec![0u64; PORTS_WORDS as usize];
         for &p in ports.unwrap_or(&[]) {
             words[p as usize / 64] |= 1 << (p % 64);
         }
-        {
-            let map = self.map_mut(PORTS_MAP).ok_or(GuardError::Map {
-                map: "GUARD_PORTS",
-                reason: "missing from the object".into(),
-            })?;
-            let mut arr: Array<&mut MapData, u64> =
-                Array::try_from(map).map_err(|e| GuardError::Map {
-                    map: "GUARD_PORTS",
-                    reason: crate::error::chain(&e),
-                })?;
-            // The bitmap first, then the switch, so no packet sees a half-written list.
-            for (i, w) in words.iter().enumerate() {
-                arr.set(i as u32, w, 0).map_err(|e| GuardError::Map {
-                    map: "GUARD_PORTS",
-                    reason: crate::error::chain(&e),
-                })?;
-            }
+        for (i, w) in words.iter().enumerate() {
+            self.ports.set(i as u32, w, 0).map_err(map_err(PORTS_MAP))?;
         }
-        let mut cfg = self.config()?;
-        cfg.ports = if ports.is_some() {
-            PORTS_LISTED
-        } else {
-            guard_common::PORTS_ALL
-        };
-        self.set_config(&cfg)
+        Ok(())
     }
 
     /// The protected ports, `None` for every listening port.
-    fn ports(&self) -> Result<Option<Vec<u16>>, GuardError> {
-        if self.config()?.ports != PORTS_LISTED {
+    pub fn ports(&self) -> Result<Option<Vec<u16>>, GuardError> {
+        if self.config()?.policy.ports != guard_common::PORTS_LISTED {
             return Ok(None);
         }
-        let map = self.map(PORTS_MAP).ok_or(GuardError::Map {
-            map: "GUARD_PORTS",
-            reason: "missing from the object".into(),
-        })?;
-        let arr: Array<&MapData, u64> = Array::try_from(map).map_err(|e| GuardError::Map {
-            map: "GUARD_PORTS",
-            reason: crate::error::chain(&e),
-        })?;
         let mut out = Vec::new();
-        for i in 0..PORTS_WORDS {
-            let w = arr.get(&i, 0).map_err(|e| GuardError::Map {
-                map: "GUARD_PORTS",
-                reason: crate::error::chain(&e),
-            })?;
+        for (i, w) in self.ports.iter().enumerate() {
+            let w = w.map_err(map_err(PORTS_MAP))?;
             for b in 0..64 {
                 if w & (1 << b) != 0 {
                     out.push((i * 64 + b) as u16);
@@ -217,23 +219,9 @@ pub trait GuardMaps: MapSource {
         Ok(Some(out))
     }
 
-    /// Adds (or replaces) an access-list entry for `addr/prefix_len`. The longest matching
-    /// prefix decides; the family's list is consulted from now on.
-    fn acl_insert(&mut self, addr: IpAddr, prefix_len: u8, action: Acl) -> Result<(), GuardError> {
-        // The entry first, then its length and filter bit, then the switch: no packet sees a
-        // half-written list.
-        self.acl_put(addr, prefix_len, action)?;
-        let mut index = self.acl_index()?;
-        index.add(addr, prefix_len);
-        self.set_acl_index(&index)?;
-        let mut cfg = self.config()?;
-        cfg.acl |= if addr.is_ipv4() { ACL_V4 } else { ACL_V6 };
-        self.set_config(&cfg)
-    }
-
     /// Writes the entry for `addr/prefix_len` (host bits cleared) into its family's list only:
     /// the data path finds it once [`GuardMaps::set_acl_index`] includes it.
-    fn acl_put(&mut self, addr: IpAddr, prefix_len: u8, action: Acl) -> Result<(), GuardError> {
+    pub fn acl_put(&mut self, addr: IpAddr, prefix_len: u8, action: Acl) -> Result<(), GuardError> {
         let bad = |max: u8| GuardError::InvalidConfig {
             field: "acl",
             reason: format!("prefix length {prefix_len} out of range 0..={max} for {addr}"),
@@ -248,9 +236,9 @@ pub trait GuardMaps: MapSource {
                     prefix_len: prefix_len.into(),
                     addr: mask(a.octets(), prefix_len),
                 };
-                self.acl_v4()?
+                self.acl_v4
                     .insert(key, value, 0)
-                    .map_err(map_err("GUARD_ACL_V4"))
+                    .map_err(map_err(ACL_V4_MAP))
             }
             IpAddr::V6(a) => {
                 if prefix_len > 128 {
@@ -260,9 +248,9 @@ pub trait GuardMaps: MapSource {
                     prefix_len: prefix_len.into(),
                     addr: mask(a.octets(), prefix_len),
                 };
-                self.acl_v6()?
+                self.acl_v6
                     .insert(key, value, 0)
-                    .map_err(map_err("GUARD_ACL_V6"))
+                    .map_err(map_err(ACL_V6_MAP))
             }
         }
     }
@@ -270,27 +258,22 @@ pub trait GuardMaps: MapSource {
     /// Removes the entry for exactly `addr/prefix_len` (`addr` without host bits), if there is
     /// one. Its length and filter bit stay set (a wasted probe, never a wrong answer) until
     /// [`GuardMaps::set_acl_index`] rewrites them.
-    fn acl_remove(&mut self, addr: IpAddr, prefix_len: u8) -> Result<(), GuardError> {
-        match addr {
-            IpAddr::V4(a) => {
-                let _ = self.acl_v4()?.remove(&AclKeyV4 {
-                    prefix_len: prefix_len.into(),
-                    addr: a.octets(),
-                });
-            }
-            IpAddr::V6(a) => {
-                let _ = self.acl_v6()?.remove(&AclKeyV6 {
-                    prefix_len: prefix_len.into(),
-                    addr: a.octets(),
-                });
-            }
-        }
-        Ok(())
+    pub fn acl_remove(&mut self, addr: IpAddr, prefix_len: u8) {
+        // A missing entry is what removal wants.
+        let _ = match addr {
+            IpAddr::V4(a) => self.acl_v4.remove(&AclKeyV4 {
+                prefix_len: prefix_len.into(),
+                addr: a.octets(),
+            }),
+            IpAddr::V6(a) => self.acl_v6.remove(&AclKeyV6 {
+                prefix_len: prefix_len.into(),
+                addr: a.octets(),
+            }),
+        };
     }
 
     /// The access lists: `(address, prefix length, action)` for every entry.
-    fn acl_entries(&self) -> Result<Vec<(IpAddr, u8, Acl)>, GuardError> {
-        let mut out = Vec::new();
+    pub fn acl_entries(&self) -> Result<Vec<AclEntry>, GuardError> {
         let decode = |v: u32| {
             if v == Acl::Deny as u32 {
                 Acl::Deny
@@ -298,183 +281,129 @@ pub trait GuardMaps: MapSource {
                 Acl::Allow
             }
         };
-        if let Some(map) = self.map(ACL_V4_MAP) {
-            let h: BpfHashMap<&MapData, AclKeyV4, u32> =
-                BpfHashMap::try_from(map).map_err(map_err("GUARD_ACL_V4"))?;
-            for kv in h.iter() {
-                let (k, v) = kv.map_err(map_err("GUARD_ACL_V4"))?;
-                out.push((IpAddr::from(k.addr), k.prefix_len as u8, decode(v)));
-            }
+        let mut out = Vec::new();
+        for kv in self.acl_v4.iter() {
+            let (k, v) = kv.map_err(map_err(ACL_V4_MAP))?;
+            out.push((IpAddr::from(k.addr), k.prefix_len as u8, decode(v)));
         }
-        if let Some(map) = self.map(ACL_V6_MAP) {
-            let h: BpfHashMap<&MapData, AclKeyV6, u32> =
-                BpfHashMap::try_from(map).map_err(map_err("GUARD_ACL_V6"))?;
-            for kv in h.iter() {
-                let (k, v) = kv.map_err(map_err("GUARD_ACL_V6"))?;
-                out.push((IpAddr::from(k.addr), k.prefix_len as u8, decode(v)));
-            }
+        for kv in self.acl_v6.iter() {
+            let (k, v) = kv.map_err(map_err(ACL_V6_MAP))?;
+            out.push((IpAddr::from(k.addr), k.prefix_len as u8, decode(v)));
         }
         Ok(out)
-    }
-
-    /// Removes every access-list entry.
-    fn acl_clear(&mut self) -> Result<(), GuardError> {
-        let mut cfg = self.config()?;
-        cfg.acl = 0;
-        self.set_config(&cfg)?;
-        let entries = self.acl_entries()?;
-        for (addr, len, _) in entries {
-            self.acl_remove(addr, len)?;
-        }
-        self.set_acl_index(&AclIndex::default())
-    }
-
-    /// The prefix lengths and the filter the data path probes the access lists with.
-    fn acl_index(&self) -> Result<AclIndex, GuardError> {
-        let map = self.map(ACL_LENS_MAP).ok_or(missing("GUARD_ACL_LENS"))?;
-        let arr: Array<&MapData, AclLens> =
-            Array::try_from(map).map_err(map_err("GUARD_ACL_LENS"))?;
-        let lens = arr.get(&0, 0).map_err(map_err("GUARD_ACL_LENS"))?;
-        let map = self
-            .map(ACL_FILTER_MAP)
-            .ok_or(missing("GUARD_ACL_FILTER"))?;
-        let arr: Array<&MapData, AclFilter> =
-            Array::try_from(map).map_err(map_err("GUARD_ACL_FILTER"))?;
-        let filter = Box::new(arr.get(&0, 0).map_err(map_err("GUARD_ACL_FILTER"))?);
-        Ok(AclIndex { lens, filter })
     }
 
     /// Writes the lengths and the filter (every entry must be in them to be found): the filter
     /// first, so a new length is never probed against a filter without its entries.
-    fn set_acl_index(&mut self, index: &AclIndex) -> Result<(), GuardError> {
-        let map = self
-            .map_mut(ACL_FILTER_MAP)
-            .ok_or(missing("GUARD_ACL_FILTER"))?;
-        let mut arr: Array<&mut MapData, AclFilter> =
-            Array::try_from(map).map_err(map_err("GUARD_ACL_FILTER"))?;
-        arr.set(0, *index.filter, 0)
-            .map_err(map_err("GUARD_ACL_FILTER"))?;
-        let map = self
-            .map_mut(ACL_LENS_MAP)
-            .ok_or(missing("GUARD_ACL_LENS"))?;
-        let mut arr: Array<&mut MapData, AclLens> =
-            Array::try_from(map).map_err(map_err("GUARD_ACL_LENS"))?;
-        arr.set(0, index.lens, 0).map_err(map_err("GUARD_ACL_LENS"))
-    }
-
-    fn acl_v4(&mut self) -> Result<BpfHashMap<&mut MapData, AclKeyV4, u32>, GuardError> {
-        let map = self.map_mut(ACL_V4_MAP).ok_or(missing("GUARD_ACL_V4"))?;
-        BpfHashMap::try_from(map).map_err(map_err("GUARD_ACL_V4"))
-    }
-
-    fn acl_v6(&mut self) -> Result<BpfHashMap<&mut MapData, AclKeyV6, u32>, GuardError> {
-        let map = self.map_mut(ACL_V6_MAP).ok_or(missing("GUARD_ACL_V6"))?;
-        BpfHashMap::try_from(map).map_err(map_err("GUARD_ACL_V6"))
+    pub fn set_acl_index(&mut self, index: &AclIndex) -> Result<(), GuardError> {
+        self.acl_filter
+            .set(0, *index.filter, 0)
+            .map_err(map_err(ACL_FILTER_MAP))?;
+        self.acl_lens
+            .set(0, index.lens, 0)
+            .map_err(map_err(ACL_LENS_MAP))
     }
 
     /// Reads every counter, summed over CPUs.
-    fn counters(&self) -> Result<Counters, GuardError> {
-        let map = self.map(COUNTERS_MAP).ok_or(GuardError::Map {
-            map: "GUARD_COUNTERS",
-            reason: "missing from the object".into(),
-        })?;
-        let arr: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(map).map_err(|e| GuardError::Map {
-                map: "GUARD_COUNTERS",
-                reason: crate::error::chain(&e),
-            })?;
-        let mut values = Vec::with_capacity(guard_common::COUNTERS_LEN as usize);
-        for i in 0..guard_common::COUNTERS_LEN {
-            let per_cpu = arr.get(&i, 0).map_err(|e| GuardError::Map {
-                map: "GUARD_COUNTERS",
-                reason: crate::error::chain(&e),
-            })?;
-            values.push(per_cpu.iter().sum());
-        }
-        Ok(Counters::from_values(values))
+    pub fn counters(&self) -> Result<Counters, GuardError> {
+        Ok(Counters::from_values(sums(&self.counters, COUNTERS_MAP)?))
     }
 
-    /// 1 while mode `auto` is engaged (the data path answers SYNs with cookies).
-    fn auto_engaged(&self) -> Result<bool, GuardError> {
-        let map = self.map(AUTO_MAP).ok_or(missing("GUARD_AUTO"))?;
-        let arr: Array<&MapData, AutoState> =
-            Array::try_from(map).map_err(map_err("GUARD_AUTO"))?;
-        Ok(arr.get(&0, 0).map_err(map_err("GUARD_AUTO"))?.engaged != 0)
+    /// Adds one to a counter from userspace (CPU 0's slot; the data path never writes the
+    /// controller's counters).
+    pub fn bump(&mut self, c: Counter) -> Result<(), GuardError> {
+        let idx = counter_index(Family::Other, c);
+        let mut v: Vec<u64> = self
+            .counters
+            .get(&idx, 0)
+            .map_err(map_err(COUNTERS_MAP))?
+            .to_vec();
+        v[0] += 1;
+        let values = PerCpuValues::try_from(v).map_err(|e| GuardError::Map {
+            map: COUNTERS_MAP,
+            reason: e.to_string(),
+        })?;
+        self.counters
+            .set(idx, values, 0)
+            .map_err(map_err(COUNTERS_MAP))
+    }
+
+    /// True while mode `auto` is engaged (the data path answers SYNs with cookies).
+    pub fn auto_engaged(&self) -> Result<bool, GuardError> {
+        Ok(self.auto.get(&0, 0).map_err(map_err(AUTO_MAP))?.engaged != 0)
+    }
+
+    /// Ends an `auto` engagement (the data path only releases while in `auto`); counted in
+    /// `auto_released` if it was engaged.
+    pub fn release_auto(&mut self) -> Result<(), GuardError> {
+        let engaged = self.auto_engaged()?;
+        self.auto
+            .set(0, AutoState::default(), 0)
+            .map_err(map_err(AUTO_MAP))?;
+        if engaged {
+            self.bump(Counter::AutoReleased)?;
+        }
+        Ok(())
     }
 
     /// Sum over CPUs of the tracepoint's gauge deltas, and the transition counts.
-    fn state_deltas(&self) -> Result<TcpStates, GuardError> {
+    pub fn state_deltas(&self) -> Result<TcpStates, GuardError> {
         let mut out = TcpStates::default();
-        let map = self
-            .map(STATE_DELTAS_MAP)
-            .ok_or(missing("GUARD_STATE_DELTAS"))?;
-        let arr: PerCpuArray<&MapData, i64> =
-            PerCpuArray::try_from(map).map_err(map_err("GUARD_STATE_DELTAS"))?;
-        for i in 0..TCP_STATE_SLOTS {
-            let v = arr.get(&i, 0).map_err(map_err("GUARD_STATE_DELTAS"))?;
-            out.gauges[i as usize] = v.iter().sum();
+        let deltas = sums(&self.state_deltas, STATE_DELTAS_MAP)?;
+        for (g, d) in out.gauges.iter_mut().zip(deltas) {
+            // Two's complement: the wrapping sum of the i64 deltas as u64 is their sum.
+            *g = d as i64;
         }
-        let map = self
-            .map(TRANSITIONS_MAP)
-            .ok_or(missing("GUARD_TRANSITIONS"))?;
-        let arr: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(map).map_err(map_err("GUARD_TRANSITIONS"))?;
-        for i in 0..TRANSITIONS_LEN {
-            let v = arr.get(&i, 0).map_err(map_err("GUARD_TRANSITIONS"))?;
-            out.transitions[i as usize] = v.iter().sum();
-        }
+        out.transitions = sums(&self.transitions, TRANSITIONS_MAP)?;
         Ok(out)
     }
 
     /// The gauges (`base + deltas`) and transitions.
-    fn tcp_states(&self) -> Result<TcpStates, GuardError> {
+    pub fn tcp_states(&self) -> Result<TcpStates, GuardError> {
         let mut st = self.state_deltas()?;
-        let map = self
-            .map(STATE_BASE_MAP)
-            .ok_or(missing("GUARD_STATE_BASE"))?;
-        let arr: Array<&MapData, i64> =
-            Array::try_from(map).map_err(map_err("GUARD_STATE_BASE"))?;
-        for i in 0..TCP_STATE_SLOTS {
-            st.gauges[i as usize] += arr.get(&i, 0).map_err(map_err("GUARD_STATE_BASE"))?;
+        for (g, base) in st.gauges.iter_mut().zip(self.state_base.iter()) {
+            *g += base.map_err(map_err(STATE_BASE_MAP))?;
         }
         Ok(st)
     }
 
-    /// Seeds the gauges from `count` (a sock_diag dump of the guarded namespace) so that
-    /// `base + deltas` equals it. The dump is taken between two reads of the tracepoint's
-    /// counts and retried (up to 5 times) until no transition happened meanwhile, which makes
-    /// the seed exact; returns whether it was (false: seeded from the last try anyway).
-    fn seed_states(
-        &mut self,
-        count: &mut dyn FnMut() -> Result<StateCounts, GuardError>,
-    ) -> Result<bool, GuardError> {
-        let mut exact = false;
-        let mut last = None;
-        for _ in 0..5 {
-            let before = self.state_deltas()?;
-            let counts = count()?;
-            let after = self.state_deltas()?;
-            exact = before.total_transitions() == after.total_transitions();
-            last = Some((counts, after));
-            if exact {
-                break;
-            }
-        }
-        let (counts, deltas) = last.expect("at least one try");
-        let map = self
-            .map_mut(STATE_BASE_MAP)
-            .ok_or(missing("GUARD_STATE_BASE"))?;
-        let mut arr: Array<&mut MapData, i64> =
-            Array::try_from(map).map_err(map_err("GUARD_STATE_BASE"))?;
-        for i in 0..TCP_STATE_SLOTS {
-            let base = counts[i as usize] as i64 - deltas.gauges[i as usize];
-            arr.set(i, base, 0).map_err(map_err("GUARD_STATE_BASE"))?;
-        }
-        Ok(exact)
+    /// Sets the base of one state's gauge (`base + deltas` is the gauge), as a sock_diag
+    /// re-seed computes it (see [`crate::snapshot::Collector::reseed`]).
+    pub fn set_state_base(&mut self, state: u32, base: i64) -> Result<(), GuardError> {
+        self.state_base
+            .set(state, base, 0)
+            .map_err(map_err(STATE_BASE_MAP))
     }
 }
 
-impl<T: MapSource + ?Sized> GuardMaps for T {}
+/// Every entry of a per-CPU array of 8-byte integers, summed over CPUs (wrapping, so `i64`
+/// values sum right when cast back): [`percpu_sums`], or aya's per-entry lookups where the
+/// kernel has no batch operations.
+fn sums<V: aya::Pod + Into<i128>>(
+    arr: &PerCpuArray<MapData, V>,
+    name: &'static str,
+) -> Result<Vec<u64>, GuardError> {
+    match percpu_sums(arr.map(), arr.len()) {
+        Ok(v) => return Ok(v),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+        Err(e) => {
+            return Err(GuardError::Map {
+                map: name,
+                reason: format!("BPF_MAP_LOOKUP_BATCH: {e}"),
+            });
+        }
+    }
+    arr.iter()
+        .map(|v| {
+            v.map(|per_cpu| {
+                per_cpu
+                    .iter()
+                    .fold(0u64, |a, &x| a.wrapping_add(x.into() as u64))
+            })
+        })
+        .collect::<Result<Vec<u64>, _>>()
+        .map_err(map_err(name))
+}
 
 /// What the data path probes the access lists with: the prefix lengths in use and a filter of
 /// the entries (see `guard_common::AclLens` and `AclFilter`).

@@ -116,7 +116,7 @@ impl Collector for SnapshotCollector {
         )?;
         for mode in [Mode::Off, Mode::Always, Mode::Auto, Mode::Monitor] {
             let labels = [("iface", iface), ("mode", mode.name())];
-            let on = i64::from(s.config.mode == mode as u32);
+            let on = i64::from(s.config.policy.mode == mode as u32);
             ConstGauge::new(on).encode(m.encode_family(&labels)?)?;
         }
         if let Some(d) = &s.detection {

@@ -126,12 +126,10 @@ pub async fn report_loop(
             }
             _ = link_ticker.tick() => {
                 watch.check(guard)?;
-                if let Some(map) = guard.maps_mut().map_mut(guard_common::detect::DETECT_MAP) {
-                    match detect.tick(map) {
-                        Ok(Some(event)) => sink.event(&event),
-                        Ok(None) => {}
-                        Err(e) => log::debug!("flood detection: {e}"),
-                    }
+                match detect.tick(&mut guard.maps_mut().detect) {
+                    Ok(Some(event)) => sink.event(&event),
+                    Ok(None) => {}
+                    Err(e) => log::debug!("flood detection: {e}"),
                 }
                 continue;
             }

@@ -5,14 +5,10 @@
 
 use std::{fs::File, os::unix::fs::FileExt as _, time::Instant};
 
-use aya::maps::{Array, MapData};
-use guard_common::{
-    COUNTERS_LEN, COUNTERS_MAP, Counter, Family, GuardConfig, Mode, STATE_BASE_MAP,
-    STATE_DELTAS_MAP, TCP_STATE_SLOTS, TRANSITIONS_LEN, TRANSITIONS_MAP, TcpState,
-};
+use guard_common::{Counter, Family, GuardConfig, Mode, TCP_STATE_SLOTS, TcpState};
 
 use crate::{
-    counters::{ArrayReader, Counters},
+    counters::Counters,
     detect::Detection,
     error::GuardError,
     maps::{GuardMaps, TcpStates},
@@ -45,7 +41,8 @@ const FULL_SEED_EVERY: u32 = 60;
 
 /// What the controller reads at every report, opened once in the guarded namespace (no helper
 /// thread per report when the caller runs elsewhere): a sock_diag socket, the namespace's
-/// `netstat` and `sockstat` files, and the buffers of the batched map reads.
+/// `netstat` and `sockstat` files, and their read buffer (the maps are read in batches by
+/// [`GuardMaps`]).
 pub struct Collector {
     diag: SockDiag,
     /// `/proc/thread-self/net/netstat` as opened in the namespace (re-read from offset 0).
@@ -54,7 +51,6 @@ pub struct Collector {
     sockstat: Option<File>,
     /// The last /proc text read.
     text: Vec<u8>,
-    reader: ArrayReader,
     seeds: u32,
 }
 
@@ -73,7 +69,6 @@ impl Collector {
             netstat,
             sockstat,
             text: Vec::new(),
-            reader: ArrayReader::new()?,
             seeds: 0,
         })
     }
@@ -86,7 +81,7 @@ impl Collector {
     /// dump is taken between two reads of the transitions that move the seeded gauges and
     /// retried (up to 5 times) until none happened meanwhile, which makes the seed exact;
     /// returns whether it was (false: seeded from the last try anyway).
-    pub fn reseed<M: GuardMaps + ?Sized>(&mut self, maps: &mut M) -> Result<bool, GuardError> {
+    pub fn reseed(&mut self, maps: &mut GuardMaps) -> Result<bool, GuardError> {
         let full = self.seeds.is_multiple_of(FULL_SEED_EVERY);
         self.seeds = self.seeds.wrapping_add(1);
         let states = if full {
@@ -105,7 +100,7 @@ impl Collector {
         let mut last = None;
         let tw = TcpState::TimeWait as usize;
         for _ in 0..5 {
-            let before = self.moves(&*maps, &slots)?;
+            let before = self.moves(maps, &slots)?;
             let time_wait = if full { None } else { self.time_wait() };
             let dumped = match time_wait {
                 Some(_) => states & !(1 << tw),
@@ -115,8 +110,8 @@ impl Collector {
             if let Some(n) = time_wait {
                 counts[tw] = n;
             }
-            let after = self.moves(&*maps, &slots)?;
-            let deltas = self.deltas(&*maps)?;
+            let after = self.moves(maps, &slots)?;
+            let deltas = maps.state_deltas()?.gauges;
             exact = before == after;
             last = Some((counts, deltas));
             if exact {
@@ -124,27 +119,16 @@ impl Collector {
             }
         }
         let (counts, deltas) = last.expect("at least one try");
-        let map = maps
-            .map_mut(STATE_BASE_MAP)
-            .ok_or_else(|| missing("GUARD_STATE_BASE"))?;
-        let mut arr: Array<&mut MapData, i64> =
-            Array::try_from(map).map_err(map_err("GUARD_STATE_BASE"))?;
         for &i in &slots {
-            arr.set(i as u32, counts[i] as i64 - deltas[i], 0)
-                .map_err(map_err("GUARD_STATE_BASE"))?;
+            maps.set_state_base(i as u32, counts[i] as i64 - deltas[i])?;
         }
         Ok(exact)
     }
 
     /// Transitions that move the gauges of `slots` (from or to one of them), `CLOSE` aside:
     /// closed sockets are unhashed, so a change into `CLOSE` moves no dumped count of its own.
-    fn moves<M: GuardMaps + ?Sized>(
-        &mut self,
-        maps: &M,
-        slots: &[usize],
-    ) -> Result<u64, GuardError> {
-        let mut t = [0u64; TRANSITIONS_LEN as usize];
-        self.read_per_cpu(maps, TRANSITIONS_MAP, "GUARD_TRANSITIONS", &mut t)?;
+    fn moves(&mut self, maps: &GuardMaps, slots: &[usize]) -> Result<u64, GuardError> {
+        let t = maps.state_deltas()?.transitions;
         let n = TCP_STATE_SLOTS as usize;
         let close = TcpState::Close as usize;
         let hit = |s: usize| s != close && slots.contains(&s);
@@ -153,27 +137,6 @@ impl Collector {
             .filter(|&(i, _)| hit(i / n) || hit(i % n))
             .map(|(_, &v)| v)
             .sum())
-    }
-
-    /// The tracepoint's gauge deltas, summed over CPUs.
-    fn deltas<M: GuardMaps + ?Sized>(
-        &mut self,
-        maps: &M,
-    ) -> Result<[i64; TCP_STATE_SLOTS as usize], GuardError> {
-        let mut d = [0u64; TCP_STATE_SLOTS as usize];
-        self.read_per_cpu(maps, STATE_DELTAS_MAP, "GUARD_STATE_DELTAS", &mut d)?;
-        Ok(d.map(|v| v as i64))
-    }
-
-    fn read_per_cpu<M: GuardMaps + ?Sized>(
-        &mut self,
-        maps: &M,
-        name: &str,
-        label: &'static str,
-        out: &mut [u64],
-    ) -> Result<(), GuardError> {
-        let map = maps.map(name).ok_or_else(|| missing(label))?;
-        self.reader.per_cpu_sums(map, label, out)
     }
 
     /// The namespace's kernel counters, `None` when they cannot be read.
@@ -188,32 +151,14 @@ impl Collector {
         sockdiag::sockstat_time_wait(text)
     }
 
-    /// Reads a snapshot: counters, gauges and transitions with one batched read per map, the
-    /// kernel counters from the namespace's netstat file.
-    pub fn take<M: GuardMaps + ?Sized>(&mut self, maps: &M) -> Result<Snapshot, GuardError> {
-        let mut counters = vec![0u64; COUNTERS_LEN as usize];
-        self.read_per_cpu(maps, COUNTERS_MAP, "GUARD_COUNTERS", &mut counters)?;
-        let mut states = TcpStates::default();
-        self.read_per_cpu(
-            maps,
-            TRANSITIONS_MAP,
-            "GUARD_TRANSITIONS",
-            &mut states.transitions,
-        )?;
-        let deltas = self.deltas(maps)?;
-        let mut base = [0u64; TCP_STATE_SLOTS as usize];
-        let map = maps
-            .map(STATE_BASE_MAP)
-            .ok_or_else(|| missing("GUARD_STATE_BASE"))?;
-        self.reader.values(map, "GUARD_STATE_BASE", &mut base)?;
-        for ((g, d), b) in states.gauges.iter_mut().zip(deltas).zip(base) {
-            *g = d + b as i64;
-        }
+    /// Reads a snapshot: counters, gauges and transitions (batched reads, see [`GuardMaps`]),
+    /// the kernel counters from the namespace's netstat file.
+    pub fn take(&mut self, maps: &GuardMaps) -> Result<Snapshot, GuardError> {
         Ok(Snapshot {
             at: Instant::now(),
             unix: unix_now(),
-            counters: Counters::from_values(counters),
-            states,
+            counters: maps.counters()?,
+            states: maps.tcp_states()?,
             kernel: self.kernel(),
             config: maps.config()?,
             auto_engaged: maps.auto_engaged()?,
@@ -241,34 +186,20 @@ fn read_proc<'a>(f: &File, buf: &'a mut Vec<u8>) -> Option<&'a str> {
     std::str::from_utf8(&buf[..len]).ok()
 }
 
-fn missing(map: &'static str) -> GuardError {
-    GuardError::Map {
-        map,
-        reason: "missing from the object".into(),
-    }
-}
-
-fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> GuardError {
-    move |e| GuardError::Map {
-        map,
-        reason: crate::error::chain(&e),
-    }
-}
-
 /// Re-seeds every state gauge from a sock_diag dump of namespace `netns` (a one-off
 /// [`Collector::reseed`]); returns whether the seed was exact.
-pub fn reseed<M: GuardMaps + ?Sized>(maps: &mut M, netns: u64) -> Result<bool, GuardError> {
+pub fn reseed(maps: &mut GuardMaps, netns: u64) -> Result<bool, GuardError> {
     Collector::open(netns)?.reseed(maps)
 }
 
 /// Reads a snapshot; the kernel counters come from namespace `netns` (a one-off
 /// [`Collector::take`]).
-pub fn take<M: GuardMaps + ?Sized>(maps: &M, netns: u64) -> Result<Snapshot, GuardError> {
+pub fn take(maps: &GuardMaps, netns: u64) -> Result<Snapshot, GuardError> {
     Collector::open(netns)?.take(maps)
 }
 
 fn mode_name(cfg: &GuardConfig) -> &'static str {
-    Mode::from_raw(cfg.mode).map_or("?", Mode::name)
+    Mode::from_raw(cfg.policy.mode).map_or("?", Mode::name)
 }
 
 impl Snapshot {
@@ -376,7 +307,10 @@ mod tests {
             states,
             kernel: Some(KernelStats([1, 2, 3, 4, 5])),
             config: GuardConfig {
-                mode: Mode::Auto as u32,
+                policy: guard_common::Policy {
+                    mode: Mode::Auto as u32,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             auto_engaged: true,

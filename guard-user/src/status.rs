@@ -4,13 +4,13 @@
 
 use std::{fmt, path::PathBuf};
 
-use guard_common::{Acl, Mode};
 use serde::Serialize;
 
 use crate::{
+    control::PolicyView,
     error::GuardError,
     lifecycle,
-    maps::{GuardMaps as _, PinnedMaps},
+    maps::GuardMaps,
     pin::{self, PinKey, PinState},
 };
 
@@ -18,54 +18,11 @@ use crate::{
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Status {
     /// What the operator decides (the keys of `synguard set`).
-    pub policy: Policy,
+    pub policy: PolicyView,
     /// Where and how the guard is attached, and what it derived from the interface.
     pub attachment: Attachment,
     /// What the guard and its controller are doing.
     pub runtime: Runtime,
-}
-
-/// The operator's policy, under the keys of `synguard set`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct Policy {
-    pub mode: String,
-    pub auto_syn_rate: u32,
-    pub auto_port_rate: u32,
-    pub auto_hold_ms: u32,
-    /// `"all"` or the protected ports.
-    pub ports: Ports,
-    pub allow: Vec<String>,
-    pub deny: Vec<String>,
-    pub reflect_limit: u32,
-    pub reflect_prefix_v4: u32,
-    pub reflect_prefix_v6: u32,
-    pub ttl: u32,
-}
-
-/// The protected ports.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Ports {
-    All,
-    Only(Vec<u16>),
-}
-
-impl Serialize for Ports {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Ports::All => s.serialize_str("all"),
-            Ports::Only(p) => p.serialize(s),
-        }
-    }
-}
-
-impl fmt::Display for Ports {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Ports::All => f.write_str("all"),
-            Ports::Only(p) => f.write_str(&join(p)),
-        }
-    }
 }
 
 /// The attachment.
@@ -117,40 +74,21 @@ fn link_program(path: PathBuf) -> Option<u32> {
 
 /// Reads the status of the pinned guard `key`.
 pub fn read(key: &PinKey) -> Result<Status, GuardError> {
-    let maps = PinnedMaps::open(&key.pin_dir())?;
+    let maps = GuardMaps::open(&key.pin_dir())?;
     let state = PinState::load(key).ok();
     let cfg = maps.config()?;
-    let acl = maps.acl_entries()?;
-    let list = |want: Acl| -> Vec<String> {
-        acl.iter()
-            .filter(|(_, _, a)| *a == want)
-            .map(|(addr, len, _)| format!("{addr}/{len}"))
-            .collect()
-    };
     let now = pin::unix_now();
-    let policy = Policy {
-        mode: Mode::from_raw(cfg.mode).map_or("?", Mode::name).to_owned(),
-        auto_syn_rate: cfg.auto_syn_rate,
-        auto_port_rate: cfg.auto_port_rate,
-        auto_hold_ms: cfg.auto_hold_ms,
-        ports: maps.ports()?.map_or(Ports::All, Ports::Only),
-        allow: list(Acl::Allow),
-        deny: list(Acl::Deny),
-        reflect_limit: cfg.reflect_limit,
-        reflect_prefix_v4: cfg.reflect_prefix_v4,
-        reflect_prefix_v6: cfg.reflect_prefix_v6,
-        ttl: cfg.ttl,
-    };
+    let policy = PolicyView::read(&maps)?;
     let attachment = Attachment {
         iface: key.iface.clone(),
         netns: key.netns,
         attach_mode: state.as_ref().map(|s| s.attach_mode.clone()),
         program_id: link_program(key.xdp_link()),
         states_program_id: link_program(key.states_link()),
-        mss_v4: cfg.mss_v4,
-        mss_v6: cfg.mss_v6,
-        wscale: cfg.wscale,
-        window: cfg.window,
+        mss_v4: cfg.system.mss_v4,
+        mss_v6: cfg.system.mss_v6,
+        wscale: cfg.system.wscale,
+        window: cfg.system.window,
         pin_dir: key.pin_dir_display(),
         xdp_link: key.pin_dir_display().join("xdp_link"),
         states_link: key.pin_dir_display().join("states_link"),
@@ -184,14 +122,6 @@ pub fn read(key: &PinKey) -> Result<Status, GuardError> {
         attachment,
         runtime,
     })
-}
-
-fn join<T: ToString>(items: &[T]) -> String {
-    items
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// `3d 04h 05m`, `1h 02m 03s`, `4m 05s`, `12s`.
@@ -235,7 +165,7 @@ impl fmt::Display for Status {
             f,
             "policy",
             &[
-                ("mode", p.mode.clone()),
+                ("mode", p.mode.to_owned()),
                 ("auto-syn-rate", format!("{} SYNs/s", p.auto_syn_rate)),
                 ("auto-port-rate", format!("{} SYNs/s", p.auto_port_rate)),
                 ("auto-hold-ms", format!("{} ms", p.auto_hold_ms)),
@@ -309,12 +239,12 @@ mod tests {
 
     fn sample() -> Status {
         Status {
-            policy: Policy {
-                mode: "auto".into(),
+            policy: PolicyView {
+                mode: "auto",
                 auto_syn_rate: 1234,
                 auto_port_rate: 0,
                 auto_hold_ms: 2500,
-                ports: Ports::Only(vec![80, 443]),
+                ports: crate::control::Ports::Only(vec![80, 443]),
                 allow: vec![],
                 deny: vec!["10.9.0.0/16".into()],
                 reflect_limit: 0,
@@ -375,7 +305,7 @@ mod tests {
             );
         }
         let mut all = sample();
-        all.policy.ports = Ports::All;
+        all.policy.ports = crate::control::Ports::All;
         assert_eq!(serde_json::to_value(all).unwrap()["policy"]["ports"], "all");
     }
 

@@ -5,7 +5,7 @@
 
 use guard_common::{
     GuardConfig, IPV6_DEFAULT_MAX_OPTS, IPV6_MAX_OPTS, MAX_CPUS, Mode, OPT_ECN, OPT_SACK,
-    OPT_TIMESTAMPS, OPT_WSCALE, PORTS_ALL,
+    OPT_TIMESTAMPS, OPT_WSCALE, PORTS_ALL, Policy, SystemConfig,
 };
 
 use crate::{
@@ -122,11 +122,13 @@ pub fn possible_cpus() -> u32 {
         .clamp(1, MAX_CPUS)
 }
 
-/// Policy fields of a fresh configuration: mode `always`, every listening port protected, no
-/// access lists, no reflection limit; auto thresholds ready for `synguard set mode=auto`.
-pub fn policy_defaults() -> GuardConfig {
-    GuardConfig {
+/// A fresh policy: mode `always`, every listening port protected, no access lists, no
+/// reflection limit, auto thresholds ready for `synguard set mode=auto`, and the namespace's
+/// default TTL (`net.ipv4.ip_default_ttl`).
+pub fn policy_defaults() -> Result<Policy, GuardError> {
+    Ok(Policy {
         mode: Mode::Always as u32,
+        ttl: sysctl::read_u64("net.ipv4.ip_default_ttl")?.clamp(1, 255) as u32,
         auto_syn_rate: DEFAULT_AUTO_SYN_RATE,
         auto_port_rate: 0,
         auto_hold_ms: DEFAULT_AUTO_HOLD_MS,
@@ -134,10 +136,8 @@ pub fn policy_defaults() -> GuardConfig {
         reflect_limit: 0,
         reflect_prefix_v4: 24,
         reflect_prefix_v6: 64,
-        ncpus: possible_cpus(),
         acl: 0,
-        ..GuardConfig::default()
-    }
+    })
 }
 
 /// Default `auto` threshold: well under what the kernel's own cookie path sustains on one core
@@ -166,8 +166,10 @@ pub fn mss_of_mtu(mtu: u32) -> (u32, u32) {
     )
 }
 
-/// Builds the program configuration from the live system (call after [`prepare_sysctls`]).
-pub fn config_from_system(iface: &str, o: &Overrides) -> Result<GuardConfig, GuardError> {
+/// What the data path needs to know about the system (call after [`prepare_sysctls`]): the
+/// MSS of the interface's MTU, the window and its scale from the socket buffer sysctls, the
+/// TCP options the stack accepts, the CPU count and the IPv6 option limits.
+pub fn system_config(iface: &str, o: &Overrides) -> Result<SystemConfig, GuardError> {
     let mtu = interface_mtu(iface)?;
     let tcp_rmem = sysctl::read_vec("net.ipv4.tcp_rmem")?;
     let rmem_max = sysctl::read_u64("net.core.rmem_max")?;
@@ -198,23 +200,35 @@ pub fn config_from_system(iface: &str, o: &Overrides) -> Result<GuardConfig, Gua
     }
     let (v4, v6) = mss_of_mtu(mtu);
     let mss_v4 = o.mss_v4.unwrap_or(v4).min(65495);
-    let cfg = GuardConfig {
+    let sys = SystemConfig {
         mss_v4,
         mss_v6: o.mss_v6.unwrap_or(v6).min(65475),
         wscale: o.wscale.unwrap_or(window_scale_shift(rmem_top, rmem_max)),
         options,
         window: synack_window(rmem_default, mss_v4),
-        ttl: match o.ttl {
-            Some(t) => t,
-            None => sysctl::read_u64("net.ipv4.ip_default_ttl")?.min(255) as u32,
-        },
+        ncpus: possible_cpus(),
         ipv6_max_hbh_opts: ipv6_max_opts("net.ipv6.max_hbh_opts_number"),
         ipv6_max_dst_opts: ipv6_max_opts("net.ipv6.max_dst_opts_number"),
-        ..policy_defaults()
     };
+    sys.validate().map_err(|field| GuardError::InvalidConfig {
+        field,
+        reason: format!("out of range in {sys:?} (interface MTU {mtu})"),
+    })?;
+    Ok(sys)
+}
+
+/// A fresh configuration from the live system: [`system_config`] and [`policy_defaults`]
+/// (with the TTL override, if any).
+pub fn config_from_system(iface: &str, o: &Overrides) -> Result<GuardConfig, GuardError> {
+    let system = system_config(iface, o)?;
+    let mut policy = policy_defaults()?;
+    if let Some(t) = o.ttl {
+        policy.ttl = t;
+    }
+    let cfg = GuardConfig { system, policy };
     cfg.validate().map_err(|field| GuardError::InvalidConfig {
         field,
-        reason: format!("out of range in {cfg:?} (interface MTU {mtu})"),
+        reason: format!("out of range in {cfg:?}"),
     })?;
     Ok(cfg)
 }

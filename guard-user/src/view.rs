@@ -134,9 +134,9 @@ impl Frame<'_> {
             self.rate(c)
                 .map_or_else(|| "-".to_owned(), |r| compact(r, 9))
         };
-        let mode = Mode::from_raw(self.now.config.mode).map_or("?", Mode::name);
+        let mode = Mode::from_raw(self.now.config.policy.mode).map_or("?", Mode::name);
         let engaged = match (
-            self.now.config.mode == Mode::Auto as u32,
+            self.now.config.policy.mode == Mode::Auto as u32,
             self.now.auto_engaged,
         ) {
             (true, true) => "yes",
@@ -369,7 +369,10 @@ mod tests {
             states,
             kernel: Some(KernelStats([scale; 5])),
             config: GuardConfig {
-                mode: Mode::Auto as u32,
+                policy: guard_common::Policy {
+                    mode: Mode::Auto as u32,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             auto_engaged: true,

@@ -7,9 +7,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{guard_exe, lab_exe};
+use guard_common::detect::DETECT_WINDOW_NS;
 use guard_lab::{ChildGuard, GuardProc, HTTP_PORT, Lab, Report, SERVER_IP, TempDir, mac_string};
 use guard_user::detect::Verdict;
-use guard_common::detect::DETECT_WINDOW_NS;
 
 /// The hold time the tests configure (`auto-hold-ms`).
 const HOLD: Duration = Duration::from_millis(2000);
@@ -21,8 +21,15 @@ fn start_guard(lab: &Lab, dir: &TempDir) -> GuardProc {
     let cfg = dir.path().join("guard.toml");
     std::fs::write(&cfg, format!("auto-hold-ms = {}\n", HOLD.as_millis())).unwrap();
     let mut cmd = lab.server.command(guard_exe());
-    cmd.args(["run", lab.server_if(), "--json", "--interval", "0.25", "--config"])
-        .arg(&cfg);
+    cmd.args([
+        "run",
+        lab.server_if(),
+        "--json",
+        "--interval",
+        "0.25",
+        "--config",
+    ])
+    .arg(&cfg);
     let child = ChildGuard::spawn("synguard run", &mut cmd).expect("starting synguard run");
     let g = GuardProc { child };
     g.next_report(g.child.started(), Duration::from_secs(30))
@@ -49,7 +56,12 @@ fn verdict(r: &Report) -> Option<String> {
 }
 
 /// The first report after `after` whose verdict is `want`, and when it came.
-fn wait_verdict(g: &GuardProc, after: Instant, timeout: Duration, want: Verdict) -> (Report, Instant) {
+fn wait_verdict(
+    g: &GuardProc,
+    after: Instant,
+    timeout: Duration,
+    want: Verdict,
+) -> (Report, Instant) {
     let line = g
         .child
         .wait_line(after, timeout, |l| {
@@ -80,7 +92,9 @@ fn random_source_flood_is_counted_judged_and_cleared() {
         assert!(lab.curl("index.html", None, &[]).unwrap().ok());
     }
     std::thread::sleep(2 * WINDOW + Duration::from_millis(300));
-    let r = g.next_report(Instant::now(), Duration::from_secs(5)).unwrap();
+    let r = g
+        .next_report(Instant::now(), Duration::from_secs(5))
+        .unwrap();
     assert_eq!(verdict(&r).as_deref(), Some("none"), "{}", r.json);
     assert!(
         reports_since(&g, 1000)
@@ -95,17 +109,26 @@ fn random_source_flood_is_counted_judged_and_cleared() {
     let mut f = flood(&lab, "10.204.0.0/16", pps, 4.0);
     let (_, seen) = wait_verdict(&g, start, Duration::from_secs(5), Verdict::RandomSource);
     let latency = seen - start;
-    assert!(latency <= Duration::from_secs(2), "random-source after {latency:?}");
+    assert!(
+        latency <= Duration::from_secs(2),
+        "random-source after {latency:?}"
+    );
 
     // A window wholly inside the flood: its distinct sources against what a uniform draw of
     // that window's SYNs from 65,536 addresses gives (the generator draws each source
     // uniformly; n draws cover 65536 (1 - (1 - 1/65536)^n) addresses, within ~0.5 % of it).
     std::thread::sleep(Duration::from_millis(1500));
-    let r = g.next_report(Instant::now(), Duration::from_secs(5)).unwrap();
+    let r = g
+        .next_report(Instant::now(), Duration::from_secs(5))
+        .unwrap();
     let d = &r.json["detection"]["window"];
     let secs = DETECT_WINDOW_NS as f64 / 1e9;
     let n = d["syn_rate"].as_f64().unwrap() * secs;
-    assert!(n > 0.5 * pps as f64 * secs, "the window saw {n} SYNs: {}", r.json);
+    assert!(
+        n > 0.5 * pps as f64 * secs,
+        "the window saw {n} SYNs: {}",
+        r.json
+    );
     let truth = 65536.0 * (1.0 - (1.0 - 1.0 / 65536.0f64).powf(n));
     let est = d["distinct_rate"].as_f64().unwrap() * secs;
     assert!(
@@ -153,6 +176,10 @@ fn flood_from_three_prefixes_names_them_and_is_concentrated() {
     want.sort();
     assert_eq!(top, want, "{window}");
     for f in &mut floods {
-        assert!(f.wait(Duration::from_secs(20)).unwrap().success(), "{}", f.stderr());
+        assert!(
+            f.wait(Duration::from_secs(20)).unwrap().success(),
+            "{}",
+            f.stderr()
+        );
     }
 }

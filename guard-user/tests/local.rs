@@ -14,7 +14,7 @@ use std::{
 use common::{CONFIG, enter_private_netns, loaded_guard};
 use etherparse::PacketBuilder;
 use guard_common::{
-    Counter, Family, GuardConfig,
+    Counter, Family, GuardConfig, SystemConfig,
     xdp_action::{XDP_PASS, XDP_TX},
 };
 use guard_user::{AttachMode, Guard};
@@ -240,7 +240,10 @@ fn negative_option_count_sysctl_refuses_unknown_options() {
     let guard = loaded_guard(&CONFIG);
     expect(&guard, "max 8", &syn, None, XDP_TX, Counter::SynAckSent);
     let strict = loaded_guard(&GuardConfig {
-        ipv6_max_hbh_opts: -8,
+        system: SystemConfig {
+            ipv6_max_hbh_opts: -8,
+            ..CONFIG.system
+        },
         ..CONFIG
     });
     expect(

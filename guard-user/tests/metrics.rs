@@ -28,10 +28,14 @@ fn snapshot(n: u64) -> Snapshot {
         states: TcpStates::default(),
         kernel: Some(KernelStats::default()),
         config: GuardConfig {
-            mode: Mode::Always as u32,
+            policy: guard_common::Policy {
+                mode: Mode::Always as u32,
+                ..Default::default()
+            },
             ..Default::default()
         },
         auto_engaged: false,
+        detection: None,
     }
 }
 

@@ -15,7 +15,7 @@ use guard_ebpf::{
     local::is_local,
     maps::GUARD_CONFIG,
     parse::{Segment, segment},
-    synack::{IPV4_HLEN, IPV6_HLEN},
+    proto::{IPV4_HLEN, IPV6_HLEN},
 };
 
 /// `AF_INET`, `AF_INET6`.

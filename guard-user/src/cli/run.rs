@@ -97,11 +97,11 @@ fn attached_line(r: &Running) -> String {
         r.guard
             .program_id()
             .map_or_else(|| "unknown".to_owned(), |i| i.to_string()),
-        r.config.mss_v4,
-        r.config.wscale,
-        r.config.window,
-        r.config.ttl,
-        guard_user::Mode::from_raw(r.config.mode).map_or("?", guard_user::Mode::name)
+        r.config.system.mss_v4,
+        r.config.system.wscale,
+        r.config.system.window,
+        r.config.policy.ttl,
+        guard_user::Mode::from_raw(r.config.policy.mode).map_or("?", guard_user::Mode::name)
     )
 }
 

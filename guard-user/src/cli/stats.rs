@@ -3,11 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use guard_common::detect::DETECT_MAP;
 use guard_user::{
     detect::{Watch, thresholds},
     lifecycle,
-    maps::{MapSource as _, PinnedMaps},
+    maps::GuardMaps,
     pin::PinState,
     snapshot::{self, Snapshot},
     view::Frame,
@@ -20,7 +19,7 @@ use crate::{
 
 pub fn stats(a: &StatsArgs) -> anyhow::Result<()> {
     let key = lifecycle::find_live(&a.target.iface, a.target.netns)?;
-    let mut maps = PinnedMaps::open(&key.pin_dir())?;
+    let mut maps = GuardMaps::open(&key.pin_dir())?;
     let attached_unix = PinState::load(&key).ok().map(|s| s.attached_unix);
     let period = Duration::from_secs_f64(a.interval);
     let screen = Screen::new();
@@ -28,7 +27,7 @@ pub fn stats(a: &StatsArgs) -> anyhow::Result<()> {
     let mut collect = snapshot::Collector::open(key.netns)?;
     // The controller's detection windows, judged here too (read-only).
     let mut detect: Option<Watch> = None;
-    let mut take = |maps: &mut PinnedMaps| -> anyhow::Result<Snapshot> {
+    let mut take = |maps: &mut GuardMaps| -> anyhow::Result<Snapshot> {
         if !a.no_reseed
             && let Err(e) = collect.reseed(maps)
         {
@@ -37,9 +36,7 @@ pub fn stats(a: &StatsArgs) -> anyhow::Result<()> {
         let mut snap = collect.take(maps)?;
         let watch = detect.get_or_insert_with(|| Watch::new(false, thresholds(&snap.config)));
         watch.set_thresholds(thresholds(&snap.config));
-        if let Some(map) = maps.map(DETECT_MAP)
-            && let Err(e) = watch.follow(map)
-        {
+        if let Err(e) = watch.follow(&maps.detect) {
             log::debug!("flood detection: {e}");
         }
         snap.detection = watch.latest().cloned();

@@ -43,17 +43,17 @@ impl<'a> Follow<'a> {
         }
         let mut cfg = guard.config()?;
         let ((old4, old6), (new4, new6)) = (tuning::mss_of_mtu(old), tuning::mss_of_mtu(new));
-        if cfg.mss_v4 == old4 {
-            cfg.mss_v4 = new4;
+        if cfg.system.mss_v4 == old4 {
+            cfg.system.mss_v4 = new4;
         }
-        if cfg.mss_v6 == old6 {
-            cfg.mss_v6 = new6;
+        if cfg.system.mss_v6 == old6 {
+            cfg.system.mss_v6 = new6;
         }
         log::info!(
             "interface {}: MTU {old} -> {new}, MSS now {}/{}",
             self.key.iface,
-            cfg.mss_v4,
-            cfg.mss_v6
+            cfg.system.mss_v4,
+            cfg.system.mss_v6
         );
         guard.set_config(&cfg)
     }

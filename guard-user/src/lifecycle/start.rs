@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use guard_common::{GuardConfig, Mode};
+use guard_common::GuardConfig;
 
 use super::{Lock, Unwind, lock_guard, netns_cookie, pinned_prior, record_originals};
 use crate::{
@@ -62,24 +62,6 @@ pub struct Running {
     pub(super) _lock: Lock,
 }
 
-/// Policy fields of the pinned configuration carried over a controller restart (the fields
-/// derived from the system are recomputed).
-fn keep_policy(fresh: GuardConfig, pinned: GuardConfig) -> GuardConfig {
-    GuardConfig {
-        mode: pinned.mode,
-        ttl: pinned.ttl,
-        auto_syn_rate: pinned.auto_syn_rate,
-        auto_port_rate: pinned.auto_port_rate,
-        auto_hold_ms: pinned.auto_hold_ms,
-        ports: pinned.ports,
-        reflect_limit: pinned.reflect_limit,
-        reflect_prefix_v4: pinned.reflect_prefix_v4,
-        reflect_prefix_v6: pinned.reflect_prefix_v6,
-        acl: pinned.acl,
-        ..fresh
-    }
-}
-
 /// Starts a controller on `opts.iface`: everything `synguard run` does before its first report.
 /// Fails with nothing changed on the host (a typo, a busy interface, an address in use), or
 /// with what it changed undone.
@@ -96,16 +78,12 @@ pub async fn start(opts: StartOptions) -> Result<Running, GuardError> {
         ..Default::default()
     };
     if !settings.is_empty() {
-        // The file against a fresh configuration, before anything is loaded or changed.
-        // (Placeholder values where the system decides: those are not the file's business.)
-        let probe = GuardConfig {
-            mss_v4: 1460,
-            mss_v6: 1440,
-            window: 65535,
-            ttl: opts.ttl.unwrap_or(64),
-            ..tuning::policy_defaults()
-        };
-        control::check(&probe, &settings)?;
+        // The file against a fresh policy, before anything is loaded or changed.
+        let mut defaults = tuning::policy_defaults()?;
+        if let Some(t) = opts.ttl {
+            defaults.ttl = t;
+        }
+        control::check(&defaults, &settings)?;
     }
     let key = PinKey::here(&opts.iface)?;
     let lock = lock_guard(&key)?;
@@ -152,11 +130,11 @@ pub async fn start(opts: StartOptions) -> Result<Running, GuardError> {
     if prior.is_some() {
         // The pinned maps kept the running policy: carry it over, refresh what the system
         // dictates (MSS, window scale, options).
-        let pinned = guard.config()?;
-        if Mode::from_raw(pinned.mode).is_some() && pinned.validate().is_ok() {
-            cfg = keep_policy(cfg, pinned);
+        let pinned = guard.config()?.policy;
+        if pinned.validate().is_ok() {
+            cfg.policy = pinned;
             if let Some(t) = opts.ttl {
-                cfg.ttl = t;
+                cfg.policy.ttl = t;
             }
         }
     }

@@ -6,7 +6,9 @@ use std::{
     process::{Command, Output},
 };
 
-use guard_common::{GuardConfig, Mode, OPT_ECN, OPT_SACK, OPT_TIMESTAMPS, OPT_WSCALE};
+use guard_common::{
+    GuardConfig, Mode, OPT_ECN, OPT_SACK, OPT_TIMESTAMPS, OPT_WSCALE, Policy, SystemConfig,
+};
 use guard_lab::Lab;
 use guard_user::{Guard, LoadOptions};
 
@@ -56,24 +58,28 @@ pub fn enter_private_netns() {
 
 /// The configuration the test-run tests give the program: every option on, mode `always`.
 pub const CONFIG: GuardConfig = GuardConfig {
-    mode: Mode::Always as u32,
-    mss_v4: 1460,
-    mss_v6: 1440,
-    wscale: 10,
-    options: OPT_TIMESTAMPS | OPT_SACK | OPT_WSCALE | OPT_ECN,
-    window: 64_240,
-    ttl: 64,
-    auto_syn_rate: 20_000,
-    auto_port_rate: 0,
-    auto_hold_ms: 10_000,
-    ports: guard_common::PORTS_ALL,
-    reflect_limit: 0,
-    reflect_prefix_v4: 24,
-    reflect_prefix_v6: 64,
-    ncpus: 2,
-    acl: 0,
-    ipv6_max_hbh_opts: guard_common::IPV6_DEFAULT_MAX_OPTS,
-    ipv6_max_dst_opts: guard_common::IPV6_DEFAULT_MAX_OPTS,
+    system: SystemConfig {
+        mss_v4: 1460,
+        mss_v6: 1440,
+        wscale: 10,
+        options: OPT_TIMESTAMPS | OPT_SACK | OPT_WSCALE | OPT_ECN,
+        window: 64_240,
+        ncpus: 2,
+        ipv6_max_hbh_opts: guard_common::IPV6_DEFAULT_MAX_OPTS,
+        ipv6_max_dst_opts: guard_common::IPV6_DEFAULT_MAX_OPTS,
+    },
+    policy: Policy {
+        mode: Mode::Always as u32,
+        ttl: 64,
+        auto_syn_rate: 20_000,
+        auto_port_rate: 0,
+        auto_hold_ms: 10_000,
+        ports: guard_common::PORTS_ALL,
+        reflect_limit: 0,
+        reflect_prefix_v4: 24,
+        reflect_prefix_v6: 64,
+        acl: 0,
+    },
 };
 
 /// The program loaded and configured with `cfg`.
