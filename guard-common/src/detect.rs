@@ -7,8 +7,10 @@
 /// Name of the per-CPU array of [`DetectSlot`]s: [`DETECT_SLOTS`] entries, window `w` counted in
 /// slot `w % DETECT_SLOTS`.
 pub const DETECT_MAP: &str = "GUARD_DETECT";
-/// Slots of [`DETECT_MAP`]: the window being counted and the one the controller reads.
-pub const DETECT_SLOTS: u32 = 2;
+/// Slots of [`DETECT_MAP`]: the window being counted, the next one (prepared by the controller
+/// while the current one counts), and the two before, which stay readable for a whole window
+/// after they end (for followers beside the controller: `synguard stats`, `synguard events`).
+pub const DETECT_SLOTS: u32 = 4;
 /// A detection window is `ktime_coarse_ns >> DETECT_WINDOW_SHIFT` (2^29 ns, about 0.54 s): short
 /// enough that a flood starting anywhere in a window is judged on a whole one within ~1.3 s.
 pub const DETECT_WINDOW_SHIFT: u32 = 29;

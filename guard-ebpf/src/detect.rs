@@ -5,7 +5,8 @@
 use aya_ebpf::{macros::map, maps::PerCpuArray};
 use guard_common::detect::{DETECT_SLOTS, DETECT_WINDOW_SHIFT, DetectSlot, detect_slot};
 
-/// The sketches, one slot per window parity (see [`guard_common::detect::DETECT_MAP`]).
+/// The sketches, one slot per window modulo `DETECT_SLOTS` (see
+/// [`guard_common::detect::DETECT_MAP`]).
 #[map]
 pub static GUARD_DETECT: PerCpuArray<DetectSlot> = PerCpuArray::with_max_entries(DETECT_SLOTS, 0);
 

@@ -324,15 +324,16 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// A follower starting now; the current window (counted partly, or not at all until
-    /// prepared) is never judged.
+    /// A follower starting now. The controller (`prepare`) never judges the current window,
+    /// which it prepares only now (counted partly or not at all); a read-only follower judges
+    /// the last finished window at its first call, so its first view already has a verdict.
     pub fn new(prepare: bool, thresholds: Thresholds) -> Self {
         let w = coarse_now_ns() >> DETECT_WINDOW_SHIFT;
         Self {
             prepare,
             thresholds,
             detector: Detector::default(),
-            last: w,
+            last: if prepare { w } else { w.saturating_sub(2) },
             prepared: 0,
             latest: None,
         }
@@ -357,7 +358,7 @@ impl Watch {
         let event = self.follow(map)?;
         let w = coarse_now_ns() >> DETECT_WINDOW_SHIFT;
         if self.prepare && self.prepared < w + 1 {
-            // Slot of w + 1 = slot of w - 1, read above; the data path counts into w's.
+            // The slot of w + 1 held w - 3, long read; the data path counts into w's.
             let ncpus = aya::util::nr_cpus().map_err(|(_, e)| GuardError::Io {
                 what: "counting possible CPUs".into(),
                 source: e,

@@ -1,12 +1,13 @@
 //! Flood detection end to end: real floods from the lab's generator against the guard, judged by
 //! the controller from the data path's sketches, read back from `synguard run --json`'s reports
-//! (`detection`) and its event lines.
+//! (`detection`), its event lines, `synguard events` and `synguard stats` (the live view during
+//! each flood is printed: `cargo test -p guard-user --test detect -- --nocapture`).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{guard_exe, lab_exe};
+use common::{Pinned, guard, guard_exe, lab_exe};
 use guard_common::detect::DETECT_WINDOW_NS;
 use guard_lab::{ChildGuard, GuardProc, HTTP_PORT, Lab, Report, SERVER_IP, TempDir, mac_string};
 use guard_user::detect::Verdict;
@@ -16,13 +17,14 @@ const HOLD: Duration = Duration::from_millis(2000);
 /// A window, and the controller's 250 ms tick after it, before a window's verdict is known.
 const WINDOW: Duration = Duration::from_nanos(DETECT_WINDOW_NS);
 
-/// `synguard run --json --interval 0.25` with a config file setting the hold time.
+/// `synguard run --pin --json --interval 0.25` with a config file setting the hold time.
 fn start_guard(lab: &Lab, dir: &TempDir) -> GuardProc {
     let cfg = dir.path().join("guard.toml");
     std::fs::write(&cfg, format!("auto-hold-ms = {}\n", HOLD.as_millis())).unwrap();
     let mut cmd = lab.server.command(guard_exe());
     cmd.args([
         "run",
+        "--pin",
         lab.server_if(),
         "--json",
         "--interval",
@@ -34,7 +36,28 @@ fn start_guard(lab: &Lab, dir: &TempDir) -> GuardProc {
     let g = GuardProc { child };
     g.next_report(g.child.started(), Duration::from_secs(30))
         .expect("a first report");
-    g
+    // The state file names the controller once it is up: `stats` and `events` find it then.
+    let pid = g.child.pid();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = guard(lab, &["status", lab.server_if(), "--json"]);
+        if o.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&o.stdout)
+                .is_ok_and(|v| v["runtime"]["controller-pid"] == pid)
+        {
+            return g;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pinned guard never showed up: {}; run: {}; pins: {:?}",
+            String::from_utf8_lossy(&o.stderr),
+            g.child.stderr(),
+            std::fs::read_dir("/sys/fs/bpf/synguard").map(|d| d
+                .filter_map(|e| Some(e.ok()?.file_name()))
+                .collect::<Vec<_>>())
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A `synguard-lab flood` of SYNs from `prefix` at `pps` for `secs`.
@@ -49,6 +72,33 @@ fn flood(lab: &Lab, prefix: &str, pps: u64, secs: f64) -> ChildGuard {
         .args(["--duration", &secs.to_string()])
         .args(["--pps", &pps.to_string()]);
     ChildGuard::spawn("synguard-lab flood", &mut cmd).expect("starting synguard-lab flood")
+}
+
+/// `synguard stats` as an 80x24 terminal sees it (the first frame and one after a second),
+/// checked to fit and printed.
+fn stats_screen(lab: &Lab, what: &str) -> String {
+    let o = lab
+        .server
+        .command(guard_exe())
+        .args(["stats", lab.server_if(), "--count", "1", "--interval", "1"])
+        .env("COLUMNS", "80")
+        .env("LINES", "24")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let start = text.rfind("synguard on ").expect("a frame");
+    let screen = text[start..].trim_end().to_owned();
+    assert!(
+        screen.lines().count() <= 23,
+        "taller than 24 rows:\n{screen}"
+    );
+    assert!(
+        screen.lines().all(|l| l.chars().count() <= 80),
+        "wider than 80:\n{screen}"
+    );
+    println!("synguard stats (80x24) during {what}:\n{screen}\n");
+    screen
 }
 
 fn verdict(r: &Report) -> Option<String> {
@@ -83,8 +133,13 @@ fn reports_since(g: &GuardProc, n: usize) -> Vec<Report> {
 #[test]
 fn random_source_flood_is_counted_judged_and_cleared() {
     let lab = Lab::new(true).expect("lab");
+    let _pinned = Pinned { lab: &lab };
     let dir = TempDir::new("sg-detect").unwrap();
     let g = start_guard(&lab, &dir);
+    // A script's view: `synguard events`, the flood's start and end.
+    let mut cmd = lab.server.command(guard_exe());
+    cmd.args(["events", lab.server_if(), "--count", "2"]);
+    let mut events = ChildGuard::spawn("synguard events", &mut cmd).unwrap();
 
     // Real clients alone: no flood, whatever their rate.
     let quiet = Instant::now();
@@ -142,6 +197,8 @@ fn random_source_flood_is_counted_judged_and_cleared() {
     let top5: f64 = prefixes.iter().map(|p| p[1].as_f64().unwrap()).sum();
     assert!(top5 < 0.2 * n / secs, "{d}");
 
+    let screen = stats_screen(&lab, "a 300 kpps flood from a /16 of random sources");
+    assert!(screen.contains("random-source flood for"), "{screen}");
     let st = f.wait(Duration::from_secs(20)).expect("the flood ends");
     assert!(st.success(), "{}", f.stderr());
     let stop = Instant::now();
@@ -154,16 +211,33 @@ fn random_source_flood_is_counted_judged_and_cleared() {
     let stderr = g.child.stderr();
     assert!(stderr.contains("flood started: random-source"), "{stderr}");
     assert!(stderr.contains("flood ended after"), "{stderr}");
+    assert!(
+        events.wait(Duration::from_secs(10)).unwrap().success(),
+        "{}",
+        events.stderr()
+    );
+    let lines = events.stdout_lines();
+    let ev: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ev.len(), 2, "{lines:?}");
+    assert_eq!(ev[0]["event"], "flood-start", "{lines:?}");
+    assert_eq!(ev[0]["verdict"], "random-source", "{lines:?}");
+    assert_eq!(ev[0]["iface"], lab.server_if(), "{lines:?}");
+    assert_eq!(ev[1]["event"], "flood-end", "{lines:?}");
+    assert!(ev[1]["duration_s"].as_f64().unwrap() >= 3.0, "{lines:?}");
 }
 
 #[test]
 fn flood_from_three_prefixes_names_them_and_is_concentrated() {
     let lab = Lab::new(true).expect("lab");
+    let _pinned = Pinned { lab: &lab };
     let dir = TempDir::new("sg-detect").unwrap();
     let g = start_guard(&lab, &dir);
     let nets = ["10.205.1.0/24", "10.205.7.0/24", "10.206.9.0/24"];
     let start = Instant::now();
-    let mut floods: Vec<ChildGuard> = nets.iter().map(|n| flood(&lab, n, 40_000, 3.0)).collect();
+    let mut floods: Vec<ChildGuard> = nets.iter().map(|n| flood(&lab, n, 40_000, 5.0)).collect();
     let (r, seen) = wait_verdict(&g, start, Duration::from_secs(5), Verdict::Concentrated);
     assert!(seen - start <= Duration::from_secs(3), "{:?}", seen - start);
     let window = &r.json["detection"]["window"];
@@ -175,6 +249,11 @@ fn flood_from_three_prefixes_names_them_and_is_concentrated() {
     let mut want: Vec<String> = nets.iter().map(|s| s.to_string()).collect();
     want.sort();
     assert_eq!(top, want, "{window}");
+    let screen = stats_screen(&lab, "a 120 kpps flood from three /24 prefixes");
+    assert!(screen.contains("concentrated flood for"), "{screen}");
+    for net in nets {
+        assert!(screen.contains(net), "{net} not named:\n{screen}");
+    }
     for f in &mut floods {
         assert!(
             f.wait(Duration::from_secs(20)).unwrap().success(),
