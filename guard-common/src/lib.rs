@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod csum;
+pub mod detect;
 pub mod lab;
 
 /// Name of the XDP entry point in the object file.
@@ -64,6 +65,7 @@ pub const GUARD_MAPS: &[&str] = &[
     LOCAL_V6_MAP,
     LOCAL_NETS_V4_MAP,
     LOCAL_NETS_V6_MAP,
+    detect::DETECT_MAP,
 ];
 
 /// Words of the protected-ports bitmap.

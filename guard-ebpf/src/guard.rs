@@ -86,8 +86,11 @@ fn listener(ctx: &XdpContext, cfg: &GuardConfig, sk: *mut bpf_sock, seg: &Segmen
         Some(Acl::Deny) => return Counter::AclDenied,
         None => {}
     }
+    let now = policy::now_ns();
     if syn {
         count(family, Counter::SynSeen);
+        // In every mode: in `monitor` and below `auto`'s threshold it is the early warning.
+        policy::detect(seg, port, now);
     }
     if cfg.policy.mode == Mode::Monitor as u32 {
         return Counter::Monitored;
@@ -97,7 +100,6 @@ fn listener(ctx: &XdpContext, cfg: &GuardConfig, sk: *mut bpf_sock, seg: &Segmen
         // (tcp_syncookies=2), check the same way.
         return check_ack(sk, seg);
     }
-    let now = policy::now_ns();
     if cfg.policy.mode == Mode::Auto as u32 && !policy::auto_engaged(cfg, family, port, now) {
         return Counter::SynPassed;
     }

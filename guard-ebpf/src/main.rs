@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod detect;
 mod guard;
 mod policy;
 mod reply;

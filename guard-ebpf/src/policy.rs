@@ -32,6 +32,14 @@ pub fn now_ns() -> u64 {
     unsafe { bpf_ktime_get_coarse_ns() }
 }
 
+/// Counts a SYN to a protected listener in the flood-detection sketches (every mode).
+#[inline(always)]
+pub fn detect(seg: &Segment, port: u16, now: u64) {
+    let (hi, lo) = halves(&seg.src());
+    let family = if seg.family == Family::Ipv4 { 4 } else { 6 };
+    crate::detect::synguard_detect(family, hi, lo, port as u32, now);
+}
+
 /// The access-list verdict for the segment's source, if an entry matches: one hash lookup per
 /// prefix length in use, longest first, so the longest matching prefix wins.
 #[inline(always)]

@@ -7,6 +7,7 @@ pub mod btf;
 pub mod cidr;
 pub mod control;
 pub mod counters;
+pub mod detect;
 pub mod error;
 pub mod guard;
 pub mod lifecycle;

@@ -22,6 +22,7 @@ use guard_common::{
     LOCAL_NETS_V4_MAP, LOCAL_NETS_V6_MAP, LOCAL_V4_MAP, LOCAL_V6_MAP, PORTS_MAP, PORTS_WORDS,
     STATE_BASE_MAP, STATE_DELTAS_MAP, TCP_STATE_SLOTS, TRANSITIONS_LEN, TRANSITIONS_MAP,
     counter_index,
+    detect::{DETECT_MAP, DetectSlot},
 };
 
 use crate::{counters::Counters, error::GuardError};
@@ -92,6 +93,8 @@ pub struct GuardMaps {
     state_deltas: PerCpuArray<MapData, i64>,
     state_base: Array<MapData, i64>,
     transitions: PerCpuArray<MapData, u64>,
+    /// The flood-detection sketches, followed by [`crate::detect::Watch`].
+    pub detect: PerCpuArray<MapData, DetectSlot>,
 }
 
 /// Per-state gauges and transition counts of the guarded namespace.
@@ -162,6 +165,7 @@ impl GuardMaps {
             state_deltas: s.get(STATE_DELTAS_MAP)?,
             state_base: s.get(STATE_BASE_MAP)?,
             transitions: s.get(TRANSITIONS_MAP)?,
+            detect: s.get(DETECT_MAP)?,
         })
     }
 

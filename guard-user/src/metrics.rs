@@ -22,7 +22,11 @@ use tokio::{
     task::JoinHandle,
 };
 
-use crate::{error::GuardError, snapshot::Snapshot};
+use crate::{
+    detect::{Detection, Verdict},
+    error::GuardError,
+    snapshot::Snapshot,
+};
 
 /// `TcpExtSyncookiesRecv` -> `synguard_kernel_syncookies_recv_total`.
 pub fn kernel_metric(key: &str) -> String {
@@ -115,8 +119,68 @@ impl Collector for SnapshotCollector {
             let on = i64::from(s.config.policy.mode == mode as u32);
             ConstGauge::new(on).encode(m.encode_family(&labels)?)?;
         }
+        if let Some(d) = &s.detection {
+            encode_detection(&mut enc, iface, d)?;
+        }
         Ok(())
     }
+}
+
+/// The detection series: at most 3 + 2 x [`crate::detect::TOP`] of them per interface (top-k labelled by
+/// rank, so their cardinality stays bounded whatever the flood's sources).
+fn encode_detection(
+    enc: &mut DescriptorEncoder,
+    iface: &str,
+    d: &Detection,
+) -> Result<(), fmt::Error> {
+    let w = &d.window;
+    let m = enc.encode_descriptor(
+        "synguard_detect_syn_rate",
+        "SYNs per second to protected listeners in the last detection window.",
+        None,
+        GAUGE,
+    )?;
+    with_iface(m, iface, ConstGauge::new(w.syn_rate))?;
+    let m = enc.encode_descriptor(
+        "synguard_detect_distinct_sources",
+        "Distinct SYN sources per second in the last detection window (HyperLogLog estimate).",
+        None,
+        GAUGE,
+    )?;
+    with_iface(m, iface, ConstGauge::new(w.distinct_rate))?;
+    let mut m = enc.encode_descriptor(
+        "synguard_detect_verdict",
+        "The flood verdict (1 for the current one): none, random-source, concentrated.",
+        None,
+        GAUGE,
+    )?;
+    for v in [Verdict::None, Verdict::RandomSource, Verdict::Concentrated] {
+        let labels = [("iface", iface), ("verdict", v.name())];
+        ConstGauge::new(i64::from(d.verdict == v)).encode(m.encode_family(&labels)?)?;
+    }
+    let mut m = enc.encode_descriptor(
+        "synguard_detect_top_prefix_syn_rate",
+        "SYNs per second of the heaviest source prefixes (/24, /48) in the last window.",
+        None,
+        GAUGE,
+    )?;
+    for (rank, (p, rate)) in w.top_prefixes.iter().enumerate() {
+        let (rank, prefix) = ((rank + 1).to_string(), p.to_string());
+        let labels = [("iface", iface), ("rank", &rank), ("prefix", &prefix)];
+        ConstGauge::new(*rate).encode(m.encode_family(&labels)?)?;
+    }
+    let mut m = enc.encode_descriptor(
+        "synguard_detect_top_port_syn_rate",
+        "SYNs per second of the most targeted destination ports in the last window.",
+        None,
+        GAUGE,
+    )?;
+    for (rank, (port, rate)) in w.top_ports.iter().enumerate() {
+        let (rank, port) = ((rank + 1).to_string(), port.to_string());
+        let labels = [("iface", iface), ("rank", &rank), ("port", &port)];
+        ConstGauge::new(*rate).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 const COUNTER: prometheus_client::metrics::MetricType =

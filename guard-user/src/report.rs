@@ -7,6 +7,7 @@ use std::{future::Future, time::Duration};
 use tokio::io::unix::AsyncFd;
 
 use crate::{
+    detect::{self, Event, Watch},
     error::GuardError,
     guard::Guard,
     lifecycle::{Follow, io},
@@ -21,6 +22,41 @@ pub trait Reports {
     /// A reading one interval after `prev`. An error (a closed stdout) ends the run like a
     /// signal would.
     fn report(&mut self, prev: &Snapshot, now: &Snapshot) -> std::io::Result<()>;
+    /// A flood started or ended (the default logs it as a lifecycle line).
+    fn event(&mut self, event: &Event) {
+        log::info!("{}", event_text(event));
+    }
+}
+
+/// One line for an event: `flood started: random-source, 1.2M SYNs/s from 65k sources/s (top
+/// sources ...; top ports ...)` or `flood ended after 42 s`.
+pub fn event_text(event: &Event) -> String {
+    match event {
+        Event::FloodStart { verdict, report } => {
+            let list = |v: Vec<String>| v.join(", ");
+            format!(
+                "flood started: {}, {:.0} SYNs/s from {:.0} sources/s (top sources {}; top ports {})",
+                verdict.name(),
+                report.syn_rate,
+                report.distinct_rate,
+                list(
+                    report
+                        .top_prefixes
+                        .iter()
+                        .map(|(p, r)| format!("{p} {r:.0}/s"))
+                        .collect()
+                ),
+                list(
+                    report
+                        .top_ports
+                        .iter()
+                        .map(|(p, r)| format!("{p} {r:.0}/s"))
+                        .collect()
+                ),
+            )
+        }
+        Event::FloodEnd { duration_s } => format!("flood ended after {duration_s:.0} s"),
+    }
 }
 
 /// How often to report, and how many reports to make.
@@ -52,6 +88,8 @@ pub async fn report_loop(
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     // The sock_diag socket, netstat file and read buffers, opened once.
     let mut collect = snapshot::Collector::open(netns)?;
+    // Flood detection: this controller judges each finished window and prepares the next.
+    let mut detect = Watch::new(true, detect::thresholds(&guard.config()?));
     let mut prev = collect.take(guard.maps())?;
     if sink.first(&prev).is_err() {
         return Ok(());
@@ -88,6 +126,11 @@ pub async fn report_loop(
             }
             _ = link_ticker.tick() => {
                 watch.check(guard)?;
+                match detect.tick(&mut guard.maps_mut().detect) {
+                    Ok(Some(event)) => sink.event(&event),
+                    Ok(None) => {}
+                    Err(e) => log::debug!("flood detection: {e}"),
+                }
                 continue;
             }
             scrape = async {
@@ -97,7 +140,10 @@ pub async fn report_loop(
                 }
             } => {
                 match scrape {
-                    Some(scrape) => scrape.answer(collect.take(guard.maps())),
+                    Some(scrape) => scrape.answer(collect.take(guard.maps()).map(|mut s| {
+                        s.detection = detect.latest().cloned();
+                        s
+                    })),
                     None => metrics = None,
                 }
                 continue;
@@ -109,7 +155,11 @@ pub async fn report_loop(
             log::debug!("re-seeding the TCP state gauges: {e}");
         }
         // The same report as `synguard stats`: counters, TCP state gauges, kernel counters.
-        let now = collect.take(guard.maps())?;
+        let mut now = collect.take(guard.maps())?;
+        now.detection = detect.latest().cloned();
+        if let Ok(cfg) = guard.config() {
+            detect.set_thresholds(detect::thresholds(&cfg));
+        }
         // A closed stdout (e.g. `| head`) ends the run like a signal would.
         if sink.report(&prev, &now).is_err() {
             return Ok(());

@@ -9,6 +9,7 @@ use guard_common::{Counter, Family, GuardConfig, Mode, TCP_STATE_SLOTS, TcpState
 
 use crate::{
     counters::Counters,
+    detect::Detection,
     error::GuardError,
     maps::{GuardMaps, TcpStates},
     netns,
@@ -28,6 +29,9 @@ pub struct Snapshot {
     pub kernel: Option<KernelStats>,
     pub config: GuardConfig,
     pub auto_engaged: bool,
+    /// Flood detection, filled in by whoever follows the guard's windows (the report loop,
+    /// `synguard stats`); `None` until a window was judged.
+    pub detection: Option<Detection>,
 }
 
 /// How many re-seeds of a [`Collector`] dump only the untracked states between two full ones.
@@ -158,6 +162,7 @@ impl Collector {
             kernel: self.kernel(),
             config: maps.config()?,
             auto_engaged: maps.auto_engaged()?,
+            detection: None,
         })
     }
 }
@@ -208,7 +213,8 @@ impl Snapshot {
     /// One JSON object (no newline): `timestamp`, `interval_s`, every counter's total under its
     /// name, `packets`, `rates` (per second since `prev`), `families` (`ipv4`/`ipv6`/`other`:
     /// totals per family), `mode`, `engaged` (auto mode), `states` (gauges by name),
-    /// `transitions` (`"FROM->TO": n`, non-zero only), `kernel`.
+    /// `transitions` (`"FROM->TO": n`, non-zero only), `kernel`, `detection` (the verdict and the
+    /// last window's SYNs/s, distinct sources/s, top prefixes and ports, once one was judged).
     pub fn json_line(&self, prev: &Snapshot) -> String {
         let secs = self.secs_since(prev);
         let d = self.counters.delta(&prev.counters);
@@ -277,6 +283,9 @@ impl Snapshot {
             .map(|(n, v)| (n.to_owned(), serde_json::json!(v)))
             .collect();
         obj.insert("kernel".into(), serde_json::Value::Object(kernel));
+        if let Some(d) = &self.detection {
+            obj.insert("detection".into(), serde_json::json!(d));
+        }
         serde_json::Value::Object(obj).to_string()
     }
 }
@@ -305,6 +314,7 @@ mod tests {
                 ..Default::default()
             },
             auto_engaged: true,
+            detection: None,
         }
     }
 

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use guard_common::{Counter, Mode, TcpState};
 
-use crate::{snapshot::Snapshot, status::duration_text};
+use crate::{detect::Verdict, snapshot::Snapshot, status::duration_text};
 
 /// What to draw and where.
 #[derive(Clone, Copy, Debug)]
@@ -172,6 +172,54 @@ impl Frame<'_> {
             .collect()
     }
 
+    /// The flood-detection block: the verdict with the last window's SYNs/s and distinct
+    /// sources/s, then the top prefixes and ports, as many as fit the width.
+    fn detection(&self) -> Vec<String> {
+        let Some(d) = &self.now.detection else {
+            return Vec::new();
+        };
+        let w = &d.window;
+        let verdict = match d.verdict {
+            Verdict::None => "no flood".to_owned(),
+            v => format!("{} flood for {}", v.name(), duration_text(d.for_s)),
+        };
+        let mut out = vec![format!(
+            "{verdict}: {} SYNs/s from {} sources/s",
+            compact(w.syn_rate, 6),
+            compact(w.distinct_rate, 6)
+        )];
+        // Items in order, wrapped onto as many lines as they need (at most five items).
+        let mut fit = |title: &str, items: Vec<String>| {
+            let mut line = title.to_owned();
+            for it in items {
+                if line.len() + 2 + it.len() > self.cols && line.trim().len() > title.len() {
+                    out.push(std::mem::replace(&mut line, " ".repeat(title.len())));
+                }
+                line.push_str("  ");
+                line.push_str(&it);
+            }
+            out.push(line);
+        };
+        if !w.top_prefixes.is_empty() {
+            let items = w
+                .top_prefixes
+                .iter()
+                .map(|(p, r)| format!("{p} {}", compact(*r, 5)));
+            fit("top sources", items.collect());
+        }
+        if !w.top_ports.is_empty() {
+            let items = w
+                .top_ports
+                .iter()
+                .map(|(p, r)| format!("{p} {}", compact(*r, 5)));
+            fit("top ports", items.collect());
+        }
+        out.iter_mut().for_each(|l| {
+            *l = l.chars().take(self.cols).collect();
+        });
+        out
+    }
+
     fn cells(&self) -> Vec<Cell> {
         let secs = self.secs();
         let show = |v: f64, r: Option<f64>| self.all || v != 0.0 || r.is_some_and(|r| r != 0.0);
@@ -236,6 +284,7 @@ impl Frame<'_> {
     pub fn lines(&self) -> Vec<String> {
         let mut lines = vec![self.header()];
         lines.extend(self.headline());
+        lines.extend(self.detection());
         lines.push(String::new());
         let cells = self.cells();
         let ncols = if self.rows.is_none() {
@@ -327,7 +376,55 @@ mod tests {
                 ..Default::default()
             },
             auto_engaged: true,
+            detection: None,
         }
+    }
+
+    #[test]
+    fn detection_block_under_the_headline_fits_80_columns() {
+        use crate::detect::{Detection, Prefix, WindowReport};
+        let t0 = Instant::now();
+        let a = snap(t0, 1);
+        let mut b = snap(t0 + Duration::from_secs(1), 2);
+        let prefix = |i: u8| Prefix {
+            addr: std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 51, i, 0)),
+            len: 24,
+        };
+        b.detection = Some(Detection {
+            verdict: Verdict::Concentrated,
+            for_s: 12.0,
+            window: WindowReport {
+                syn_rate: 1_234_567.0,
+                distinct_rate: 765.0,
+                top_prefixes: (100..105).map(|i| (prefix(i), 240_000.0)).collect(),
+                top_ports: vec![(80, 1_000_000.0), (443, 234_567.0)],
+            },
+        });
+        let f = Frame {
+            title: "synguard on eth0",
+            attached_unix: None,
+            now: &b,
+            prev: Some(&a),
+            all: false,
+            cols: 80,
+            rows: Some(24),
+        };
+        let lines = f.lines();
+        assert!(lines.len() <= 23, "{lines:#?}");
+        assert!(lines.iter().all(|l| l.chars().count() <= 80), "{lines:#?}");
+        assert_eq!(
+            lines[5],
+            "concentrated flood for 12s: 1.23M SYNs/s from 765 sources/s"
+        );
+        assert_eq!(
+            lines[6],
+            "top sources  198.51.100.0/24 240k  198.51.101.0/24 240k  198.51.102.0/24 240k"
+        );
+        assert_eq!(
+            lines[7],
+            "             198.51.103.0/24 240k  198.51.104.0/24 240k"
+        );
+        assert_eq!(lines[8], "top ports  80 1.00M  443 235k");
     }
 
     #[test]

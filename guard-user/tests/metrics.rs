@@ -35,6 +35,7 @@ fn snapshot(n: u64) -> Snapshot {
             ..Default::default()
         },
         auto_engaged: false,
+        detection: None,
     }
 }
 

@@ -55,6 +55,11 @@ pub enum Command {
     /// Live view of a pinned guard: headline rates, TCP states, counters, kernel counters.
     #[command(after_help = EXAMPLES_STATS)]
     Stats(StatsArgs),
+    /// Stream a pinned guard's events as JSON lines: flood-start (random-source or
+    /// concentrated, with the window that showed it), flood-end, mode, auto-engaged,
+    /// auto-released.
+    #[command(after_help = EXAMPLES_EVENTS)]
+    Events(EventsArgs),
     /// Write the manual pages (section 8: one for the command, one per subcommand) into a
     /// directory.
     #[command(after_help = "Examples:\n  synguard man --out-dir /usr/share/man/man8")]
@@ -115,6 +120,13 @@ const EXAMPLES_STATUS: &str = "\
 Examples:
   synguard status eth0
   synguard status eth0 --json | jq .policy.mode";
+
+const EXAMPLES_EVENTS: &str = "\
+Examples:
+  # Every event as it happens.
+  synguard events eth0
+  # Wait for the next flood to start, then exit.
+  synguard events eth0 | jq -c 'select(.event == \"flood-start\")' | head -1";
 
 const EXAMPLES_STATS: &str = "\
 Examples:
@@ -219,6 +231,15 @@ pub struct StatusArgs {
     /// Print JSON (keys grouped as the table: policy, attachment, runtime).
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Stop after this many events.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
 }
 
 #[derive(Debug, Args)]

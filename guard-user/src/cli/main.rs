@@ -6,6 +6,7 @@
 mod args;
 mod detach;
 mod docs;
+mod events;
 mod output;
 mod run;
 mod set;
@@ -59,6 +60,7 @@ fn require_privileges(cmd: &Command) -> Result<(), GuardError> {
         Command::Set(_) => "set",
         Command::Status(_) => "status",
         Command::Stats(_) => "stats",
+        Command::Events(_) => "events",
         // Documentation from the command line's definition: nothing to touch.
         Command::Man { .. } | Command::Completions { .. } => return Ok(()),
     };
@@ -86,6 +88,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Set(a) => set::set(&a),
         Command::Status(a) => status::status(&a),
         Command::Stats(a) => stats::stats(&a),
+        Command::Events(a) => events::events(&a),
         Command::Man { out_dir } => docs::man(Cli::command(), &out_dir),
         Command::Completions { shell } => docs::completions(Cli::command(), shell),
     }

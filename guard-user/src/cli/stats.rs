@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use guard_user::{
+    detect::{Watch, thresholds},
     lifecycle,
     maps::GuardMaps,
     pin::PinState,
@@ -24,13 +25,22 @@ pub fn stats(a: &StatsArgs) -> anyhow::Result<()> {
     let screen = Screen::new();
     let title = format!("synguard on {} (netns {})", key.iface, key.netns);
     let mut collect = snapshot::Collector::open(key.netns)?;
+    // The controller's detection windows, judged here too (read-only).
+    let mut detect: Option<Watch> = None;
     let mut take = |maps: &mut GuardMaps| -> anyhow::Result<Snapshot> {
         if !a.no_reseed
             && let Err(e) = collect.reseed(maps)
         {
             log::debug!("re-seeding the TCP state gauges: {e}");
         }
-        Ok(collect.take(maps)?)
+        let mut snap = collect.take(maps)?;
+        let watch = detect.get_or_insert_with(|| Watch::new(false, thresholds(&snap.config)));
+        watch.set_thresholds(thresholds(&snap.config));
+        if let Err(e) = watch.follow(&maps.detect) {
+            log::debug!("flood detection: {e}");
+        }
+        snap.detection = watch.latest().cloned();
+        Ok(snap)
     };
     let draw = |prev: Option<&Snapshot>, now: &Snapshot| {
         let (cols, rows) = screen.size();

@@ -1,0 +1,320 @@
+//! Flood detection sketches shared by the data path and the controller: per CPU and per window,
+//! a HyperLogLog of SYN sources (how many distinct sources), and count-min sketches of source
+//! prefixes (/24, /48) and destination ports (which ones dominate), with heavy-hitter candidates
+//! sampled for the controller. The data path only increments; the controller merges the CPUs'
+//! sketches of a finished window, judges it, and zeroes the slot for the window after next.
+
+/// Name of the per-CPU array of [`DetectSlot`]s: [`DETECT_SLOTS`] entries, window `w` counted in
+/// slot `w % DETECT_SLOTS`.
+pub const DETECT_MAP: &str = "GUARD_DETECT";
+/// Slots of [`DETECT_MAP`]: the window being counted, the next one (prepared by the controller
+/// while the current one counts), and the two before, which stay readable for a whole window
+/// after they end (for followers beside the controller: `synguard stats`, `synguard events`).
+pub const DETECT_SLOTS: u32 = 4;
+/// A detection window is `ktime_coarse_ns >> DETECT_WINDOW_SHIFT` (2^29 ns, about 0.54 s): short
+/// enough that a flood starting anywhere in a window is judged on a whole one within ~1.3 s.
+pub const DETECT_WINDOW_SHIFT: u32 = 29;
+/// Length of a detection window in nanoseconds.
+pub const DETECT_WINDOW_NS: u64 = 1 << DETECT_WINDOW_SHIFT;
+
+/// Bits of the source hash that pick a HyperLogLog register.
+pub const HLL_BITS: u32 = 12;
+/// HyperLogLog registers per slot (standard error 1.04 / sqrt(4096) = 1.6 %).
+pub const HLL_REGISTERS: usize = 1 << HLL_BITS;
+/// Rows of each count-min sketch: an item's estimate is the least of its cells.
+pub const CM_ROWS: usize = 2;
+/// Cells per row of the source-prefix sketch (a power of two).
+pub const CM_PREFIX_WIDTH: usize = 1024;
+/// Cells per row of the destination-port sketch (a power of two).
+pub const CM_PORT_WIDTH: usize = 256;
+/// Heavy-hitter candidate slots per sketch and CPU.
+pub const CANDIDATES: usize = 16;
+/// A prefix or port becomes a candidate each time its estimate reaches a power of two at least
+/// this large (so a heavy hitter keeps re-announcing itself while a one-off never does).
+pub const CANDIDATE_MIN: u32 = 8;
+/// IPv4 source prefixes are counted as /24s.
+pub const PREFIX_LEN_V4: u32 = 24;
+/// IPv6 source prefixes are counted as /48s.
+pub const PREFIX_LEN_V6: u32 = 48;
+
+/// A source prefix: `family` 4 or 6 (0 in an unused candidate slot), the masked address in
+/// network byte order (IPv4 in the first 4 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PrefixKey {
+    pub family: u32,
+    pub addr: [u8; 16],
+}
+
+/// One CPU's sketches for one window. Zeroed by the controller with `window` set to the window
+/// it will count; the data path counts only into a slot whose `window` is the current one (a slot
+/// the controller has not prepared, e.g. while no controller runs, is left alone).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DetectSlot {
+    /// The window (`ktime_coarse_ns >> DETECT_WINDOW_SHIFT`) this slot counts.
+    pub window: u64,
+    /// SYNs counted.
+    pub syns: u64,
+    /// HyperLogLog registers: the largest rank seen per register.
+    pub hll: [u8; HLL_REGISTERS],
+    /// Count-min sketch of source prefixes, [`CM_ROWS`] rows of [`CM_PREFIX_WIDTH`].
+    pub prefixes: [u32; CM_ROWS * CM_PREFIX_WIDTH],
+    /// Count-min sketch of destination ports, [`CM_ROWS`] rows of [`CM_PORT_WIDTH`].
+    pub ports: [u32; CM_ROWS * CM_PORT_WIDTH],
+    /// Recently heavy source prefixes (slot chosen by the prefix hash).
+    pub cand_prefixes: [PrefixKey; CANDIDATES],
+    /// Recently heavy destination ports, host byte order (0: unused).
+    pub cand_ports: [u32; CANDIDATES],
+}
+
+impl DetectSlot {
+    /// An empty slot for `window`.
+    pub const fn empty(window: u64) -> Self {
+        Self {
+            window,
+            syns: 0,
+            hll: [0; HLL_REGISTERS],
+            prefixes: [0; CM_ROWS * CM_PREFIX_WIDTH],
+            ports: [0; CM_ROWS * CM_PORT_WIDTH],
+            cand_prefixes: [PrefixKey {
+                family: 0,
+                addr: [0; 16],
+            }; CANDIDATES],
+            cand_ports: [0; CANDIDATES],
+        }
+    }
+}
+
+impl DetectSlot {
+    /// Counts one SYN from a source given as two big-endian halves (IPv4 in the top 32 bits of
+    /// `hi`; `family` 4 or 6) to destination port `port`: the data path's whole update, also run
+    /// on the host by the controller's tests.
+    #[inline(always)]
+    pub fn count(&mut self, family: u32, hi: u64, lo: u64, port: u16) {
+        self.syns += 1;
+        let (i, rank) = hll_update(mix(family as u64, hi, lo));
+        if self.hll[i] < rank {
+            self.hll[i] = rank;
+        }
+        let (phi, plo) = prefix_halves(family, hi, lo);
+        let ph = prefix_hash(family, phi, plo);
+        let cells = prefix_cells(ph);
+        self.prefixes[cells[0]] = self.prefixes[cells[0]].wrapping_add(1);
+        self.prefixes[cells[1]] = self.prefixes[cells[1]].wrapping_add(1);
+        if announce(estimate(&self.prefixes, cells)) {
+            let c = &mut self.cand_prefixes[candidate_slot(ph)];
+            c.family = family;
+            c.addr[..8].copy_from_slice(&phi.to_be_bytes());
+            c.addr[8..].copy_from_slice(&plo.to_be_bytes());
+        }
+        let cells = port_cells(port);
+        self.ports[cells[0]] = self.ports[cells[0]].wrapping_add(1);
+        self.ports[cells[1]] = self.ports[cells[1]].wrapping_add(1);
+        if announce(estimate(&self.ports, cells)) {
+            self.cand_ports[port as usize % CANDIDATES] = port as u32;
+        }
+    }
+}
+
+/// The hash of a source prefix (masked halves, see [`prefix_halves`]); a different seed from the
+/// source-address hash, so a prefix's cells do not follow its addresses' registers.
+#[inline(always)]
+pub const fn prefix_hash(family: u32, hi: u64, lo: u64) -> u64 {
+    mix(family as u64 | 0x100, hi, lo)
+}
+
+/// The slot index of `window`.
+#[inline(always)]
+pub const fn detect_slot(window: u64) -> u32 {
+    (window % DETECT_SLOTS as u64) as u32
+}
+
+/// A 64-bit mix of two 64-bit words (multiply-xorshift, the finaliser of MurmurHash3 applied
+/// twice): every input bit moves about half the output bits, which HyperLogLog's rank needs.
+#[inline(always)]
+pub const fn mix(seed: u64, hi: u64, lo: u64) -> u64 {
+    let mut h = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h = (h ^ hi).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = (h ^ lo).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+/// HyperLogLog register index and rank of a source-address hash: the low [`HLL_BITS`] bits pick
+/// the register, the rank is one more than the number of leading zeros of the rest (1..=53).
+#[inline(always)]
+pub const fn hll_update(hash: u64) -> (usize, u8) {
+    let index = (hash & (HLL_REGISTERS as u64 - 1)) as usize;
+    // The other bits stay in place above a guard bit, which bounds the rank at 64 - HLL_BITS + 1.
+    let rest = (hash & !(HLL_REGISTERS as u64 - 1)) | (1 << (HLL_BITS - 1));
+    let rank = (rest.leading_zeros() + 1) as u8;
+    (index, rank)
+}
+
+/// The cells (indices into [`DetectSlot::prefixes`]) of a prefix hash, one per row.
+#[inline(always)]
+pub const fn prefix_cells(hash: u64) -> [usize; CM_ROWS] {
+    let m = CM_PREFIX_WIDTH as u64 - 1;
+    [
+        (hash & m) as usize,
+        CM_PREFIX_WIDTH + ((hash >> 32) & m) as usize,
+    ]
+}
+
+/// The cells (indices into [`DetectSlot::ports`]) of a destination port, one per row.
+#[inline(always)]
+pub const fn port_cells(port: u16) -> [usize; CM_ROWS] {
+    let h = (port as u32).wrapping_mul(0x9e37_79b1);
+    let m = CM_PORT_WIDTH as u32 - 1;
+    [
+        (h >> 24 & m) as usize,
+        CM_PORT_WIDTH + (h >> 8 & m) as usize,
+    ]
+}
+
+/// The candidate slot of an item hash.
+#[inline(always)]
+pub const fn candidate_slot(hash: u64) -> usize {
+    ((hash >> 56) as usize) % CANDIDATES
+}
+
+/// Whether an item whose estimate just became `estimate` is (re)announced as a candidate.
+#[inline(always)]
+pub const fn announce(estimate: u32) -> bool {
+    estimate >= CANDIDATE_MIN && estimate & (estimate - 1) == 0
+}
+
+/// The source prefix key of an address given as two big-endian halves (IPv4 in the top 32 bits
+/// of `hi`): the address masked to [`PREFIX_LEN_V4`] or [`PREFIX_LEN_V6`], as (hi, lo).
+#[inline(always)]
+pub const fn prefix_halves(family: u32, hi: u64, _lo: u64) -> (u64, u64) {
+    if family == 4 {
+        (hi & 0xffff_ff00_0000_0000, 0)
+    } else {
+        (hi & 0xffff_ffff_ffff_0000, 0)
+    }
+}
+
+/// The sum over CPUs of one count-min sketch, cell by cell.
+pub fn merge_cells(total: &mut [u32], cpu: &[u32]) {
+    for (t, c) in total.iter_mut().zip(cpu) {
+        *t = t.saturating_add(*c);
+    }
+}
+
+/// The count-min estimate of an item whose cells are `cells` in a (merged) sketch.
+#[inline(always)]
+pub fn estimate(sketch: &[u32], cells: [usize; CM_ROWS]) -> u32 {
+    let mut best = u32::MAX;
+    let mut i = 0;
+    while i < CM_ROWS {
+        if sketch[cells[i]] < best {
+            best = sketch[cells[i]];
+        }
+        i += 1;
+    }
+    best
+}
+
+/// The HyperLogLog union of CPUs: the register-wise maximum.
+pub fn merge_hll(total: &mut [u8; HLL_REGISTERS], cpu: &[u8; HLL_REGISTERS]) {
+    for (t, c) in total.iter_mut().zip(cpu) {
+        *t = (*t).max(*c);
+    }
+}
+
+#[cfg(feature = "user")]
+// Safety: repr(C), Copy, u32 and byte-array fields without padding (4 + 16 bytes), every bit
+// pattern valid.
+unsafe impl aya::Pod for PrefixKey {}
+#[cfg(feature = "user")]
+// Safety: repr(C), Copy; two u64s, then arrays of u8, u32 and PrefixKey whose sizes are multiples
+// of 8 in total (16 + 4096 + 8192 + 2048 + 320 + 64 bytes): no padding, every bit pattern valid.
+unsafe impl aya::Pod for DetectSlot {}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::*;
+
+    #[test]
+    fn rank_is_leading_zeros_plus_one() {
+        // Register 5, the top bit set: rank 1.
+        let h = (1u64 << 63) | 5;
+        assert_eq!(hll_update(h), (5, 1));
+        // Rest all zero: the guard bit bounds the rank.
+        assert_eq!(hll_update(7), (7, (64 - HLL_BITS + 1) as u8));
+        // Rest 0b01... : rank 2.
+        assert_eq!(hll_update((1u64 << 62) | 1), (1, 2));
+    }
+
+    #[test]
+    fn ranks_are_geometric() {
+        // Half the hashes have rank 1, a quarter rank 2, ...
+        let mut counts = [0u32; 8];
+        for i in 0..1u64 << 16 {
+            let (_, r) = hll_update(mix(4, i << 32, 0));
+            if (r as usize) < counts.len() {
+                counts[r as usize] += 1;
+            }
+        }
+        let n = 1u32 << 16;
+        for (r, want) in [(1, n / 2), (2, n / 4), (3, n / 8)] {
+            let got = counts[r];
+            assert!(got.abs_diff(want) < want / 20, "rank {r}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn prefixes_mask_to_24_and_48() {
+        let v4 = 0x0a_cc_01_02u64 << 32;
+        assert_eq!(prefix_halves(4, v4, 0), (0x0a_cc_01_00u64 << 32, 0));
+        let v6 = 0xfd00_0001_0002_0003u64;
+        assert_eq!(prefix_halves(6, v6, 9), (0xfd00_0001_0002_0000, 0));
+    }
+
+    #[test]
+    fn announcements_at_powers_of_two() {
+        let at: Vec<u32> = (1..=100).filter(|e| announce(*e)).collect();
+        assert_eq!(at, [8, 16, 32, 64]);
+    }
+
+    #[test]
+    fn slot_layout_has_no_padding() {
+        assert_eq!(
+            core::mem::size_of::<DetectSlot>(),
+            16 + HLL_REGISTERS
+                + 4 * CM_ROWS * (CM_PREFIX_WIDTH + CM_PORT_WIDTH)
+                + 20 * CANDIDATES
+                + 4 * CANDIDATES
+        );
+    }
+
+    #[test]
+    fn cells_stay_in_their_rows() {
+        for i in 0..10_000u64 {
+            let [a, b] = prefix_cells(mix(6, i, i * 3));
+            assert!(a < CM_PREFIX_WIDTH && (CM_PREFIX_WIDTH..2 * CM_PREFIX_WIDTH).contains(&b));
+        }
+        for p in 0..=u16::MAX {
+            let [a, b] = port_cells(p);
+            assert!(a < CM_PORT_WIDTH && (CM_PORT_WIDTH..2 * CM_PORT_WIDTH).contains(&b));
+        }
+    }
+
+    #[test]
+    fn ports_spread_over_cells() {
+        // 80, 443 and 8080 never share both cells.
+        let cells: [[usize; 2]; 3] = [port_cells(80), port_cells(443), port_cells(8080)];
+        for i in 0..3 {
+            for j in i + 1..3 {
+                assert_ne!(cells[i], cells[j]);
+            }
+        }
+    }
+}

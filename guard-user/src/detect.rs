@@ -1,0 +1,563 @@
+//! Flood detection from the data path's per-window sketches (`guard_common::detect`): merges the
+//! CPUs' HyperLogLog registers and count-min sketches of a finished window into a
+//! [`WindowReport`] (SYNs/s, distinct sources/s, the top source prefixes and ports), and turns the
+//! stream of reports into a [`Verdict`] with start and end [`Event`]s.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use aya::maps::{MapData, PerCpuArray, PerCpuValues};
+use guard_common::detect::{
+    CM_PORT_WIDTH, CM_PREFIX_WIDTH, CM_ROWS, DETECT_MAP, DETECT_WINDOW_NS, DETECT_WINDOW_SHIFT,
+    DetectSlot, HLL_REGISTERS, PREFIX_LEN_V4, PREFIX_LEN_V6, PrefixKey, detect_slot, estimate,
+    merge_cells, merge_hll, port_cells, prefix_cells, prefix_hash,
+};
+use serde::Serialize;
+
+use crate::error::GuardError;
+
+/// How many top prefixes and ports a report names.
+pub const TOP: usize = 5;
+
+/// The HyperLogLog estimate of distinct items from merged registers (Flajolet et al. 2007,
+/// with linear counting for small cardinalities as in HLL++; 64-bit hashes need no large-range
+/// correction).
+pub fn hll_estimate(registers: &[u8; HLL_REGISTERS]) -> f64 {
+    let m = HLL_REGISTERS as f64;
+    let alpha = 0.7213 / (1.0 + 1.079 / m);
+    let (mut sum, mut zeros) = (0.0f64, 0usize);
+    for &r in registers {
+        sum += (-(r as f64)).exp2();
+        zeros += (r == 0) as usize;
+    }
+    let raw = alpha * m * m / sum;
+    if raw <= 2.5 * m && zeros > 0 {
+        m * (m / zeros as f64).ln()
+    } else {
+        raw
+    }
+}
+
+/// A source prefix as operators write it (serialized as `"198.51.100.0/24"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Prefix {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl Serialize for Prefix {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl std::fmt::Display for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl Prefix {
+    fn from_key(k: &PrefixKey) -> Option<Self> {
+        match k.family {
+            4 => Some(Self {
+                addr: IpAddr::V4(Ipv4Addr::new(k.addr[0], k.addr[1], k.addr[2], k.addr[3])),
+                len: PREFIX_LEN_V4 as u8,
+            }),
+            6 => Some(Self {
+                addr: IpAddr::V6(Ipv6Addr::from(k.addr)),
+                len: PREFIX_LEN_V6 as u8,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The hash the data path gives a candidate's prefix.
+fn key_hash(k: &PrefixKey) -> u64 {
+    let hi = u64::from_be_bytes(k.addr[0..8].try_into().unwrap_or_default());
+    let lo = u64::from_be_bytes(k.addr[8..16].try_into().unwrap_or_default());
+    prefix_hash(k.family, hi, lo)
+}
+
+/// One finished window, merged over CPUs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WindowReport {
+    /// SYNs per second to protected listeners.
+    pub syn_rate: f64,
+    /// Distinct sources per second (HyperLogLog estimate).
+    pub distinct_rate: f64,
+    /// The heaviest source prefixes with their SYNs per second (count-min estimates, which
+    /// only ever over-count), heaviest first.
+    pub top_prefixes: Vec<(Prefix, f64)>,
+    /// The heaviest destination ports with their SYNs per second, heaviest first.
+    pub top_ports: Vec<(u16, f64)>,
+}
+
+/// Merges the per-CPU slots of one window.
+pub fn merge(cpus: &[DetectSlot]) -> WindowReport {
+    let secs = DETECT_WINDOW_NS as f64 / 1e9;
+    let mut hll = [0u8; HLL_REGISTERS];
+    let mut prefixes = vec![0u32; CM_ROWS * CM_PREFIX_WIDTH];
+    let mut ports = vec![0u32; CM_ROWS * CM_PORT_WIDTH];
+    let mut syns = 0u64;
+    let mut cand_prefixes: Vec<PrefixKey> = Vec::new();
+    let mut cand_ports: Vec<u16> = Vec::new();
+    for c in cpus {
+        syns += c.syns;
+        merge_hll(&mut hll, &c.hll);
+        merge_cells(&mut prefixes, &c.prefixes);
+        merge_cells(&mut ports, &c.ports);
+        for k in &c.cand_prefixes {
+            if k.family != 0 && !cand_prefixes.contains(k) {
+                cand_prefixes.push(*k);
+            }
+        }
+        for &p in &c.cand_ports {
+            if p != 0 && p <= u16::MAX as u32 && !cand_ports.contains(&(p as u16)) {
+                cand_ports.push(p as u16);
+            }
+        }
+    }
+    let mut top_prefixes: Vec<(Prefix, f64)> = cand_prefixes
+        .iter()
+        .filter_map(|k| {
+            let n = estimate(&prefixes, prefix_cells(key_hash(k)));
+            Some((Prefix::from_key(k)?, n as f64 / secs))
+        })
+        .collect();
+    top_prefixes.sort_by(|a, b| b.1.total_cmp(&a.1));
+    top_prefixes.truncate(TOP);
+    let mut top_ports: Vec<(u16, f64)> = cand_ports
+        .iter()
+        .map(|&p| (p, estimate(&ports, port_cells(p)) as f64 / secs))
+        .collect();
+    top_ports.sort_by(|a, b| b.1.total_cmp(&a.1));
+    top_ports.truncate(TOP);
+    let distinct = if syns == 0 { 0.0 } else { hll_estimate(&hll) };
+    WindowReport {
+        syn_rate: syns as f64 / secs,
+        distinct_rate: distinct / secs,
+        top_prefixes,
+        top_ports,
+    }
+}
+
+/// What the traffic of the last windows looks like.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// SYNs below the detection rate.
+    #[default]
+    None,
+    /// A flood whose sources are spread wide (spoofed): no few prefixes carry it.
+    RandomSource,
+    /// A flood carried by a few source prefixes (real hosts or networks), named in the report.
+    Concentrated,
+}
+
+impl Verdict {
+    /// The name used in the JSON, the metrics and the live view.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::RandomSource => "random-source",
+            Self::Concentrated => "concentrated",
+        }
+    }
+}
+
+/// Detection thresholds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Thresholds {
+    /// SYNs per second to protected listeners above which a window counts as a flood.
+    pub syn_rate: f64,
+    /// A flood is concentrated when its top prefixes carry at least this share of its SYNs.
+    pub concentrated_share: f64,
+    /// Windows below the rate needed before a flood is declared over (ns).
+    pub hold_ns: u64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            syn_rate: 1000.0,
+            concentrated_share: 0.5,
+            hold_ns: 3_000_000_000,
+        }
+    }
+}
+
+/// The thresholds a guard's policy implies: `auto-syn-rate` (1,000 SYNs/s when it is 0) and
+/// `auto-hold-ms` (at least one window), so that in mode `auto` a flood is declared when the
+/// guard engages and over when it lets go.
+pub fn thresholds(cfg: &guard_common::GuardConfig) -> Thresholds {
+    let d = Thresholds::default();
+    Thresholds {
+        syn_rate: if cfg.policy.auto_syn_rate > 0 {
+            cfg.policy.auto_syn_rate as f64
+        } else {
+            d.syn_rate
+        },
+        hold_ns: (cfg.policy.auto_hold_ms as u64 * 1_000_000).max(DETECT_WINDOW_NS),
+        ..d
+    }
+}
+
+/// A change of verdict.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// A flood started (or changed kind).
+    FloodStart {
+        verdict: Verdict,
+        report: WindowReport,
+    },
+    /// The flood ended: the rate stayed below the threshold for the hold time.
+    FloodEnd { duration_s: f64 },
+}
+
+/// The verdict over a stream of window reports.
+#[derive(Debug, Default)]
+pub struct Detector {
+    verdict: Verdict,
+    started_ns: u64,
+    last_over_ns: u64,
+}
+
+impl Detector {
+    /// The current verdict.
+    pub const fn verdict(&self) -> Verdict {
+        self.verdict
+    }
+
+    /// Seconds since the current verdict began, at `now_ns` (0 for `none`).
+    pub fn for_s(&self, now_ns: u64) -> f64 {
+        if self.verdict == Verdict::None {
+            0.0
+        } else {
+            now_ns.saturating_sub(self.started_ns) as f64 / 1e9
+        }
+    }
+
+    /// The window's own verdict, ignoring the hold time.
+    pub fn judge(t: &Thresholds, r: &WindowReport) -> Verdict {
+        if r.syn_rate < t.syn_rate {
+            return Verdict::None;
+        }
+        let top: f64 = r.top_prefixes.iter().map(|p| p.1).sum();
+        if top >= t.concentrated_share * r.syn_rate {
+            Verdict::Concentrated
+        } else {
+            Verdict::RandomSource
+        }
+    }
+
+    /// Takes the report of the window that ended at `now_ns`; returns the event it causes.
+    pub fn observe(&mut self, t: &Thresholds, r: &WindowReport, now_ns: u64) -> Option<Event> {
+        let v = Self::judge(t, r);
+        if v != Verdict::None {
+            self.last_over_ns = now_ns;
+            if v != self.verdict {
+                if self.verdict == Verdict::None {
+                    self.started_ns = now_ns;
+                }
+                self.verdict = v;
+                return Some(Event::FloodStart {
+                    verdict: v,
+                    report: r.clone(),
+                });
+            }
+            return None;
+        }
+        if self.verdict != Verdict::None && now_ns.saturating_sub(self.last_over_ns) >= t.hold_ns {
+            self.verdict = Verdict::None;
+            return Some(Event::FloodEnd {
+                duration_s: (self.last_over_ns - self.started_ns) as f64 / 1e9
+                    + DETECT_WINDOW_NS as f64 / 1e9,
+            });
+        }
+        None
+    }
+}
+
+/// The clock the data path's windows count in (`bpf_ktime_get_coarse_ns`:
+/// CLOCK_MONOTONIC_COARSE).
+pub fn coarse_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // Safety: a valid out pointer; CLOCK_MONOTONIC_COARSE exists on every Linux the guard runs on.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn map_err(e: aya::maps::MapError) -> GuardError {
+    GuardError::Map {
+        map: DETECT_MAP,
+        reason: crate::error::chain(&e),
+    }
+}
+
+/// The detection state shown beside the counters: the verdict and the last window judged.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Detection {
+    pub verdict: Verdict,
+    /// Seconds since the current verdict began (0 for `none`).
+    pub for_s: f64,
+    /// The last finished window.
+    pub window: WindowReport,
+}
+
+/// Follows the windows of a guard's detection map: reads each finished window once, judges it,
+/// and (for the controller, `prepare`) zeroes the slot of the window after next. Read-only
+/// followers (`synguard stats`, `synguard events`) judge the same windows without writing.
+pub struct Watch {
+    prepare: bool,
+    thresholds: Thresholds,
+    detector: Detector,
+    /// The last window read (or skipped).
+    last: u64,
+    /// The last window prepared.
+    prepared: u64,
+    latest: Option<Detection>,
+}
+
+impl Watch {
+    /// A follower starting now. The controller (`prepare`) never judges the current window,
+    /// which it prepares only now (counted partly or not at all); a read-only follower judges
+    /// the last finished window at its first call, so its first view already has a verdict.
+    pub fn new(prepare: bool, thresholds: Thresholds) -> Self {
+        let w = coarse_now_ns() >> DETECT_WINDOW_SHIFT;
+        Self {
+            prepare,
+            thresholds,
+            detector: Detector::default(),
+            last: if prepare { w } else { w.saturating_sub(2) },
+            prepared: 0,
+            latest: None,
+        }
+    }
+
+    /// The thresholds in force.
+    pub fn set_thresholds(&mut self, t: Thresholds) {
+        self.thresholds = t;
+    }
+
+    /// The verdict and last window, once one was judged.
+    pub fn latest(&self) -> Option<&Detection> {
+        self.latest.as_ref()
+    }
+
+    /// Catches up with the clock: judges the window that just ended if it was not yet, and
+    /// prepares the next one. Call it a few times per window (the controller does every 250 ms).
+    pub fn tick(
+        &mut self,
+        map: &mut PerCpuArray<MapData, DetectSlot>,
+    ) -> Result<Option<Event>, GuardError> {
+        let event = self.follow(map)?;
+        let w = coarse_now_ns() >> DETECT_WINDOW_SHIFT;
+        if self.prepare && self.prepared < w + 1 {
+            // The slot of w + 1 held w - 3, long read; the data path counts into w's.
+            let ncpus = aya::util::nr_cpus().map_err(|(_, e)| GuardError::Io {
+                what: "counting possible CPUs".into(),
+                source: e,
+            })?;
+            let first = if self.prepared == 0 { w } else { w + 1 };
+            for window in first..=w + 1 {
+                let empty = vec![DetectSlot::empty(window); ncpus];
+                let values = PerCpuValues::try_from(empty).map_err(|e| GuardError::Io {
+                    what: "building the detection slot".into(),
+                    source: e,
+                })?;
+                map.set(detect_slot(window), values, 0).map_err(map_err)?;
+            }
+            self.prepared = w + 1;
+        }
+        Ok(event)
+    }
+
+    /// Judges the window that just ended if it was not yet, without writing anything (for
+    /// followers beside the controller).
+    pub fn follow(
+        &mut self,
+        map: &PerCpuArray<MapData, DetectSlot>,
+    ) -> Result<Option<Event>, GuardError> {
+        let w = coarse_now_ns() >> DETECT_WINDOW_SHIFT;
+        let mut event = None;
+        if w > self.last {
+            let done = w - 1;
+            if done > self.last {
+                event = self.judge(map, done)?;
+            }
+            self.last = done;
+        }
+        Ok(event)
+    }
+
+    /// Reads and judges window `w` (skipped if its slot holds another window: not prepared in
+    /// time, or no controller).
+    fn judge(
+        &mut self,
+        map: &PerCpuArray<MapData, DetectSlot>,
+        w: u64,
+    ) -> Result<Option<Event>, GuardError> {
+        let cpus = map.get(&detect_slot(w), 0).map_err(map_err)?;
+        let cpus: Vec<DetectSlot> = cpus.iter().filter(|s| s.window == w).copied().collect();
+        if cpus.is_empty() {
+            return Ok(None);
+        }
+        let report = merge(&cpus);
+        let end_ns = (w + 1) << DETECT_WINDOW_SHIFT;
+        let event = self.detector.observe(&self.thresholds, &report, end_ns);
+        self.latest = Some(Detection {
+            verdict: self.detector.verdict(),
+            for_s: self.detector.for_s(end_ns),
+            window: report,
+        });
+        Ok(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts one SYN with the data path's own update.
+    fn count(slot: &mut DetectSlot, src: IpAddr, port: u16) {
+        let (family, hi, lo) = match src {
+            IpAddr::V4(a) => (4u32, (u32::from(a) as u64) << 32, 0),
+            IpAddr::V6(a) => {
+                let b = a.octets();
+                (
+                    6,
+                    u64::from_be_bytes(b[..8].try_into().unwrap()),
+                    u64::from_be_bytes(b[8..].try_into().unwrap()),
+                )
+            }
+        };
+        slot.count(family, hi, lo, port);
+    }
+
+    fn boxed() -> Box<DetectSlot> {
+        Box::new(DetectSlot::empty(1))
+    }
+
+    /// A small deterministic generator (xorshift64*).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+    }
+
+    #[test]
+    fn distinct_sources_of_a_slash_16_within_5_percent() {
+        let mut cpus = [boxed(), boxed()];
+        let mut rng = Rng(0x1234_5678);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..200_000u32 {
+            let a = Ipv4Addr::new(10, 204, rng.next() as u8, (rng.next() >> 8) as u8);
+            seen.insert(a);
+            count(&mut cpus[(i % 2) as usize], IpAddr::V4(a), 80);
+        }
+        let cpus: Vec<DetectSlot> = cpus.iter().map(|b| **b).collect();
+        let r = merge(&cpus);
+        let secs = DETECT_WINDOW_NS as f64 / 1e9;
+        let est = r.distinct_rate * secs;
+        let truth = seen.len() as f64;
+        assert!((est - truth).abs() / truth < 0.05, "{est} vs {truth}");
+        assert_eq!(
+            Detector::judge(&Thresholds::default(), &r),
+            Verdict::RandomSource
+        );
+        assert_eq!(r.top_ports[0].0, 80);
+    }
+
+    #[test]
+    fn small_counts_are_exact_enough() {
+        let mut s = boxed();
+        for i in 0..100u32 {
+            count(&mut s, IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), 443);
+        }
+        let est = hll_estimate(&s.hll);
+        assert!((est - 100.0).abs() < 5.0, "{est}");
+    }
+
+    #[test]
+    fn three_prefixes_are_the_top_three_and_concentrated() {
+        let mut s = boxed();
+        let mut rng = Rng(99);
+        let nets = [[192, 0, 2], [198, 51, 100], [203, 0, 113]];
+        for i in 0..30_000usize {
+            let n = nets[i % 3];
+            count(
+                &mut s,
+                IpAddr::V4(Ipv4Addr::new(n[0], n[1], n[2], rng.next() as u8)),
+                80,
+            );
+        }
+        // Background: real clients from everywhere.
+        for _ in 0..300 {
+            count(&mut s, IpAddr::V4(Ipv4Addr::from(rng.next() as u32)), 80);
+        }
+        let r = merge(&[*s]);
+        let mut top: Vec<String> = r.top_prefixes[..3]
+            .iter()
+            .map(|p| p.0.to_string())
+            .collect();
+        top.sort();
+        assert_eq!(top, ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"]);
+        assert_eq!(
+            Detector::judge(&Thresholds::default(), &r),
+            Verdict::Concentrated
+        );
+    }
+
+    #[test]
+    fn ipv6_prefixes_are_slash_48() {
+        let mut s = boxed();
+        for i in 0..64u16 {
+            let a = Ipv6Addr::new(0x2001, 0xdb8, 7, i, 0, 0, 0, 1);
+            count(&mut s, IpAddr::V6(a), 443);
+        }
+        let r = merge(&[*s]);
+        assert_eq!(r.top_prefixes[0].0.to_string(), "2001:db8:7::/48");
+    }
+
+    #[test]
+    fn verdict_starts_and_ends_after_the_hold() {
+        let t = Thresholds::default();
+        let mut d = Detector::default();
+        let quiet = WindowReport {
+            syn_rate: 10.0,
+            distinct_rate: 10.0,
+            top_prefixes: vec![],
+            top_ports: vec![],
+        };
+        let flood = WindowReport {
+            syn_rate: 1e6,
+            distinct_rate: 6e4,
+            ..quiet.clone()
+        };
+        assert_eq!(d.observe(&t, &quiet, 1_000_000_000), None);
+        assert!(matches!(
+            d.observe(&t, &flood, 2_000_000_000),
+            Some(Event::FloodStart {
+                verdict: Verdict::RandomSource,
+                ..
+            })
+        ));
+        assert_eq!(d.observe(&t, &flood, 2_500_000_000), None);
+        assert_eq!(d.observe(&t, &quiet, 4_000_000_000), None);
+        assert_eq!(d.verdict(), Verdict::RandomSource);
+        assert!(matches!(
+            d.observe(&t, &quiet, 5_500_000_000),
+            Some(Event::FloodEnd { .. })
+        ));
+        assert_eq!(d.verdict(), Verdict::None);
+    }
+}
