@@ -101,7 +101,7 @@ impl DetectSlot {
             self.hll[i] = rank;
         }
         // Heavy hitters need no exact counts: every CM_SAMPLE-th SYN of this CPU is counted.
-        if self.syns % CM_SAMPLE != 0 {
+        if !self.syns.is_multiple_of(CM_SAMPLE) {
             return;
         }
         let (phi, plo) = prefix_halves(family, hi, lo);

@@ -242,7 +242,9 @@ fn flood_from_three_prefixes_names_them_and_is_concentrated() {
     assert!(seen - start <= Duration::from_secs(3), "{:?}", seen - start);
     // A window wholly inside the three floods (the three processes start one after another).
     std::thread::sleep(Duration::from_millis(1200));
-    let r = g.next_report(Instant::now(), Duration::from_secs(5)).unwrap();
+    let r = g
+        .next_report(Instant::now(), Duration::from_secs(5))
+        .unwrap();
     assert_eq!(verdict(&r).as_deref(), Some("concentrated"), "{}", r.json);
     let window = &r.json["detection"]["window"];
     let mut top: Vec<String> = window["top_prefixes"].as_array().unwrap()[..3]
