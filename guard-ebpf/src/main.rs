@@ -7,6 +7,7 @@ mod detect;
 mod guard;
 mod policy;
 mod reply;
+mod reset;
 mod states;
 mod stats;
 
