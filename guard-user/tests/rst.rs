@@ -122,7 +122,7 @@ impl Capture {
                     &mut alen,
                 )
             };
-            if n > 0 && a.sll_pkttype != libc::PACKET_OUTGOING as u8 && want(&buf[..n as usize]) {
+            if n > 0 && a.sll_pkttype != libc::PACKET_OUTGOING && want(&buf[..n as usize]) {
                 return Some(buf[..n as usize].to_vec());
             }
         }
