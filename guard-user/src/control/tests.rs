@@ -141,7 +141,7 @@ fn mistyped_keys_and_modes_get_a_suggestion() {
         ("port=80", "did you mean `ports`?"),
         ("mode=alway", "unknown mode `alway`; did you mean `always`?"),
         ("mode=monitr", "did you mean `monitor`?"),
-        ("bad-ack=rts", "unknown value `rts`; did you mean `rst`?"),
+        ("bad-ack=rs", "unknown value `rs`; did you mean `rst`?"),
         ("bad_ack=rst", "did you mean `bad-ack`?"),
     ] {
         let e = parse_setting(arg).unwrap_err().to_string();
