@@ -34,6 +34,11 @@ pub const VLAN_POP_PROGRAM_NAME: &str = "vlan_pop";
 /// Load-time global of the VLAN taggers: `[u32; VLAN_TAGS_MAX]`, outermost tag first, each
 /// made by [`vlan_tag`].
 pub const VLAN_TAGS_GLOBAL: &str = "VLAN_TAGS";
+/// TCX egress program flipping sequence-number bits of the ACKs sent to the port of
+/// [`CORRUPT_PORT_GLOBAL`] (a client whose cookies fail).
+pub const CORRUPT_PROGRAM_NAME: &str = "corrupt_ack";
+/// Load-time global of the ACK corrupter: the destination port (`u32`, host order).
+pub const CORRUPT_PORT_GLOBAL: &str = "CORRUPT_PORT";
 /// Load-time global of the VLAN taggers: how many entries of [`VLAN_TAGS_GLOBAL`] are used.
 pub const VLAN_TAG_COUNT_GLOBAL: &str = "VLAN_TAG_COUNT";
 /// Most VLAN tags a tagger handles (802.1ad outer + 802.1Q inner).

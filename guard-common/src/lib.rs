@@ -7,6 +7,7 @@
 pub mod csum;
 pub mod detect;
 pub mod lab;
+pub mod rst;
 
 /// Name of the XDP entry point in the object file.
 pub const PROGRAM_NAME: &str = "synguard";
@@ -66,6 +67,7 @@ pub const GUARD_MAPS: &[&str] = &[
     LOCAL_NETS_V4_MAP,
     LOCAL_NETS_V6_MAP,
     detect::DETECT_MAP,
+    rst::RST_MAP,
 ];
 
 /// Words of the protected-ports bitmap.
@@ -435,6 +437,11 @@ pub struct Policy {
     pub reflect_prefix_v6: u32,
     /// `ACL_V4` / `ACL_V6` bits: which access lists to consult.
     pub acl: u32,
+    /// What a third ACK whose cookie fails gets: [`rst::BAD_ACK_DROP`] or [`rst::BAD_ACK_RST`].
+    pub bad_ack: u32,
+    /// RSTs per second at most, all CPUs together (`bad-ack = rst`; 0: unlimited); beyond it,
+    /// and beyond the source prefix's `reflect_limit`, a bad third ACK is dropped.
+    pub rst_limit: u32,
 }
 
 /// Largest `auto_hold_ms`: one hour.
@@ -467,6 +474,12 @@ impl Policy {
         }
         if self.acl & !(ACL_V4 | ACL_V6) != 0 {
             return Err("acl");
+        }
+        if self.bad_ack > rst::BAD_ACK_RST {
+            return Err("bad-ack");
+        }
+        if self.rst_limit > rst::RST_LIMIT_MAX {
+            return Err("rst-limit");
         }
         Ok(())
     }
@@ -531,8 +544,12 @@ counters! {
     SynAckSent = "synack_sent",
     /// Third ACKs whose cookie was valid, passed to the kernel to create the connection.
     AckValid = "ack_valid",
-    /// ACKs to a listener whose cookie was invalid (forged), dropped.
+    /// ACKs to a listener whose cookie was invalid (forged), dropped (`bad-ack = drop`, the default).
     AckDropped = "ack_dropped",
+    /// ACKs to a listener whose cookie was invalid, answered with the kernel's RST built in XDP (`bad-ack = rst`, XDP_TX).
+    RstSent = "rst_sent",
+    /// ACKs to a listener whose cookie was invalid, dropped unanswered in `bad-ack = rst` because the source prefix's budget (`reflect-limit`) or the global cap (`rst-limit`) was used up.
+    RstLimited = "rst_limited",
     /// Packets of a connection the kernel already knows (established, closing, request), passed.
     KnownFlow = "known_flow",
     /// TCP packets to a port with no socket, passed (the kernel answers with RST).
@@ -640,8 +657,9 @@ impl Counter {
             | Counter::AutoEngaged
             | Counter::AutoReleased
             | Counter::ModeSwitches => return None,
-            Counter::SynAckSent => XDP_TX,
+            Counter::SynAckSent | Counter::RstSent => XDP_TX,
             Counter::AckDropped
+            | Counter::RstLimited
             | Counter::BadFlags
             | Counter::Malformed
             | Counter::BadChecksum
@@ -918,6 +936,8 @@ mod tests {
             reflect_prefix_v4: 24,
             reflect_prefix_v6: 64,
             acl: 0,
+            bad_ack: rst::BAD_ACK_DROP,
+            rst_limit: rst::RST_LIMIT_DEFAULT,
         };
         let good = GuardConfig { system, policy };
         assert_eq!(good.validate(), Ok(()));
@@ -979,6 +999,20 @@ mod tests {
         );
         assert_eq!(pol(Policy { mode: 7, ..policy }), Err("mode"));
         assert_eq!(pol(Policy { ttl: 256, ..policy }), Err("ttl"));
+        assert_eq!(
+            pol(Policy {
+                bad_ack: 2,
+                ..policy
+            }),
+            Err("bad-ack")
+        );
+        assert_eq!(
+            pol(Policy {
+                rst_limit: rst::RST_LIMIT_MAX + 1,
+                ..policy
+            }),
+            Err("rst-limit")
+        );
         assert_eq!(
             sys(SystemConfig {
                 mss_v4: 100,

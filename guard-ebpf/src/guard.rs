@@ -98,7 +98,7 @@ fn listener(ctx: &XdpContext, cfg: &GuardConfig, sk: *mut bpf_sock, seg: &Segmen
     if ack {
         // Validated in `auto` too: cookies issued while engaged, or by the kernel itself
         // (tcp_syncookies=2), check the same way.
-        return check_ack(sk, seg);
+        return check_ack(ctx, cfg, sk, seg, now);
     }
     if cfg.policy.mode == Mode::Auto as u32 && !policy::auto_engaged(cfg, family, port, now) {
         return Counter::SynPassed;

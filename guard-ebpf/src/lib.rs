@@ -1,5 +1,5 @@
 //! The synguard data path as a library. Pure parts (checksum arithmetic, SYN option parsing,
-//! IPv6 extension option rules, SYN-ACK construction) touch no packet memory and call no
+//! IPv6 extension option rules, SYN-ACK and RST construction) touch no packet memory and call no
 //! helper, so they run in the XDP program and in host unit tests (`cargo test -p guard-ebpf
 //! --lib`). On the BPF target the library also holds the header walk, the local-destination
 //! check, the flood-detection update and the maps they use, which the guard (`main.rs`) and the lab's bench probes
@@ -22,4 +22,5 @@ pub mod options;
 #[cfg(target_arch = "bpf")]
 pub mod parse;
 pub mod proto;
+pub mod rst;
 pub mod synack;

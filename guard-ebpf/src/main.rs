@@ -6,6 +6,7 @@
 mod guard;
 mod policy;
 mod reply;
+mod reset;
 mod states;
 mod stats;
 

@@ -85,15 +85,17 @@ pub static GUARD_REFLECT: PerCpuArray<u32> =
 /// the verifier (see `parse_syn_options` and `reply::emit`).
 #[repr(C)]
 pub struct Scratch {
-    /// The SYN's TCP header with options, copied out of the packet.
+    /// The SYN's TCP header with options, copied out of the packet (for an RST: the ACK's).
     pub th: [u8; TCP_HDR_BUF],
-    /// The SYN's IPv4 header when it has options, copied out to verify its checksum.
+    /// The SYN's IPv4 header when it has options, copied out to verify its checksum (for an
+    /// RST: the ACK's fixed IPv4 or IPv6 header).
     pub iph: [u8; TCP_HDR_BUF],
     /// Option parser state.
     pub parse: ParseScratch,
     /// Length of the reply's network + transport headers.
     pub len: usize,
-    /// The reply's network + transport headers under construction, a word at a time.
+    /// The reply's (SYN-ACK's or RST's) network + transport headers under construction, a word
+    /// at a time.
     pub l34: Words,
 }
 

@@ -277,21 +277,29 @@ pub fn auto_engaged(cfg: &GuardConfig, family: Family, port: u16, now: u64) -> b
 }
 
 /// Reflection limit: takes one SYN-ACK from the source prefix's budget for this second; false if
-/// the budget is used up. The budgets are this CPU's count-min sketch (no insert for a new
+/// the budget is used up (see [`reflect_take`]).
+#[inline(always)]
+pub fn reflect_budget(cfg: &GuardConfig, seg: &Segment, now: u64) -> bool {
+    reflect_take(cfg, seg.family, &seg.src(), now)
+}
+
+/// Takes one reply (a SYN-ACK, or an RST under `bad-ack = rst`) from the budget of the prefix
+/// of `src` (four words of wire bytes, IPv4 in the first) for this second; false if the budget
+/// is used up. The budgets are this CPU's count-min sketch (no insert for a new
 /// prefix, no store another CPU reads): a prefix is over budget when its cell in every row is.
 /// Collisions only ever over-count, so a prefix never gets more than `reflect_limit` SYN-ACKs a
 /// second from one CPU.
 #[inline(always)]
-pub fn reflect_budget(cfg: &GuardConfig, seg: &Segment, now: u64) -> bool {
+pub fn reflect_take(cfg: &GuardConfig, family: Family, src: &[u32; 4], now: u64) -> bool {
     if cfg.policy.reflect_limit == 0 {
         return true;
     }
-    let (family, bits) = if seg.family == Family::Ipv4 {
+    let (family, bits) = if family == Family::Ipv4 {
         (4, cfg.policy.reflect_prefix_v4)
     } else {
         (6, cfg.policy.reflect_prefix_v6)
     };
-    let (hi, lo) = halves(&seg.src());
+    let (hi, lo) = halves(src);
     let (hi, lo) = if bits >= 64 {
         (hi, keep_top(lo, (bits - 64) & 127))
     } else {

@@ -1,6 +1,7 @@
 //! Answering the handshake: a SYN gets a cookie from the kernel's helper, options negotiated
 //! like the kernel would, and a SYN-ACK written over it (link-layer header and VLAN tags kept,
-//! MACs swapped, XDP_TX); the third ACK gets its cookie checked by the kernel's own helper.
+//! MACs swapped, XDP_TX); the third ACK gets its cookie checked by the kernel's own helper, and
+//! a failed one is dropped or reset (`bad-ack`).
 
 use aya_ebpf::{
     bindings::{bpf_sock, xdp_md},
@@ -11,7 +12,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use aya_log_ebpf::debug;
-use guard_common::{Counter, Family, GuardConfig};
+use guard_common::{Counter, Family, GuardConfig, rst::BAD_ACK_RST};
 use guard_ebpf::{
     csum,
     options::{TCP_HDR_BUF, parse_syn_options},
@@ -24,6 +25,7 @@ use guard_ebpf::{
 use crate::{
     maps::{GUARD_SCRATCH, Scratch},
     parse::{Segment, frame_len, swap_macs},
+    reset::synguard_rst,
 };
 
 /// SYN to a listener: build the cookie SYN-ACK in place of the SYN and send it back.
@@ -141,7 +143,11 @@ pub fn answer_syn(
         core::ptr::write_volatile(len_cell, len);
         core::ptr::read_volatile(len_cell)
     };
-    emit(ctx, seg.l3, l34, len)
+    if emit(ctx, seg.l3, l34, len) {
+        Counter::SynAckSent
+    } else {
+        Counter::HelperError
+    }
 }
 
 /// Verifies the IPv4 header checksum of a SYN, over its options too.
@@ -164,38 +170,46 @@ fn ipv4_checksum_ok(xdp: *mut xdp_md, seg: &Segment, buf: &mut [u8; TCP_HDR_BUF]
 }
 
 /// Resizes the frame to `l3 + len` bytes, writes `l34[..len]` at `l3` and swaps the MAC
-/// addresses; the link-layer header with its VLAN tags stays.
+/// addresses; the link-layer header with its VLAN tags stays. False if the frame could not be
+/// rewritten.
 #[inline(always)]
-fn emit(ctx: &XdpContext, l3: usize, l34: &Words, len: usize) -> Counter {
+pub fn emit(ctx: &XdpContext, l3: usize, l34: &Words, len: usize) -> bool {
     let xdp = ctx.ctx as *mut xdp_md;
     // Verifier: sizes and offsets masked into ranges it can check against the buffers.
     let n = len as u32 & 0x7f;
     let l3 = l3 as u32 & 0x1f;
-    if n < (IPV4_HLEN + TCP_HLEN + 4) as u32 || n as usize > SYNACK_L34_MAX {
-        return Counter::HelperError;
+    if n < (IPV4_HLEN + TCP_HLEN) as u32 || n as usize > SYNACK_L34_MAX {
+        return false;
     }
     let delta = (l3 + n) as i32 - frame_len(ctx) as i32;
     // Safety: adjust_tail validates delta itself (fails rather than corrupting); no packet
     // pointer is kept across it.
     if delta != 0 && unsafe { bpf_xdp_adjust_tail(xdp, delta) } != 0 {
         debug!(ctx, "bpf_xdp_adjust_tail({}) failed", delta);
-        return Counter::HelperError;
+        return false;
     }
     // Safety: `l34` holds at least `n` bytes, and the frame is now exactly `l3 + n` long.
     if unsafe { bpf_xdp_store_bytes(xdp, l3, l34.as_ptr() as *mut _, n) } != 0 {
-        return Counter::HelperError;
+        return false;
     }
     // After adjust_tail: swap_macs re-derives its pointer (earlier ones are invalid now).
     if !swap_macs(ctx) {
-        return Counter::HelperError;
+        return false;
     }
-    Counter::SynAckSent
+    true
 }
 
 /// Third ACK to a listener: the kernel's own cookie check decides (valid: PASS, so the kernel
-/// creates the connection; forged: DROP).
+/// creates the connection; forged: DROP, or with `bad-ack = rst` the kernel's RST within the
+/// budgets, see `reset.rs`).
 #[inline(always)]
-pub fn check_ack(sk: *mut bpf_sock, seg: &Segment) -> Counter {
+pub fn check_ack(
+    ctx: &XdpContext,
+    cfg: &GuardConfig,
+    sk: *mut bpf_sock,
+    seg: &Segment,
+    now_ns: u64,
+) -> Counter {
     let ip_len = if seg.family == Family::Ipv4 {
         IPV4_HLEN
     } else {
@@ -213,8 +227,15 @@ pub fn check_ack(sk: *mut bpf_sock, seg: &Segment) -> Counter {
         )
     };
     if ret == 0 {
-        Counter::AckValid
-    } else {
-        Counter::AckDropped
+        return Counter::AckValid;
+    }
+    if cfg.policy.bad_ack != BAD_ACK_RST {
+        return Counter::AckDropped;
+    }
+    let v6 = (seg.family == Family::Ipv6) as u32;
+    match synguard_rst(ctx.ctx, seg.l3 as u32, seg.l4 as u32, v6, now_ns) {
+        r if r == Counter::RstSent as u32 => Counter::RstSent,
+        r if r == Counter::RstLimited as u32 => Counter::RstLimited,
+        _ => Counter::HelperError,
     }
 }

@@ -110,7 +110,7 @@ pub const L34_WORDS: usize = SYNACK_L34_MAX / 4;
 pub type Words = [u32; L34_WORDS];
 
 #[inline(always)]
-fn w(b: [u8; 4]) -> u32 {
+pub(crate) fn w(b: [u8; 4]) -> u32 {
     u32::from_ne_bytes(b)
 }
 
@@ -172,7 +172,7 @@ pub fn write_tcp<const AT: usize>(o: &mut Words, f: &SynAckFields) -> usize {
 
 /// Sum of `LEN` words from `AT`, as a 64-bit accumulator for [`csum::fold_words`].
 #[inline(always)]
-fn sum<const AT: usize, const LEN: usize>(o: &Words) -> u64 {
+pub(crate) fn sum<const AT: usize, const LEN: usize>(o: &Words) -> u64 {
     let mut s = 0u64;
     let mut i = 0;
     while i < LEN && AT + i < L34_WORDS {
@@ -184,7 +184,7 @@ fn sum<const AT: usize, const LEN: usize>(o: &Words) -> u64 {
 
 /// The TCP pseudo-header's protocol and length words, in the buffer's byte order.
 #[inline(always)]
-fn pseudo_tail(tcp_len: usize) -> u64 {
+pub(crate) fn pseudo_tail(tcp_len: usize) -> u64 {
     let l = (tcp_len as u16).to_be_bytes();
     u16::from_ne_bytes([0, IPPROTO_TCP]) as u64 + u16::from_ne_bytes(l) as u64
 }

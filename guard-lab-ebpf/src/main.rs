@@ -1,6 +1,6 @@
 //! The lab's eBPF object: the line-rate traffic generator, the benchmark baselines, the client's
-//! sink, the XDP pass program a veth's client end needs, and the VLAN taggers. Loaded by
-//! `guard-lab` only; the product object (`guard-ebpf`) holds none of these, and this one links
+//! sink, the XDP pass program a veth's client end needs, the VLAN taggers and the ACK
+//! corrupter. Loaded by `guard-lab` only; the product object (`guard-ebpf`) holds none of these, and this one links
 //! nothing of the guard, so neither creates the other's maps. The bench probes, which run the
 //! guard's own code on the guard's maps, are a second object (`probes.rs`). Program names are
 //! `guard_common::lab`'s constants.
@@ -8,6 +8,7 @@
 #![no_main]
 
 mod baseline;
+mod corrupt;
 mod flood;
 mod vlan;
 
@@ -66,4 +67,10 @@ pub fn vlan_push(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn vlan_pop(ctx: TcContext) -> i32 {
     vlan::pop(&ctx)
+}
+
+/// ACK corrupter, TCX egress: a client whose cookies fail (see `corrupt.rs`).
+#[classifier]
+pub fn corrupt_ack(ctx: TcContext) -> i32 {
+    corrupt::corrupt_ack(&ctx)
 }

@@ -43,7 +43,7 @@ pub use self::{
     netns::Netns,
     nginx::Nginx,
     observe::{SNMP_KEYS, Snmp, SsConn, parse_ss_tin, parse_xdp_prog_id},
-    programs::{VlanTagger, XdpPass},
+    programs::{AckCorrupter, VlanTagger, XdpPass},
     sys::{
         TempDir, have_tool, install_stop_handler, lab_exe, percentile, preflight, require_root,
         require_tools, run, run_text, sibling_exe, unique_name, wait_until,

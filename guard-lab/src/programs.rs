@@ -1,8 +1,9 @@
 //! The lab's small programs attached to veth ends, from the lab object and with aya: the XDP pass
 //! program of a veth's client end (a veth delivers the frames its peer sends with XDP_TX only
 //! when it runs an XDP program itself, which puts it in NAPI mode: see the kernel's
-//! `tools/testing/selftests/bpf/prog_tests/xdp_synproxy.c`), and the VLAN taggers (two TCX
-//! programs, `guard-lab-ebpf/src/vlan.rs`). Attaching happens inside the namespace on a
+//! `tools/testing/selftests/bpf/prog_tests/xdp_synproxy.c`), the VLAN taggers (two TCX
+//! programs, `guard-lab-ebpf/src/vlan.rs`) and the ACK corrupter (TCX egress,
+//! `guard-lab-ebpf/src/corrupt.rs`). Attaching happens inside the namespace on a
 //! short-lived thread (`Netns::run_in`); the links live as long as the value, and go with it.
 
 use aya::{
@@ -13,8 +14,8 @@ use aya::{
     },
 };
 use guard_common::lab::{
-    VLAN_POP_PROGRAM_NAME, VLAN_PUSH_PROGRAM_NAME, VLAN_TAG_COUNT_GLOBAL, VLAN_TAGS_GLOBAL,
-    VLAN_TAGS_MAX, vlan_tag,
+    CORRUPT_PORT_GLOBAL, CORRUPT_PROGRAM_NAME, VLAN_POP_PROGRAM_NAME, VLAN_PUSH_PROGRAM_NAME,
+    VLAN_TAG_COUNT_GLOBAL, VLAN_TAGS_GLOBAL, VLAN_TAGS_MAX, vlan_tag,
 };
 
 use crate::{
@@ -142,6 +143,62 @@ impl Drop for VlanTagger {
             {
                 let _ = p.detach(id);
             }
+        }
+    }
+}
+
+/// The ACK corrupter on a veth end: every non-SYN ACK `iface` sends to `port` carries a
+/// corrupted sequence number (a client whose cookies fail, its acknowledgment number intact). Detached when dropped.
+pub struct AckCorrupter {
+    ebpf: Ebpf,
+    link: Option<SchedClassifierLinkId>,
+}
+
+impl std::fmt::Debug for AckCorrupter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AckCorrupter").finish_non_exhaustive()
+    }
+}
+
+impl AckCorrupter {
+    /// Attaches the corrupter (TCX egress) to `iface` in `ns` for ACKs to `port`.
+    pub fn attach(ns: &Netns, iface: &str, port: u16) -> Result<Self> {
+        let port = port as u32;
+        let mut ebpf = object::load(|l| {
+            l.override_global(CORRUPT_PORT_GLOBAL, &port, true);
+        })?;
+        let name = CORRUPT_PROGRAM_NAME;
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .ok_or_else(|| object::missing(format!("program `{name}`")))?
+            .try_into()
+            .map_err(|e: ProgramError| LabError::bpf(format!("{name} is not a classifier"), e))?;
+        prog.load()
+            .map_err(|e| LabError::bpf(format!("loading {name}"), e))?;
+        let id = ns.run_in(|| {
+            prog.attach_with_options(
+                iface,
+                TcAttachType::Egress,
+                TcAttachOptions::TcxOrder(LinkOrder::default()),
+            )
+            .map_err(|e| LabError::bpf(format!("attaching {name} (TCX) to {iface}"), e))
+        })?;
+        Ok(Self {
+            ebpf,
+            link: Some(id),
+        })
+    }
+}
+
+impl Drop for AckCorrupter {
+    fn drop(&mut self) {
+        if let (Some(id), Some(p)) = (
+            self.link.take(),
+            self.ebpf
+                .program_mut(CORRUPT_PROGRAM_NAME)
+                .and_then(|p| <&mut SchedClassifier>::try_from(p).ok()),
+        ) {
+            let _ = p.detach(id);
         }
     }
 }

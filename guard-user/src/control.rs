@@ -6,12 +6,14 @@
 //! Every key has one spelling, in `set`, in the file and in `synguard status` ([`KEYS`],
 //! [`PolicyView`]): `mode=always|auto|monitor|off`, `auto-syn-rate=N`, `auto-port-rate=N`,
 //! `auto-hold-ms=N`, `ports=all|80,443,...`, `allow=+CIDR|-CIDR`, `deny=+CIDR|-CIDR`,
-//! `acl=clear`, `reflect-limit=N`, `reflect-prefix-v4=N`, `reflect-prefix-v6=N`, `ttl=N`.
+//! `acl=clear`, `reflect-limit=N`, `reflect-prefix-v4=N`, `reflect-prefix-v6=N`, `ttl=N`,
+//! `bad-ack=drop|rst`, `rst-limit=N`.
 
 use std::collections::BTreeSet;
 
 use guard_common::{
     ACL_V4, ACL_V6, AUTO_HOLD_MS_MAX, Acl, Counter, Mode, PORTS_ALL, PORTS_LISTED, Policy,
+    rst::{BAD_ACK_DROP, BAD_ACK_RST, RST_LIMIT_MAX},
 };
 use serde::Serialize;
 
@@ -39,10 +41,15 @@ pub const KEYS: &[&str] = &[
     "reflect-prefix-v4",
     "reflect-prefix-v6",
     "ttl",
+    "bad-ack",
+    "rst-limit",
 ];
 
 /// The modes, as the `mode` key spells them.
 const MODES: &[&str] = &["always", "auto", "monitor", "off"];
+/// What a third ACK with a failed cookie gets, as the `bad-ack` key spells it (index: the
+/// `Policy::bad_ack` value).
+const BAD_ACKS: &[&str] = &["drop", "rst"];
 
 /// One change to a running guard.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +67,9 @@ pub enum Setting {
     ReflectPrefixV4(u32),
     ReflectPrefixV6(u32),
     Ttl(u32),
+    /// `guard_common::rst::BAD_ACK_DROP` or `BAD_ACK_RST`.
+    BadAck(u32),
+    RstLimit(u32),
 }
 
 impl Setting {
@@ -78,6 +88,8 @@ impl Setting {
             Setting::ReflectPrefixV4(_) => "reflect-prefix-v4",
             Setting::ReflectPrefixV6(_) => "reflect-prefix-v6",
             Setting::Ttl(_) => "ttl",
+            Setting::BadAck(_) => "bad-ack",
+            Setting::RstLimit(_) => "rst-limit",
         }
     }
 }
@@ -205,6 +217,12 @@ pub fn parse_setting(arg: &str) -> Result<Setting, GuardError> {
         "reflect-prefix-v4" => Setting::ReflectPrefixV4(number(key, v, 1..=32)?),
         "reflect-prefix-v6" => Setting::ReflectPrefixV6(number(key, v, 1..=128)?),
         "ttl" => Setting::Ttl(number(key, v, 1..=255)?),
+        "bad-ack" => Setting::BadAck(match v {
+            "drop" => BAD_ACK_DROP,
+            "rst" => BAD_ACK_RST,
+            _ => return Err(unknown(key, "value", v, BAD_ACKS)),
+        }),
+        "rst-limit" => Setting::RstLimit(number(key, v, 0..=RST_LIMIT_MAX)?),
         _ => return Err(unknown(key, "key", key, KEYS)),
     })
 }
@@ -288,6 +306,8 @@ pub fn plan(policy: &Policy, acl: &[AclEntry], settings: &[Setting]) -> Result<P
             Setting::ReflectPrefixV4(v) => new.reflect_prefix_v4 = *v,
             Setting::ReflectPrefixV6(v) => new.reflect_prefix_v6 = *v,
             Setting::Ttl(v) => new.ttl = *v,
+            Setting::BadAck(v) => new.bad_ack = *v,
+            Setting::RstLimit(v) => new.rst_limit = *v,
         }
     }
     if entries.len() > guard_common::ACL_MAX_ENTRIES as usize {
@@ -423,6 +443,9 @@ pub struct PolicyView {
     pub reflect_prefix_v4: u32,
     pub reflect_prefix_v6: u32,
     pub ttl: u32,
+    /// `"drop"` or `"rst"`.
+    pub bad_ack: &'static str,
+    pub rst_limit: u32,
 }
 
 impl PolicyView {
@@ -456,6 +479,8 @@ impl PolicyView {
             reflect_prefix_v4: p.reflect_prefix_v4,
             reflect_prefix_v6: p.reflect_prefix_v6,
             ttl: p.ttl,
+            bad_ack: BAD_ACKS.get(p.bad_ack as usize).copied().unwrap_or("?"),
+            rst_limit: p.rst_limit,
         }
     }
 }

@@ -183,6 +183,15 @@ impl fmt::Display for Status {
                 ("reflect-prefix-v4", format!("/{}", p.reflect_prefix_v4)),
                 ("reflect-prefix-v6", format!("/{}", p.reflect_prefix_v6)),
                 ("ttl", p.ttl.to_string()),
+                ("bad-ack", p.bad_ack.to_owned()),
+                (
+                    "rst-limit",
+                    if p.rst_limit == 0 {
+                        "off".to_owned()
+                    } else {
+                        format!("{} RSTs/s", p.rst_limit)
+                    },
+                ),
             ],
         )?;
         writeln!(f)?;
@@ -251,6 +260,8 @@ mod tests {
                 reflect_prefix_v4: 24,
                 reflect_prefix_v6: 64,
                 ttl: 64,
+                bad_ack: "drop",
+                rst_limit: 1000,
             },
             attachment: Attachment {
                 iface: "eth0".into(),

@@ -137,6 +137,8 @@ pub fn policy_defaults() -> Result<Policy, GuardError> {
         reflect_prefix_v4: 24,
         reflect_prefix_v6: 64,
         acl: 0,
+        bad_ack: guard_common::rst::BAD_ACK_DROP,
+        rst_limit: guard_common::rst::RST_LIMIT_DEFAULT,
     })
 }
 

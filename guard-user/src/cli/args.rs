@@ -110,11 +110,14 @@ Keys (the same as in the --config TOML file):
   auto-hold-ms=0..3600000             acl=clear
   reflect-limit=0..100000000          ttl=1..255
   reflect-prefix-v4=1..32             reflect-prefix-v6=1..128
+  bad-ack=drop|rst                    rst-limit=0..100000000
 
 Examples:
   synguard set eth0 mode=auto auto-syn-rate=20000
   synguard set eth0 ports=80,443 deny=+203.0.113.0/24
-  synguard set eth0 acl=clear ports=all mode=always";
+  synguard set eth0 acl=clear ports=all mode=always
+  # Reset a failed third handshake, at most 500 RSTs a second.
+  synguard set eth0 bad-ack=rst rst-limit=500";
 
 const EXAMPLES_STATUS: &str = "\
 Examples:

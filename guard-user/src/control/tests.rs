@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::*;
+use guard_common::rst::RST_LIMIT_DEFAULT;
 
 #[test]
 fn duplicate_keys_are_refused() {
@@ -49,6 +50,8 @@ fn base() -> Policy {
         reflect_prefix_v4: 24,
         reflect_prefix_v6: 64,
         acl: 0,
+        bad_ack: BAD_ACK_DROP,
+        rst_limit: RST_LIMIT_DEFAULT,
     }
 }
 
@@ -67,6 +70,8 @@ fn parses_every_key() {
         "reflect-prefix-v4=16",
         "reflect-prefix-v6=48",
         "ttl=32",
+        "bad-ack=rst",
+        "rst-limit=250",
     ])
     .unwrap();
     assert_eq!(s[0], Setting::Mode(Mode::Auto));
@@ -80,6 +85,12 @@ fn parses_every_key() {
         Setting::Acl(Acl::Deny, false, "2001:db8::/32".parse().unwrap())
     );
     assert_eq!(s[11], Setting::Ttl(32));
+    assert_eq!(s[12], Setting::BadAck(BAD_ACK_RST));
+    assert_eq!(s[13], Setting::RstLimit(250));
+    assert_eq!(
+        parse_setting("bad-ack=drop").unwrap(),
+        Setting::BadAck(BAD_ACK_DROP)
+    );
     assert_eq!(parse_setting("ports=all").unwrap(), Setting::Ports(None));
     // Every key of the table parses, and each setting names its key.
     let keys: Vec<&str> = s.iter().map(Setting::key).collect();
@@ -101,6 +112,10 @@ fn refuses_bad_values_with_the_key() {
         "acl=drop",
         "reflect-prefix-v4=0",
         "reflect-prefix-v6=129",
+        "bad-ack=reset",
+        "bad-ack=1",
+        "rst-limit=-1",
+        "rst-limit=100000001",
         "color=blue",
         "mode",
     ] {
@@ -126,6 +141,8 @@ fn mistyped_keys_and_modes_get_a_suggestion() {
         ("port=80", "did you mean `ports`?"),
         ("mode=alway", "unknown mode `alway`; did you mean `always`?"),
         ("mode=monitr", "did you mean `monitor`?"),
+        ("bad-ack=rs", "unknown value `rs`; did you mean `rst`?"),
+        ("bad_ack=rst", "did you mean `bad-ack`?"),
     ] {
         let e = parse_setting(arg).unwrap_err().to_string();
         assert!(e.contains(want), "{arg}: {e}");
@@ -212,6 +229,8 @@ fn status_keys_are_the_set_keys() {
         reflect_prefix_v4: 20,
         reflect_prefix_v6: 56,
         ttl: 33,
+        bad_ack: BAD_ACK_RST,
+        rst_limit: 77,
         ..base()
     };
     let acl = [
