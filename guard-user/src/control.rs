@@ -25,7 +25,9 @@ use crate::{
 
 mod file;
 
-pub use file::{MAX_CONFIG_BYTES, parse_config_text, read_config_file};
+pub use file::{
+    ConfigFile, MAX_CONFIG_BYTES, parse_config, parse_config_text, read_config, read_config_file,
+};
 
 /// Every key, as `synguard set`, the config file and `synguard status` spell it.
 pub const KEYS: &[&str] = &[
@@ -217,6 +219,14 @@ pub fn parse_setting(arg: &str) -> Result<Setting, GuardError> {
         "reflect-prefix-v4" => Setting::ReflectPrefixV4(number(key, v, 1..=32)?),
         "reflect-prefix-v6" => Setting::ReflectPrefixV6(number(key, v, 1..=128)?),
         "ttl" => Setting::Ttl(number(key, v, 1..=255)?),
+        "metrics-addr" => {
+            return Err(refuse(
+                key,
+                "a controller setting, read when it starts (the config file's `metrics-addr` or \
+                 `synguard run --metrics-addr`): restart the controller to change it"
+                    .into(),
+            ));
+        }
         "bad-ack" => Setting::BadAck(match v {
             "drop" => BAD_ACK_DROP,
             "rst" => BAD_ACK_RST,

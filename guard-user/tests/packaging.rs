@@ -197,6 +197,24 @@ fn the_units_command_lines_attach_and_detach() {
     assert_eq!(lab.server.sysctl("net.ipv4.tcp_syncookies").unwrap(), "2");
     let status = output(lab.server.command(&bin).args(["status", iface]));
     assert!(status.contains(iface), "{status}");
+    // The metrics address comes from the example configuration.
+    let scrape = wait_until(
+        "/metrics from the config's address",
+        Duration::from_secs(10),
+        || {
+            let o = lab
+                .server
+                .command("curl")
+                .args(["-sf", "--max-time", "2", "http://127.0.0.1:9464/metrics"])
+                .output()
+                .map_err(|e| guard_lab::LabError::Refused(e.to_string()))?;
+            Ok(o.status
+                .success()
+                .then(|| String::from_utf8_lossy(&o.stdout).into_owned()))
+        },
+    )
+    .expect("the unit's guard serves /metrics on the config's address");
+    assert!(scrape.contains("synguard_syn_seen_total"), "{scrape}");
 
     // ExecStop as systemd runs it on `systemctl stop` (SERVICE_RESULT=success).
     let (sh, rest) = stop.split_once(' ').expect("ExecStop has arguments");

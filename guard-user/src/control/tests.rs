@@ -262,3 +262,23 @@ fn status_keys_are_the_set_keys() {
     got.sort_by_key(|e| e.0);
     assert_eq!(got, acl);
 }
+
+#[test]
+fn the_file_sets_the_metrics_address_and_set_refuses_it() {
+    let f = parse_config("mode = \"auto\"\nmetrics-addr = \"127.0.0.1:9464\"\n").unwrap();
+    assert_eq!(f.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+    assert!(f.settings.contains(&Setting::Mode(Mode::Auto)));
+    let f = parse_config("metrics-addr = \"[::1]:9100\"\n").unwrap();
+    assert_eq!(f.metrics_addr, Some("[::1]:9100".parse().unwrap()));
+    for bad in [
+        "metrics-addr = \"localhost\"\n",
+        "metrics-addr = 9464\n",
+        "metrics-addr = \"1.2.3.4:99999\"\n",
+    ] {
+        let e = parse_config(bad).unwrap_err();
+        assert!(e.to_string().contains("metrics-addr"), "{bad}: {e}");
+    }
+    let e = parse_settings(&["metrics-addr=127.0.0.1:9464"]).unwrap_err();
+    assert!(e.to_string().contains("restart the controller"), "{e}");
+    assert_eq!(e.failure(), crate::error::Failure::Invalid);
+}

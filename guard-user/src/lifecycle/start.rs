@@ -68,10 +68,13 @@ pub struct Running {
 pub async fn start(opts: StartOptions) -> Result<Running, GuardError> {
     // Checked first so a typo fails before anything is loaded or changed.
     tuning::interface_mtu(&opts.iface)?;
-    let settings = match &opts.config {
-        Some(path) => control::read_config_file(path)?,
-        None => Vec::new(),
+    let file = match &opts.config {
+        Some(path) => control::read_config(path)?,
+        None => control::ConfigFile::default(),
     };
+    let settings = file.settings;
+    // The command line's address wins over the file's.
+    let metrics_addr = opts.metrics_addr.or(file.metrics_addr);
     let overrides = Overrides {
         mss_v4: opts.mss,
         ttl: opts.ttl,
@@ -88,7 +91,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, GuardError> {
     let key = PinKey::here(&opts.iface)?;
     let lock = lock_guard(&key)?;
     // Bound before anything is attached: an address in use changes nothing.
-    let metrics = match opts.metrics_addr {
+    let metrics = match metrics_addr {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -188,7 +191,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, GuardError> {
             attached_unix,
             controller_unix: now,
             controller_pid: (!opts.leave_after_attach).then(std::process::id),
-            metrics_addr: opts.metrics_addr.map(|a| a.to_string()),
+            metrics_addr: metrics_addr.map(|a| a.to_string()),
             config_file: opts
                 .config
                 .as_ref()
