@@ -292,10 +292,10 @@ pub fn coarse_now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-fn map_err(e: aya::maps::MapError) -> GuardError {
+fn map_err(source: aya::maps::MapError) -> GuardError {
     GuardError::Map {
         map: DETECT_MAP,
-        reason: crate::error::chain(&e),
+        source,
     }
 }
 

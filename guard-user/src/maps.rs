@@ -32,10 +32,7 @@ mod batch;
 use batch::percpu_sums;
 
 fn map_err(map: &'static str) -> impl Fn(MapError) -> GuardError {
-    move |e| GuardError::Map {
-        map,
-        reason: crate::error::chain(&e),
-    }
+    move |source| GuardError::Map { map, source }
 }
 
 /// Where [`GuardMaps`] gets its maps from.
@@ -51,15 +48,15 @@ impl Source<'_> {
         name: &'static str,
     ) -> Result<T, GuardError> {
         let map = match self {
-            Source::Object(ebpf) => ebpf.take_map(name).ok_or(GuardError::Map {
-                map: name,
-                reason: "missing from the object".into(),
-            })?,
+            Source::Object(ebpf) => ebpf
+                .take_map(name)
+                .ok_or(GuardError::MissingMap { map: name })?,
             Source::Pins(dir) => {
                 let path = dir.join(name);
-                let data = MapData::from_pin(&path).map_err(|e| GuardError::Map {
+                let data = MapData::from_pin(&path).map_err(|source| GuardError::MapPin {
                     map: name,
-                    reason: format!("opening {}: {}", path.display(), crate::error::chain(&e)),
+                    path: path.clone(),
+                    source,
                 })?;
                 Map::from_map_data(data).map_err(map_err(name))?
             }
@@ -319,9 +316,10 @@ impl GuardMaps {
             .map_err(map_err(COUNTERS_MAP))?
             .to_vec();
         v[0] += 1;
-        let values = PerCpuValues::try_from(v).map_err(|e| GuardError::Map {
+        let values = PerCpuValues::try_from(v).map_err(|source| GuardError::MapIo {
             map: COUNTERS_MAP,
-            reason: e.to_string(),
+            op: "one value per CPU",
+            source,
         })?;
         self.counters
             .set(idx, values, 0)
@@ -387,9 +385,10 @@ fn sums<V: aya::Pod + Into<i128>>(
         Ok(v) => return Ok(v),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
         Err(e) => {
-            return Err(GuardError::Map {
+            return Err(GuardError::MapIo {
                 map: name,
-                reason: format!("BPF_MAP_LOOKUP_BATCH: {e}"),
+                op: "BPF_MAP_LOOKUP_BATCH",
+                source: e,
             });
         }
     }
