@@ -694,27 +694,38 @@ const fn str_eq(a: &str, b: &str) -> bool {
     true
 }
 
+// The `aya::Pod` impls: aya copies these types to and from map memory as raw bytes, so each
+// must be `repr(C)` + `Copy`, with no padding byte and no invalid bit pattern.
 #[cfg(feature = "user")]
-// Safety (these three): repr(C), Copy, made of u32 and i32 only (GuardConfig of the other two),
-// no padding, every bit pattern valid.
+// Safety: repr(C) + Copy, a SystemConfig and a Policy, both Pod (below), both 4-byte aligned
+// with sizes multiple of 4: no padding, every bit pattern valid.
 unsafe impl aya::Pod for GuardConfig {}
 #[cfg(feature = "user")]
+// Safety: repr(C) + Copy, u32 fields only: no padding, every bit pattern valid.
 unsafe impl aya::Pod for SystemConfig {}
 #[cfg(feature = "user")]
+// Safety: repr(C) + Copy, 4-byte integer fields only: no padding, every bit pattern valid.
 unsafe impl aya::Pod for Policy {}
 #[cfg(feature = "user")]
-// Safety (these four): repr(C), Copy, integer fields laid out without padding, every bit
-// pattern valid.
+// Safety: repr(C) + Copy, a u64 then two u32 (16 bytes): no padding, every bit pattern valid.
 unsafe impl aya::Pod for RateState {}
 #[cfg(feature = "user")]
+// Safety: repr(C) + Copy, a u64 then two u32 (the second an explicit `_pad`, 16 bytes): no
+// padding, every bit pattern valid.
 unsafe impl aya::Pod for AutoState {}
 #[cfg(feature = "user")]
+// Safety: repr(C) + Copy, a u32 then [u8; 4] (8 bytes): no padding, every bit pattern valid.
 unsafe impl aya::Pod for AclKeyV4 {}
 #[cfg(feature = "user")]
+// Safety: repr(C) + Copy, a u32 then [u8; 16] (20 bytes, 4-aligned): no padding, every bit
+// pattern valid.
 unsafe impl aya::Pod for AclKeyV6 {}
 #[cfg(feature = "user")]
+// Safety: repr(C) + Copy, two u32 then [u8; 36] and [u8; 132] (176 bytes, 4-aligned): no
+// padding, every bit pattern valid.
 unsafe impl aya::Pod for AclLens {}
 #[cfg(feature = "user")]
+// Safety: repr(C) + Copy, a single [u64; ACL_FILTER_WORDS]: no padding, every bit pattern valid.
 unsafe impl aya::Pod for AclFilter {}
 
 // ---------------------------------------------------------------------------------------------

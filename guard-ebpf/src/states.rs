@@ -72,8 +72,11 @@ pub fn on_set_state(ctx: &TracePointContext) -> u32 {
         return 0;
     }
     let (Ok(sk), Ok(old), Ok(new)) = (
+        // Safety: `skaddr`, a pointer-sized field of the record at SKADDR (documented above).
         unsafe { ctx.read_at::<u64>(SKADDR) },
+        // Safety: `oldstate`, an int field of the record at OLDSTATE (documented above).
         unsafe { ctx.read_at::<i32>(OLDSTATE) },
+        // Safety: `newstate`, an int field of the record at NEWSTATE (documented above).
         unsafe { ctx.read_at::<i32>(NEWSTATE) },
     ) else {
         return 0;
@@ -84,6 +87,7 @@ pub fn on_set_state(ctx: &TracePointContext) -> u32 {
     else {
         return 0;
     };
+    // Safety: as above, bpf_probe_read_kernel checks the address `net` + the BTF offset.
     let Ok(inum) =
         (unsafe { bpf_probe_read_kernel((net + SG_OFF_NET_INUM.load() as u64) as *const u32) })
     else {

@@ -42,7 +42,7 @@ pub fn local_maps(ctx: &XdpContext) -> u32 {
     if let Some(seg) = walk(ctx) {
         // Volatile: the result must be computed although nothing uses it.
         let mut local = is_local(ctx, &seg);
-        // Safety: a local variable.
+        // Safety: the pointer is a `&mut` to a live, aligned local of the written type.
         unsafe { core::ptr::write_volatile(&mut local, local) };
     }
     xdp_action::XDP_DROP
