@@ -1,4 +1,5 @@
-//! Unit tests of `view`: compact numbers, the headline and detection block, every row with `all`, and the 80x24 fit.
+//! Unit tests of `view`: compact numbers, the headline and detection block, every row with
+//! `all`, and the 80x24 fit.
 
 use std::time::{Duration, Instant};
 
