@@ -20,6 +20,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use guard_common::{TCP_STATE_SLOTS, TRANSITIONS_LEN, TcpState};
+use guard_ebpf::proto::IPPROTO_TCP;
 
 /// Inode of the namespace to count (0: count nothing).
 #[unsafe(no_mangle)]
@@ -47,7 +48,6 @@ const SKADDR: usize = 8;
 const OLDSTATE: usize = 16;
 const NEWSTATE: usize = 20;
 const PROTOCOL: usize = 30;
-const IPPROTO_TCP: u16 = 6;
 
 #[inline(always)]
 fn add(idx: u32, v: i64) {
@@ -68,7 +68,8 @@ pub fn on_set_state(ctx: &TracePointContext) -> u32 {
     let Ok(proto) = (unsafe { ctx.read_at::<u16>(PROTOCOL) }) else {
         return 0;
     };
-    if proto != IPPROTO_TCP {
+    // The record's `protocol` is a u16.
+    if proto != u16::from(IPPROTO_TCP) {
         return 0;
     }
     let (Ok(sk), Ok(old), Ok(new)) = (

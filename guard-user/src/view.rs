@@ -151,8 +151,8 @@ impl Frame<'_> {
             ("SYNs seen/s", rate(Counter::SynSeen)),
         ];
         let right = [
-            ("ESTABLISHED", gauge(TcpState::Established)),
-            ("SYN_RECV", gauge(TcpState::SynRecv)),
+            (TcpState::Established.name(), gauge(TcpState::Established)),
+            (TcpState::SynRecv.name(), gauge(TcpState::SynRecv)),
             ("mode", mode.to_owned()),
             ("engaged", engaged.to_owned()),
         ];

@@ -15,7 +15,7 @@ use guard_ebpf::{
     local::is_local,
     maps::GUARD_CONFIG,
     parse::{Segment, segment},
-    proto::{IPV4_HLEN, IPV6_HLEN},
+    proto::{IPPROTO_TCP, IPV4_HLEN, IPV6_HLEN},
 };
 
 /// `AF_INET`, `AF_INET6`.
@@ -77,7 +77,7 @@ pub fn fib(ctx: &XdpContext) -> u32 {
                 i += 1;
             }
         }
-        p.l4_protocol = 6;
+        p.l4_protocol = IPPROTO_TCP;
         p.ifindex = (*ctx.ctx).ingress_ifindex;
         let mut rc = fib_lookup(
             ctx.ctx as *mut _,
