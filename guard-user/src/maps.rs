@@ -219,18 +219,18 @@ impl GuardMaps {
     /// Writes the entry for `addr/prefix_len` (host bits cleared) into its family's list only:
     /// the data path finds it once [`GuardMaps::set_acl_index`] includes it.
     pub fn acl_put(&mut self, addr: IpAddr, prefix_len: u8, action: Acl) -> Result<(), GuardError> {
-        let bad = |max: u8| GuardError::InvalidConfig {
-            field: "acl",
-            reason: format!("prefix length {prefix_len} out of range 0..={max} for {addr}"),
-        };
-        let value = action as u32;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix_len > max {
+            return Err(GuardError::InvalidConfig {
+                field: "acl",
+                reason: format!("prefix length {prefix_len} out of range 0..={max} for {addr}"),
+            });
+        }
+        let (len, value) = (prefix_len.into(), action as u32);
         match addr {
             IpAddr::V4(a) => {
-                if prefix_len > 32 {
-                    return Err(bad(32));
-                }
                 let key = AclKeyV4 {
-                    prefix_len: prefix_len.into(),
+                    prefix_len: len,
                     addr: mask(a.octets(), prefix_len),
                 };
                 self.acl_v4
@@ -238,11 +238,8 @@ impl GuardMaps {
                     .map_err(map_err(ACL_V4_MAP))
             }
             IpAddr::V6(a) => {
-                if prefix_len > 128 {
-                    return Err(bad(128));
-                }
                 let key = AclKeyV6 {
-                    prefix_len: prefix_len.into(),
+                    prefix_len: len,
                     addr: mask(a.octets(), prefix_len),
                 };
                 self.acl_v6
