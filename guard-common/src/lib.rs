@@ -7,6 +7,7 @@
 pub mod csum;
 pub mod detect;
 pub mod lab;
+pub mod proto;
 
 /// Name of the XDP entry point in the object file.
 pub const PROGRAM_NAME: &str = "synguard";

@@ -9,7 +9,7 @@
 
 use aya_ebpf::{Global, bindings::xdp_action, programs::XdpContext};
 
-use guard_ebpf::proto::{ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPV4_HLEN, IPV6_HLEN, TCP_MAX_HLEN};
+use guard_common::proto::{ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPV4_HLEN, IPV6_HLEN, TCP_MAX_HLEN};
 use guard_lab_ebpf::frame::{ptr_at, swap_macs};
 
 /// IPv4 destination prefix the sink drops (host order), set at load time.

@@ -34,15 +34,15 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
     programs::XdpContext,
 };
+use guard_common::proto::{
+    ETH_HLEN, IPPROTO_TCP, IPV4_HLEN, IPV4_VERSION_IHL, IPV6_HLEN, IPV6_VERSION, TCP_HLEN,
+};
 use guard_common::{
     csum,
     lab::{
         FLOOD_COUNTER_COUNT, FLOOD_TEMPLATE_MAX, FloodConfig, FloodCounter, PACE_BUDGET, PACE_END,
         PACE_INTERVAL, PACE_LAST, PACE_NEXT, PACE_SLOTS,
     },
-};
-use guard_ebpf::proto::{
-    ETH_HLEN, IPPROTO_TCP, IPV4_HLEN, IPV4_VERSION_IHL, IPV6_HLEN, IPV6_VERSION, TCP_HLEN,
 };
 use guard_lab_ebpf::{
     frame::{frame_len, ptr_at},

@@ -1,6 +1,8 @@
-//! Wire-protocol constants of the data path, in one place: Ethernet and VLAN, IPv4, IPv6 and its
+//! Wire-protocol constants of the data paths, in one place: Ethernet and VLAN, IPv4, IPv6 and its
 //! extension headers, TCP flags and option kinds (values from the kernel's `if_ether.h`, `in.h`,
-//! `ipv6.h`, `tcp.h`). Header field offsets are written beside the code that reads them.
+//! `ipv6.h`, `tcp.h`). Header field offsets are written beside the code that reads them. Here
+//! rather than in guard-ebpf (which re-exports it as `guard_ebpf::proto`) so that the lab's
+//! programs use them without linking the guard's maps into the lab object.
 
 /// Ethernet header (no tags).
 pub const ETH_HLEN: usize = 14;
