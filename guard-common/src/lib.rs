@@ -4,15 +4,17 @@
 //! on the byte layout; every multi-byte field is in host byte order unless its doc says otherwise.
 #![no_std]
 
+// By concern: the access lists' types and the TCP states' names and numbers (both re-exported
+// here), and the wire-protocol constants of both data paths.
 pub mod acl;
+pub mod proto;
+pub mod states;
+pub use acl::*;
+pub use states::*;
+
 pub mod csum;
 pub mod detect;
 pub mod lab;
-pub mod proto;
-pub mod states;
-
-pub use acl::*;
-pub use states::*;
 
 /// Name of the XDP entry point in the object file.
 pub const PROGRAM_NAME: &str = "synguard";

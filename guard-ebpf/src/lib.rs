@@ -19,5 +19,5 @@ pub mod maps;
 pub mod options;
 #[cfg(target_arch = "bpf")]
 pub mod parse;
-pub use guard_common::proto;
+pub mod proto;
 pub mod synack;
