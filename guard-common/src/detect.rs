@@ -27,6 +27,9 @@ pub const CM_ROWS: usize = 2;
 pub const CM_PREFIX_WIDTH: usize = 1024;
 /// Cells per row of the destination-port sketch (a power of two).
 pub const CM_PORT_WIDTH: usize = 256;
+/// One SYN in this many (per CPU) is counted in the count-min sketches; the controller scales
+/// their estimates back. Heavy hitters stand out as well, at a quarter of the cost per SYN.
+pub const CM_SAMPLE: u64 = 4;
 /// Heavy-hitter candidate slots per sketch and CPU.
 pub const CANDIDATES: usize = 16;
 /// A prefix or port becomes a candidate each time its estimate reaches a power of two at least
@@ -97,6 +100,10 @@ impl DetectSlot {
         if self.hll[i] < rank {
             self.hll[i] = rank;
         }
+        // Heavy hitters need no exact counts: every CM_SAMPLE-th SYN of this CPU is counted.
+        if !self.syns.is_multiple_of(CM_SAMPLE) {
+            return;
+        }
         let (phi, plo) = prefix_halves(family, hi, lo);
         let ph = prefix_hash(family, phi, plo);
         let cells = prefix_cells(ph);
@@ -117,11 +124,12 @@ impl DetectSlot {
     }
 }
 
-/// The hash of a source prefix (masked halves, see [`prefix_halves`]); a different seed from the
-/// source-address hash, so a prefix's cells do not follow its addresses' registers.
+/// The hash of a source prefix (masked halves, see [`prefix_halves`]: the low half is always 0
+/// for /24 and /48): a different seed from the source-address hash, so a prefix's cells do not
+/// follow its addresses' registers.
 #[inline(always)]
 pub const fn prefix_hash(family: u32, hi: u64, lo: u64) -> u64 {
-    mix(family as u64 | 0x100, hi, lo)
+    mix(family as u64 | 0x5a00, hi, lo)
 }
 
 /// The slot index of `window`.
@@ -130,27 +138,43 @@ pub const fn detect_slot(window: u64) -> u32 {
     (window % DETECT_SLOTS as u64) as u32
 }
 
-/// A 64-bit mix of two 64-bit words (multiply-xorshift, the finaliser of MurmurHash3 applied
-/// twice): every input bit moves about half the output bits, which HyperLogLog's rank needs.
+/// A 64-bit hash of an address given as two 64-bit words (two multiply-xorshift rounds): every
+/// input bit reaches the bits HyperLogLog and the sketches use. Two multiplications, as the
+/// data path pays it on every SYN.
 #[inline(always)]
 pub const fn mix(seed: u64, hi: u64, lo: u64) -> u64 {
-    let mut h = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    h = (h ^ hi).wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = (h ^ lo).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^ (h >> 33)
+    let mut h = (hi ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ lo;
+    h = (h ^ (h >> 32)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 29)
+}
+
+/// `x.trailing_zeros()` for a non-zero `x` by a de Bruijn multiplication and a 64-entry table:
+/// a handful of BPF instructions where the compiler's generic count is about forty (BPF has
+/// no count-zeros instruction).
+#[inline(always)]
+pub const fn trailing_zeros(x: u64) -> u32 {
+    const DEBRUIJN: u64 = 0x03f7_9d71_b4ca_8b09;
+    const TABLE: [u8; 64] = {
+        let mut t = [0u8; 64];
+        let mut i = 0;
+        while i < 64 {
+            t[((DEBRUIJN << i) >> 58) as usize] = i as u8;
+            i += 1;
+        }
+        t
+    };
+    TABLE[((x & x.wrapping_neg()).wrapping_mul(DEBRUIJN) >> 58) as usize] as u32
 }
 
 /// HyperLogLog register index and rank of a source-address hash: the low [`HLL_BITS`] bits pick
-/// the register, the rank is one more than the number of leading zeros of the rest (1..=53).
+/// the register, the rank is one more than the number of trailing zeros of the rest (1..=53;
+/// geometric like the usual leading-zeros rank, and cheaper in BPF).
 #[inline(always)]
 pub const fn hll_update(hash: u64) -> (usize, u8) {
     let index = (hash & (HLL_REGISTERS as u64 - 1)) as usize;
-    // The other bits stay in place above a guard bit, which bounds the rank at 64 - HLL_BITS + 1.
-    let rest = (hash & !(HLL_REGISTERS as u64 - 1)) | (1 << (HLL_BITS - 1));
-    let rank = (rest.leading_zeros() + 1) as u8;
+    // A guard bit above the rest bounds the rank at 64 - HLL_BITS + 1.
+    let rest = (hash >> HLL_BITS) | (1 << (64 - HLL_BITS));
+    let rank = (trailing_zeros(rest) + 1) as u8;
     (index, rank)
 }
 
@@ -243,14 +267,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rank_is_leading_zeros_plus_one() {
-        // Register 5, the top bit set: rank 1.
-        let h = (1u64 << 63) | 5;
+    fn rank_is_trailing_zeros_plus_one() {
+        // Register 5, the rest's lowest bit set: rank 1.
+        let h = (1u64 << HLL_BITS) | 5;
         assert_eq!(hll_update(h), (5, 1));
         // Rest all zero: the guard bit bounds the rank.
         assert_eq!(hll_update(7), (7, (64 - HLL_BITS + 1) as u8));
-        // Rest 0b01... : rank 2.
-        assert_eq!(hll_update((1u64 << 62) | 1), (1, 2));
+        // Rest ...100: rank 3.
+        assert_eq!(hll_update((1u64 << (HLL_BITS + 2)) | 1), (1, 3));
+    }
+
+    #[test]
+    fn de_bruijn_trailing_zeros() {
+        for i in 0..64 {
+            let x = 1u64 << i;
+            assert_eq!(trailing_zeros(x), i);
+            assert_eq!(trailing_zeros(x | (x << 1) | u64::MAX << 63), i.min(63));
+        }
+        for x in [3u64, 0x10, 0xdead_beef_0000, u64::MAX] {
+            assert_eq!(trailing_zeros(x), x.trailing_zeros());
+        }
     }
 
     #[test]

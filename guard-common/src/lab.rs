@@ -24,6 +24,8 @@ pub const PROBE_PARSE_PROGRAM_NAME: &str = "probe_parse";
 pub const PROBE_LOCAL_PROGRAM_NAME: &str = "probe_local";
 /// Bench probe: the header walk and a FIB lookup.
 pub const PROBE_FIB_PROGRAM_NAME: &str = "probe_fib";
+/// Bench probe: the header walk and the flood-detection update.
+pub const PROBE_DETECT_PROGRAM_NAME: &str = "probe_detect";
 /// TCX egress program pushing the tags of [`VLAN_TAGS_GLOBAL`] onto every frame.
 pub const VLAN_PUSH_PROGRAM_NAME: &str = "vlan_push";
 /// TCX ingress program passing only frames that carry exactly the tags of

@@ -2,7 +2,7 @@
 //! IPv6 extension option rules, SYN-ACK construction) touch no packet memory and call no
 //! helper, so they run in the XDP program and in host unit tests (`cargo test -p guard-ebpf
 //! --lib`). On the BPF target the library also holds the header walk, the local-destination
-//! check and the maps they read, which the guard (`main.rs`) and the lab's bench probes
+//! check, the flood-detection update and the maps they use, which the guard (`main.rs`) and the lab's bench probes
 //! (`guard-lab-ebpf`) both link: the probes measure the guard's own code, not a copy of it.
 #![cfg_attr(not(test), no_std)]
 
@@ -11,6 +11,8 @@
 extern crate self as guard_ebpf;
 
 pub mod csum;
+#[cfg(target_arch = "bpf")]
+pub mod detect;
 pub mod ipv6_opts;
 #[cfg(target_arch = "bpf")]
 pub mod local;

@@ -1,11 +1,12 @@
-//! The bench probes' object (`guard-lab-ebpf/src/probes/`) loaded on a loaded guard's maps: every
-//! named map of the guard is pinned in a private directory of the BPF filesystem and the probes'
-//! object reuses the pins by name, so the probes walk the same configuration and
-//! local-destination maps the guard does. The pins go when the value is dropped.
+//! The bench probes' object (`guard-lab-ebpf/src/probes/`) loaded on a guard's maps: the guard is
+//! loaded with its maps pinned in a private directory of the BPF filesystem ([`PinDir`]) and the
+//! probes' object reuses the pins by name, so the probes walk the same configuration,
+//! local-destination and detection maps the guard does. The pins go with the directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use aya::{Ebpf, EbpfLoader, programs::Xdp};
+use guard_common::{GUARD_MAPS, STATE_MAPS};
 
 use crate::{
     baseline::load_xdp,
@@ -14,8 +15,22 @@ use crate::{
     sys::unique_name,
 };
 
-/// A private directory of the BPF filesystem, removed with its pins on drop.
-struct PinDir(PathBuf);
+/// A private directory of the BPF filesystem for a guard's pins (`Guard::load_with`), removed
+/// with its pins on drop.
+pub struct PinDir(PathBuf);
+
+impl PinDir {
+    /// A fresh directory under /sys/fs/bpf.
+    pub fn new() -> Result<Self> {
+        let dir = PathBuf::from("/sys/fs/bpf").join(unique_name());
+        std::fs::create_dir(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        Ok(Self(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
 
 impl Drop for PinDir {
     fn drop(&mut self) {
@@ -23,30 +38,25 @@ impl Drop for PinDir {
     }
 }
 
-/// The loaded probes, sharing a guard's maps. Fields drop in order: the probes, then the pins.
+/// The loaded probes, sharing a pinned guard's maps.
 pub struct Probes {
     ebpf: Ebpf,
-    _pins: PinDir,
 }
 
 impl Probes {
-    /// Loads the probes named `names` onto the maps of `guard` (the guard's loaded object,
-    /// `Guard::maps`).
-    pub fn load(guard: &Ebpf, names: &[&str]) -> Result<Self> {
-        let dir = PathBuf::from("/sys/fs/bpf").join(unique_name());
-        std::fs::create_dir(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
-        let pins = PinDir(dir);
-        let mut shared = Vec::new();
-        // The named maps; not the loader's own global-data maps (`.rodata` is frozen and cannot be
-        // pinned, and the probes' object has its own).
-        for (name, map) in guard.maps().filter(|(name, _)| !name.starts_with('.')) {
-            let path = pins.0.join(name);
-            map.pin(&path)
-                .map_err(|e| LabError::bpf(format!("pinning {name} at {}", path.display()), e))?;
-            shared.push((name, path));
-        }
+    /// Loads the probes named `names` onto the maps of the guard pinned in `pins` (loaded with
+    /// `Guard::load_with(.., Some(pins.path()), ..)`): the probes' object reuses every pin by
+    /// name, so they walk the configuration, local-destination and detection maps the guard
+    /// uses.
+    pub fn load(pins: &PinDir, names: &[&str]) -> Result<Self> {
         let mut loader = EbpfLoader::new();
-        for (name, path) in &shared {
+        let paths: Vec<(&str, PathBuf)> = GUARD_MAPS
+            .iter()
+            .chain(STATE_MAPS)
+            .map(|&n| (n, pins.0.join(n)))
+            .filter(|(_, p)| p.exists())
+            .collect();
+        for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader
@@ -55,9 +65,8 @@ impl Probes {
         for name in names {
             load_xdp(&mut ebpf, name)?;
         }
-        Ok(Self { ebpf, _pins: pins })
+        Ok(Self { ebpf })
     }
-
     /// A loaded probe.
     pub fn program(&self, name: &str) -> &Xdp {
         self.ebpf

@@ -7,9 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::maps::{MapData, PerCpuArray, PerCpuValues};
 use guard_common::detect::{
-    CM_PORT_WIDTH, CM_PREFIX_WIDTH, CM_ROWS, DETECT_MAP, DETECT_WINDOW_NS, DETECT_WINDOW_SHIFT,
-    DetectSlot, HLL_REGISTERS, PREFIX_LEN_V4, PREFIX_LEN_V6, PrefixKey, detect_slot, estimate,
-    merge_cells, merge_hll, port_cells, prefix_cells, prefix_hash,
+    CM_PORT_WIDTH, CM_PREFIX_WIDTH, CM_ROWS, CM_SAMPLE, DETECT_MAP, DETECT_WINDOW_NS,
+    DETECT_WINDOW_SHIFT, DetectSlot, HLL_REGISTERS, PREFIX_LEN_V4, PREFIX_LEN_V6, PrefixKey,
+    detect_slot, estimate, merge_cells, merge_hll, port_cells, prefix_cells, prefix_hash,
 };
 use serde::Serialize;
 
@@ -121,15 +121,18 @@ pub fn merge(cpus: &[DetectSlot]) -> WindowReport {
     let mut top_prefixes: Vec<(Prefix, f64)> = cand_prefixes
         .iter()
         .filter_map(|k| {
-            let n = estimate(&prefixes, prefix_cells(key_hash(k)));
-            Some((Prefix::from_key(k)?, n as f64 / secs))
+            let n = estimate(&prefixes, prefix_cells(key_hash(k))) as f64 * CM_SAMPLE as f64;
+            Some((Prefix::from_key(k)?, n / secs))
         })
         .collect();
     top_prefixes.sort_by(|a, b| b.1.total_cmp(&a.1));
     top_prefixes.truncate(TOP);
     let mut top_ports: Vec<(u16, f64)> = cand_ports
         .iter()
-        .map(|&p| (p, estimate(&ports, port_cells(p)) as f64 / secs))
+        .map(|&p| {
+            let n = estimate(&ports, port_cells(p)) as f64 * CM_SAMPLE as f64;
+            (p, n / secs)
+        })
         .collect();
     top_ports.sort_by(|a, b| b.1.total_cmp(&a.1));
     top_ports.truncate(TOP);

@@ -94,6 +94,9 @@ enum Bench {
     /// What "is this destination ours?" costs per SYN: the local-address maps the guard uses
     /// beside a FIB lookup, over the guard's header walk (BPF_PROG_TEST_RUN, interleaved).
     Local,
+    /// What flood detection costs per SYN: the guard's header walk with and without the
+    /// detection update (BPF_PROG_TEST_RUN, interleaved), against the 10 ns budget.
+    Detect,
     /// RSS and CPU of `synguard run --pin` and `synguard stats` streaming at 1 Hz.
     Controller {
         /// Seconds to measure.
@@ -372,6 +375,10 @@ fn main() -> anyhow::Result<()> {
                 Bench::Local => {
                     step("bench: local-destination check (cargo bench -p guard-lab --bench local)");
                     run(cargo(&root).args(["bench", "-p", "guard-lab", "--bench", "local"]))
+                }
+                Bench::Detect => {
+                    step("bench: flood detection (cargo bench -p guard-lab --bench detect)");
+                    run(cargo(&root).args(["bench", "-p", "guard-lab", "--bench", "detect"]))
                 }
                 Bench::Datapath { rounds, seconds } => {
                     cargo_bench(&root, "datapath", rounds, seconds, 0.2)

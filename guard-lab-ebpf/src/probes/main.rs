@@ -1,5 +1,6 @@
-//! The bench probes' object (`cargo xtask bench local`): the guard's header walk alone, then with
-//! each way of asking "is this destination ours?" (see `probe.rs`). They link the guard's
+//! The bench probes' object (`cargo xtask bench local`, `cargo xtask bench detect`): the guard's
+//! header walk alone, then with each way of asking "is this destination ours?" and with the
+//! flood-detection update (see `probe.rs`). They link the guard's
 //! own parse and local-destination code from `guard_ebpf`'s library, and with it the guard's
 //! maps, so they are kept out of the lab object that every flood and veth end loads. Never
 //! attached to an interface: they run under `BPF_PROG_TEST_RUN` only.
@@ -23,6 +24,12 @@ pub fn probe_parse(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn probe_local(ctx: XdpContext) -> u32 {
     probe::local_maps(&ctx)
+}
+
+/// Bench probe: the header walk and the flood-detection update.
+#[xdp]
+pub fn probe_detect(ctx: XdpContext) -> u32 {
+    probe::detect(&ctx)
 }
 
 /// Bench probe: the header walk and a FIB lookup.

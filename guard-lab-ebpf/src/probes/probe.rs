@@ -12,6 +12,7 @@ use aya_ebpf::{
 };
 use guard_common::Family;
 use guard_ebpf::{
+    detect::synguard_detect,
     local::is_local,
     maps::GUARD_CONFIG,
     parse::{Segment, segment},
@@ -27,6 +28,24 @@ const AF_INET6: u8 = 10;
 fn walk(ctx: &XdpContext) -> Option<Segment> {
     let cfg = GUARD_CONFIG.get(0)?;
     segment(ctx, cfg).ok()
+}
+
+/// The walk and the flood-detection update of a SYN (`synguard_detect`, as the guard calls it
+/// for every SYN to a protected listener).
+#[inline(always)]
+pub fn detect(ctx: &XdpContext) -> u32 {
+    if let Some(seg) = walk(ctx) {
+        let a = seg.src();
+        let be = |w: u32| u32::from_be(w) as u64;
+        let (hi, lo) = (be(a[0]) << 32 | be(a[1]), be(a[2]) << 32 | be(a[3]));
+        let family = if seg.family == Family::Ipv4 { 4 } else { 6 };
+        // Safety: helper without arguments.
+        let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns() };
+        let mut counted = synguard_detect(family, hi, lo, seg.dport() as u32, now);
+        // Safety: a local variable (volatile: the result must be computed).
+        unsafe { core::ptr::write_volatile(&mut counted, counted) };
+    }
+    xdp_action::XDP_DROP
 }
 
 /// The header walk alone.
