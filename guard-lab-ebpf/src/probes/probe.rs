@@ -42,7 +42,8 @@ pub fn detect(ctx: &XdpContext) -> u32 {
         // Safety: helper without arguments.
         let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns() };
         let mut counted = synguard_detect(family, hi, lo, seg.dport() as u32, now);
-        // Safety: a local variable (volatile: the result must be computed).
+        // Safety: the pointer is a `&mut` to a live, aligned local of the written type (volatile:
+        // the result must be computed).
         unsafe { core::ptr::write_volatile(&mut counted, counted) };
     }
     xdp_action::XDP_DROP
