@@ -4,6 +4,14 @@
 //! on the byte layout; every multi-byte field is in host byte order unless its doc says otherwise.
 #![no_std]
 
+// By concern: the access lists' types and the TCP states' names and numbers (both re-exported
+// here), and the wire-protocol constants of both data paths.
+pub mod acl;
+pub mod proto;
+pub mod states;
+pub use acl::*;
+pub use states::*;
+
 pub mod csum;
 pub mod detect;
 pub mod lab;
@@ -98,16 +106,6 @@ pub const REFLECT_WIDTH: u32 = 4096;
 /// Rows of the reflection sketch: a prefix is over budget only if its cell in every row is.
 pub const REFLECT_ROWS: u32 = 2;
 
-/// What an access-list entry does for matching sources (longest prefix wins).
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Acl {
-    /// Bypass the guard: the kernel handles the handshake.
-    Allow = 1,
-    /// Drop the handshake packets (counted).
-    Deny = 2,
-}
-
 /// A SYN rate window of one CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -174,113 +172,6 @@ pub const fn reflect_count(cell: u32, second: u32) -> u32 {
         cell & REFLECT_COUNT_MAX
     } else {
         0
-    }
-}
-
-/// Key of the IPv4 access list: a prefix, host bits cleared.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct AclKeyV4 {
-    /// 0..=32.
-    pub prefix_len: u32,
-    /// Network byte order.
-    pub addr: [u8; 4],
-}
-
-/// Key of the IPv6 access list: a prefix, host bits cleared.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct AclKeyV6 {
-    /// 0..=128.
-    pub prefix_len: u32,
-    /// Network byte order.
-    pub addr: [u8; 16],
-}
-
-/// Words of [`AclFilter`] (32 KiB: small enough to stay cached, about 4 % false positives per
-/// probe with 11,000 entries).
-pub const ACL_FILTER_WORDS: usize = 4096;
-
-/// A one-hash Bloom filter over the access-list entries: bit [`acl_filter_bit`] is set for
-/// every entry. A clear bit proves there is no entry for that (length, prefix).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AclFilter {
-    pub words: [u64; ACL_FILTER_WORDS],
-}
-
-impl Default for AclFilter {
-    fn default() -> Self {
-        Self {
-            words: [0; ACL_FILTER_WORDS],
-        }
-    }
-}
-
-impl AclFilter {
-    /// Marks an entry: `v6`, its prefix length and its masked address as two big-endian
-    /// halves (IPv4 in the top 32 bits of `hi`).
-    pub fn insert(&mut self, v6: bool, len: u32, hi: u64, lo: u64) {
-        let b = acl_filter_bit(v6, len, hi, lo) as usize;
-        self.words[b / 64] |= 1 << (b % 64);
-    }
-}
-
-/// The filter bit of an access-list entry or probe (see [`AclFilter::insert`]).
-#[inline(always)]
-pub const fn acl_filter_bit(v6: bool, len: u32, hi: u64, lo: u64) -> u32 {
-    let mut h = (hi ^ ((len as u64) << 1 | v6 as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    h ^= h >> 32;
-    h = (h ^ lo).wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 29;
-    (h >> 32) as u32 & (ACL_FILTER_WORDS as u32 * 64 - 1)
-}
-
-/// The prefix lengths present in the access lists ([`ACL_LENS_MAP`]), each family's longest
-/// first: the data path makes one exact-match lookup per length, in this order, and the first
-/// hit is the longest matching prefix. A listed length without entries only costs a lookup; an
-/// entry whose length is not listed is never found.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AclLens {
-    /// Lengths used in `v4` (0..=33).
-    pub v4_count: u32,
-    /// Lengths used in `v6` (0..=129).
-    pub v6_count: u32,
-    /// IPv4 prefix lengths, descending.
-    pub v4: [u8; 36],
-    /// IPv6 prefix lengths, descending.
-    pub v6: [u8; 132],
-}
-
-impl Default for AclLens {
-    fn default() -> Self {
-        Self {
-            v4_count: 0,
-            v6_count: 0,
-            v4: [0; 36],
-            v6: [0; 132],
-        }
-    }
-}
-
-impl AclLens {
-    /// Adds `/len` of the family (`v6`) to the lengths, keeping them descending and unique.
-    pub fn with(mut self, v6: bool, len: u8) -> Self {
-        let (list, count, max): (&mut [u8], &mut u32, u8) = if v6 {
-            (&mut self.v6, &mut self.v6_count, 128)
-        } else {
-            (&mut self.v4, &mut self.v4_count, 32)
-        };
-        let n = *count as usize;
-        if len > max || list[..n].contains(&len) {
-            return self;
-        }
-        let at = list[..n].iter().position(|&l| l < len).unwrap_or(n);
-        list.copy_within(at..n, at + 1);
-        list[at] = len;
-        *count += 1;
-        self
     }
 }
 
@@ -712,150 +603,25 @@ const fn str_eq(a: &str, b: &str) -> bool {
     true
 }
 
+// The `aya::Pod` impls: aya copies these types to and from map memory as raw bytes, so each
+// must be `repr(C)` + `Copy`, with no padding byte and no invalid bit pattern.
 #[cfg(feature = "user")]
-// Safety (these three): repr(C), Copy, made of u32 and i32 only (GuardConfig of the other two),
-// no padding, every bit pattern valid.
+// Safety: repr(C) + Copy, a SystemConfig and a Policy, both Pod (below), both 4-byte aligned
+// with sizes multiple of 4: no padding, every bit pattern valid.
 unsafe impl aya::Pod for GuardConfig {}
 #[cfg(feature = "user")]
+// Safety: repr(C) + Copy, u32 fields only: no padding, every bit pattern valid.
 unsafe impl aya::Pod for SystemConfig {}
 #[cfg(feature = "user")]
+// Safety: repr(C) + Copy, 4-byte integer fields only: no padding, every bit pattern valid.
 unsafe impl aya::Pod for Policy {}
 #[cfg(feature = "user")]
-// Safety (these four): repr(C), Copy, integer fields laid out without padding, every bit
-// pattern valid.
+// Safety: repr(C) + Copy, a u64 then two u32 (16 bytes): no padding, every bit pattern valid.
 unsafe impl aya::Pod for RateState {}
 #[cfg(feature = "user")]
+// Safety: repr(C) + Copy, a u64 then two u32 (the second an explicit `_pad`, 16 bytes): no
+// padding, every bit pattern valid.
 unsafe impl aya::Pod for AutoState {}
-#[cfg(feature = "user")]
-unsafe impl aya::Pod for AclKeyV4 {}
-#[cfg(feature = "user")]
-unsafe impl aya::Pod for AclKeyV6 {}
-#[cfg(feature = "user")]
-unsafe impl aya::Pod for AclLens {}
-#[cfg(feature = "user")]
-unsafe impl aya::Pod for AclFilter {}
-
-// ---------------------------------------------------------------------------------------------
-// TCP connection states of the guarded namespace (the `sock:inet_sock_set_state` tracepoint
-// program, `guard-ebpf/src/states.rs`).
-// ---------------------------------------------------------------------------------------------
-
-/// Name of the tracepoint program keeping the per-state gauges.
-pub const STATES_PROGRAM_NAME: &str = "synguard_states";
-/// Name of the per-CPU `i64` array of gauge deltas, indexed by the kernel's TCP state number
-/// ([`TcpState`] as `u32`, [`TCP_STATE_SLOTS`] entries): what the tracepoint has seen since the
-/// controller last seeded [`STATE_BASE_MAP`].
-pub const STATE_DELTAS_MAP: &str = "GUARD_STATE_DELTAS";
-/// Name of the one-array of `i64` gauge bases, indexed like [`STATE_DELTAS_MAP`]: written by the
-/// controller from a sock_diag dump so that `base + sum(deltas)` is the gauge.
-pub const STATE_BASE_MAP: &str = "GUARD_STATE_BASE";
-/// Name of the per-CPU `u64` array of transition counts, index `from * TCP_STATE_SLOTS + to`.
-pub const TRANSITIONS_MAP: &str = "GUARD_TRANSITIONS";
-/// Maps of the state program, pinned next to [`GUARD_MAPS`].
-pub const STATE_MAPS: &[&str] = &[STATE_DELTAS_MAP, STATE_BASE_MAP, TRANSITIONS_MAP];
-
-/// Load-time global (`u32`): inode number of the network namespace to count (0: count nothing).
-pub const GLOBAL_NETNS_INUM: &str = "SG_NETNS_INUM";
-/// Load-time global (`u32`): byte offset of the `struct net *` inside `struct sock`
-/// (`__sk_common.skc_net.net`), from the running kernel's BTF.
-pub const GLOBAL_OFF_SK_NET: &str = "SG_OFF_SK_NET";
-/// Load-time global (`u32`): byte offset of the namespace inode inside `struct net`
-/// (`ns.inum`), from the running kernel's BTF.
-pub const GLOBAL_OFF_NET_INUM: &str = "SG_OFF_NET_INUM";
-
-/// Slots of the state arrays: the kernel's TCP states are 1..=12 (`TCP_NEW_SYN_RECV` = 12); 16
-/// keeps the index maths a mask.
-pub const TCP_STATE_SLOTS: u32 = 16;
-/// Entries of [`TRANSITIONS_MAP`].
-pub const TRANSITIONS_LEN: u32 = TCP_STATE_SLOTS * TCP_STATE_SLOTS;
-
-/// The kernel's TCP states (`include/net/tcp_states.h`), numbered as the kernel numbers them.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TcpState {
-    Established = 1,
-    SynSent = 2,
-    SynRecv = 3,
-    FinWait1 = 4,
-    FinWait2 = 5,
-    TimeWait = 6,
-    Close = 7,
-    CloseWait = 8,
-    LastAck = 9,
-    Listen = 10,
-    Closing = 11,
-}
-
-impl TcpState {
-    /// The states reported, in the kernel's order.
-    pub const ALL: &'static [TcpState] = &[
-        TcpState::Established,
-        TcpState::SynSent,
-        TcpState::SynRecv,
-        TcpState::FinWait1,
-        TcpState::FinWait2,
-        TcpState::TimeWait,
-        TcpState::Close,
-        TcpState::CloseWait,
-        TcpState::LastAck,
-        TcpState::Listen,
-        TcpState::Closing,
-    ];
-
-    /// Decodes a kernel state number (12, `TCP_NEW_SYN_RECV`, reads as `SynRecv`, as `ss` shows
-    /// request sockets).
-    pub const fn from_raw(raw: u32) -> Option<Self> {
-        Some(match raw {
-            1 => TcpState::Established,
-            2 => TcpState::SynSent,
-            3 | 12 => TcpState::SynRecv,
-            4 => TcpState::FinWait1,
-            5 => TcpState::FinWait2,
-            6 => TcpState::TimeWait,
-            7 => TcpState::Close,
-            8 => TcpState::CloseWait,
-            9 => TcpState::LastAck,
-            10 => TcpState::Listen,
-            11 => TcpState::Closing,
-            _ => return None,
-        })
-    }
-
-    /// The name `ss -tan` prints (`ESTAB`, `SYN-SENT`, ...).
-    pub const fn ss_name(self) -> &'static str {
-        match self {
-            TcpState::Established => "ESTAB",
-            TcpState::SynSent => "SYN-SENT",
-            TcpState::SynRecv => "SYN-RECV",
-            TcpState::FinWait1 => "FIN-WAIT-1",
-            TcpState::FinWait2 => "FIN-WAIT-2",
-            TcpState::TimeWait => "TIME-WAIT",
-            TcpState::Close => "UNCONN",
-            TcpState::CloseWait => "CLOSE-WAIT",
-            TcpState::LastAck => "LAST-ACK",
-            TcpState::Listen => "LISTEN",
-            TcpState::Closing => "CLOSING",
-        }
-    }
-
-    /// The kernel's name without `TCP_` (`ESTABLISHED`, `SYN_RECV`, ...), used in reports and
-    /// metric labels.
-    pub const fn name(self) -> &'static str {
-        match self {
-            TcpState::Established => "ESTABLISHED",
-            TcpState::SynSent => "SYN_SENT",
-            TcpState::SynRecv => "SYN_RECV",
-            TcpState::FinWait1 => "FIN_WAIT1",
-            TcpState::FinWait2 => "FIN_WAIT2",
-            TcpState::TimeWait => "TIME_WAIT",
-            TcpState::Close => "CLOSE",
-            TcpState::CloseWait => "CLOSE_WAIT",
-            TcpState::LastAck => "LAST_ACK",
-            TcpState::Listen => "LISTEN",
-            TcpState::Closing => "CLOSING",
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

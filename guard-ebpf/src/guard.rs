@@ -113,6 +113,7 @@ fn listener(ctx: &XdpContext, cfg: &GuardConfig, sk: *mut bpf_sock, seg: &Segmen
 /// packet carries it) in the receiving device's namespace. Null if there is none.
 #[inline(always)]
 fn lookup(ctx: &XdpContext, seg: &Segment) -> *mut bpf_sock {
+    // Safety: `bpf_sock_tuple` is a C union of integer arrays: all zeros is a valid value.
     let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
     // Safety: `seg.ip` points to the bounds-checked header of the family's size; we write plain
     // integers into the matching arm of a C union.

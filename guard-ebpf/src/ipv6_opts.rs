@@ -97,8 +97,10 @@ pub fn check_options(
     let pad: *mut usize = &mut st.padlen;
     let count: *mut u32 = &mut st.count;
     let verdict: *mut u32 = &mut st.verdict;
-    // Safety (every volatile access below): the pointers come from the live `&mut st`. Fields
-    // one by one, not the struct: a copy of it would take BPF stack, which is scarce.
+    // The volatile accesses go through these pointers, field by field, not the struct: a copy
+    // of it would take BPF stack, which is scarce.
+    // Safety: the four pointers were just taken from fields of the live `&mut st`, aligned and
+    // valid for the whole function, and nothing else refers to `st` meanwhile.
     unsafe {
         core::ptr::write_volatile(cursor, 2);
         core::ptr::write_volatile(pad, 0);
@@ -108,9 +110,11 @@ pub fn check_options(
     let mut round = 0;
     while round < MAX_TLVS {
         round += 1;
+        // Safety: `cursor` points into the live `&mut st` (see above).
         let i = unsafe { core::ptr::read_volatile(cursor) };
         if i >= len {
             // The walk ended exactly at the end of the header (the kernel: `len == 0`).
+            // Safety: `verdict` points into the live `&mut st` (see above).
             unsafe { core::ptr::write_volatile(verdict, OptsVerdict::Accept as u32) };
             break;
         }
@@ -129,7 +133,9 @@ pub fn check_options(
         // Verifier: few branches per round (each one multiplies the paths the verifier walks
         // before the next round's state prunes them), so decisions are made by early exits.
         let v = if kind == IPV6_TLV_PAD1 {
+            // Safety: `pad` points into the live `&mut st` (see above).
             let padlen = unsafe { core::ptr::read_volatile(pad) } + 1;
+            // Safety: `pad` and `cursor` point into the live `&mut st` (see above).
             unsafe {
                 core::ptr::write_volatile(pad, padlen);
                 core::ptr::write_volatile(cursor, i + 1);
@@ -141,11 +147,14 @@ pub fn check_options(
             }
         } else {
             let optlen = ((w >> 48) & 0xff) as usize + 2;
+            // Safety: `cursor` points into the live `&mut st` (see above).
             unsafe { core::ptr::write_volatile(cursor, i + optlen) };
             if i + optlen > len {
                 OptsVerdict::Refuse
             } else if kind == IPV6_TLV_PADN {
+                // Safety: `pad` points into the live `&mut st` (see above).
                 let padlen = unsafe { core::ptr::read_volatile(pad) } + optlen;
+                // Safety: `pad` points into the live `&mut st` (see above).
                 unsafe { core::ptr::write_volatile(pad, padlen) };
                 // Bytes 2..optlen must be zeros: the window without its first two bytes,
                 // masked to its top optlen - 2 bytes (optlen <= 7 once padlen is).
@@ -156,7 +165,9 @@ pub fn check_options(
                     OptsVerdict::Accept
                 }
             } else {
+                // Safety: `count` points into the live `&mut st` (see above).
                 let n = unsafe { core::ptr::read_volatile(count) } + 1;
+                // Safety: `count` and `pad` point into the live `&mut st` (see above).
                 unsafe {
                     core::ptr::write_volatile(count, n);
                     core::ptr::write_volatile(pad, 0);
@@ -165,10 +176,12 @@ pub fn check_options(
             }
         };
         if v != OptsVerdict::Accept {
+            // Safety: `verdict` points into the live `&mut st` (see above).
             unsafe { core::ptr::write_volatile(verdict, v as u32) };
             break;
         }
     }
+    // Safety: `verdict` points into the live `&mut st` (see above).
     match unsafe { core::ptr::read_volatile(verdict) } {
         0 => OptsVerdict::Accept,
         1 => OptsVerdict::Refuse,

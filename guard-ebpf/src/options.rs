@@ -75,13 +75,14 @@ pub fn parse_syn_options(
             sack_perm: true,
             tsval: Some(u32::from_be_bytes([hdr[28], hdr[29], hdr[30], hdr[31]])),
         };
-        // Safety: `found` comes from the live `&mut st`.
+        // Safety: `cursor` and `found` were taken from fields of the live `&mut st`: aligned,
+        // valid for the whole function, and nothing else refers to `st` meanwhile.
         unsafe {
             core::ptr::write_volatile(found, out);
             return core::ptr::read_volatile(found);
         }
     }
-    // Safety (every volatile access below): both pointers come from the live `&mut st`.
+    // Safety: `cursor` and `found` point into the live `&mut st` (see above).
     unsafe {
         core::ptr::write_volatile(cursor, 20);
         core::ptr::write_volatile(found, SynOptions::default());
@@ -90,6 +91,7 @@ pub fn parse_syn_options(
     let mut round = 0;
     while round < 40 {
         round += 1;
+        // Safety: `cursor` points into the live `&mut st` (see above).
         let i = unsafe { core::ptr::read_volatile(cursor) };
         if i >= end {
             break;
@@ -99,6 +101,7 @@ pub fn parse_syn_options(
             break;
         }
         if kind == TCPOPT_NOP {
+            // Safety: `cursor` points into the live `&mut st` (see above).
             unsafe { core::ptr::write_volatile(cursor, i + 1) };
             continue;
         }
@@ -109,6 +112,7 @@ pub fn parse_syn_options(
         if len < 2 || i + len > end {
             break;
         }
+        // Safety: `found` points into the live `&mut st` (see above).
         let mut out = unsafe { core::ptr::read_volatile(found) };
         match (kind, len) {
             (TCPOPT_MSS, 4) => {
@@ -133,11 +137,13 @@ pub fn parse_syn_options(
             }
             _ => {}
         }
+        // Safety: `found` and `cursor` point into the live `&mut st` (see above).
         unsafe {
             core::ptr::write_volatile(found, out);
             core::ptr::write_volatile(cursor, i + len);
         }
     }
+    // Safety: `found` points into the live `&mut st` (see above).
     unsafe { core::ptr::read_volatile(found) }
 }
 

@@ -118,18 +118,20 @@ pub fn answer_syn(
     let len = if v4 {
         // Safety: 20 bounds-checked bytes.
         let ip = unsafe { &*(seg.ip as *const [u8; IPV4_HLEN]) };
-        // Safety (both casts): the bytes of the first source word, a window of the header.
         let a = Addrs {
+            // Safety: the bytes of the first source word, a window of the header.
             client: unsafe { &*(src.as_ptr() as *const [u8; 4]) },
+            // Safety: bytes 16..20 of the 20 bounds-checked ones (the destination address).
             local: unsafe { &*(ip[16..20].as_ptr() as *const [u8; 4]) },
         };
         synack::build_v4(l34, a, &fields, cfg.policy.ttl as u8)
     } else {
         // Safety: 40 bounds-checked bytes.
         let ip = unsafe { &*(seg.ip as *const [u8; IPV6_HLEN]) };
-        // Safety (both casts): the bytes of the source words, a window of the header.
         let a = Addrs {
+            // Safety: the bytes of the source words, a window of the header.
             client: unsafe { &*(src.as_ptr() as *const [u8; 16]) },
+            // Safety: bytes 24..40 of the 40 bounds-checked ones (the destination address).
             local: unsafe { &*(ip[24..40].as_ptr() as *const [u8; 16]) },
         };
         synack::build_v6(l34, a, &fields, cfg.policy.ttl as u8)

@@ -20,6 +20,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use guard_common::{TCP_STATE_SLOTS, TRANSITIONS_LEN, TcpState};
+use guard_ebpf::proto::IPPROTO_TCP;
 
 /// Inode of the namespace to count (0: count nothing).
 #[unsafe(no_mangle)]
@@ -47,7 +48,6 @@ const SKADDR: usize = 8;
 const OLDSTATE: usize = 16;
 const NEWSTATE: usize = 20;
 const PROTOCOL: usize = 30;
-const IPPROTO_TCP: u16 = 6;
 
 #[inline(always)]
 fn add(idx: u32, v: i64) {
@@ -68,12 +68,16 @@ pub fn on_set_state(ctx: &TracePointContext) -> u32 {
     let Ok(proto) = (unsafe { ctx.read_at::<u16>(PROTOCOL) }) else {
         return 0;
     };
-    if proto != IPPROTO_TCP {
+    // The record's `protocol` is a u16.
+    if proto != u16::from(IPPROTO_TCP) {
         return 0;
     }
     let (Ok(sk), Ok(old), Ok(new)) = (
+        // Safety: `skaddr`, a pointer-sized field of the record at SKADDR (documented above).
         unsafe { ctx.read_at::<u64>(SKADDR) },
+        // Safety: `oldstate`, an int field of the record at OLDSTATE (documented above).
         unsafe { ctx.read_at::<i32>(OLDSTATE) },
+        // Safety: `newstate`, an int field of the record at NEWSTATE (documented above).
         unsafe { ctx.read_at::<i32>(NEWSTATE) },
     ) else {
         return 0;
@@ -84,6 +88,7 @@ pub fn on_set_state(ctx: &TracePointContext) -> u32 {
     else {
         return 0;
     };
+    // Safety: as above, bpf_probe_read_kernel checks the address `net` + the BTF offset.
     let Ok(inum) =
         (unsafe { bpf_probe_read_kernel((net + SG_OFF_NET_INUM.load() as u64) as *const u32) })
     else {

@@ -9,6 +9,7 @@
 
 use aya_ebpf::{Global, bindings::xdp_action, programs::XdpContext};
 
+use guard_common::proto::{ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPV4_HLEN, IPV6_HLEN, TCP_MAX_HLEN};
 use guard_lab_ebpf::frame::{ptr_at, swap_macs};
 
 /// IPv4 destination prefix the sink drops (host order), set at load time.
@@ -28,12 +29,13 @@ static SINK_PREFIX6: Global<u64> = Global::new(0);
 /// measurement.
 #[inline(always)]
 pub fn sink(ctx: &XdpContext) -> u32 {
-    let Some(h) = ptr_at::<[u8; 34]>(ctx, 0) else {
+    let Some(h) = ptr_at::<[u8; ETH_HLEN + IPV4_HLEN]>(ctx, 0) else {
         return xdp_action::XDP_PASS;
     };
     // Safety: 34 bounds-checked bytes: Ethernet + the fixed IPv4 header.
     let h = unsafe { &*h };
-    if h[12] == 0x86 && h[13] == 0xdd {
+    let ethertype = u16::from_be_bytes([h[12], h[13]]);
+    if ethertype == ETH_P_IPV6 {
         let Some(h6) = ptr_at::<[u8; 46]>(ctx, 0) else {
             return xdp_action::XDP_PASS;
         };
@@ -48,7 +50,7 @@ pub fn sink(ctx: &XdpContext) -> u32 {
             xdp_action::XDP_PASS
         };
     }
-    if h[12] != 0x08 || h[13] != 0x00 {
+    if ethertype != ETH_P_IP {
         return xdp_action::XDP_PASS;
     }
     let dst = u32::from_be_bytes([h[30], h[31], h[32], h[33]]);
@@ -61,20 +63,20 @@ pub fn sink(ctx: &XdpContext) -> u32 {
 }
 
 /// Largest header a parser reads: Ethernet, IPv6, TCP with 40 bytes of options.
-const READ_MAX: usize = 14 + 40 + 60;
+const READ_MAX: usize = ETH_HLEN + IPV6_HLEN + TCP_MAX_HLEN;
 
 /// Reads the Ethernet, IP and TCP headers (options included) of an untagged IPv4 or IPv6 TCP
 /// frame, 8 bytes at a time, folds them into a value the verdict depends on, and drops.
 #[inline(always)]
 pub fn read(ctx: &XdpContext) -> u32 {
-    let Some(h) = ptr_at::<[u8; 34]>(ctx, 0) else {
+    let Some(h) = ptr_at::<[u8; ETH_HLEN + IPV4_HLEN]>(ctx, 0) else {
         return xdp_action::XDP_DROP;
     };
     // Safety: 34 bounds-checked bytes.
     let h = unsafe { &*h };
-    let l4 = match (h[12], h[13]) {
-        (0x08, 0x00) => 14 + ((h[14] & 0x0f) as usize) * 4,
-        (0x86, 0xdd) => 14 + 40,
+    let l4 = match u16::from_be_bytes([h[12], h[13]]) {
+        ETH_P_IP => ETH_HLEN + ((h[14] & 0x0f) as usize) * 4,
+        ETH_P_IPV6 => ETH_HLEN + IPV6_HLEN,
         _ => return xdp_action::XDP_DROP,
     };
     // Verifier: the TCP header offset bounded before it is used in packet arithmetic.

@@ -34,6 +34,9 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
     programs::XdpContext,
 };
+use guard_common::proto::{
+    ETH_HLEN, IPPROTO_TCP, IPV4_HLEN, IPV4_VERSION_IHL, IPV6_HLEN, IPV6_VERSION, TCP_HLEN,
+};
 use guard_common::{
     csum,
     lab::{
@@ -202,13 +205,15 @@ fn rewrite(ctx: &XdpContext, cfg: &FloodConfig, rng: &mut u64) -> bool {
     let r1 = next(rng);
     let r2 = next(rng);
     if !v6 {
-        let (Some(ip), Some(tcp)) = (ptr_at::<[u8; 20]>(ctx, 14), ptr_at::<[u8; 20]>(ctx, 34))
-        else {
+        let (Some(ip), Some(tcp)) = (
+            ptr_at::<[u8; IPV4_HLEN]>(ctx, ETH_HLEN),
+            ptr_at::<[u8; TCP_HLEN]>(ctx, ETH_HLEN + IPV4_HLEN),
+        ) else {
             return false;
         };
         // Safety: both bounds-checked; the program owns the frame.
-        let (ip, tcp) = unsafe { (&mut *(ip as *mut [u8; 20]), &mut *(tcp as *mut [u8; 20])) };
-        if ip[0] != 0x45 || ip[9] != 6 {
+        let (ip, tcp) = unsafe { (&mut *ip.cast_mut(), &mut *tcp.cast_mut()) };
+        if ip[0] != IPV4_VERSION_IHL || ip[9] != IPPROTO_TCP {
             return false;
         }
         let old = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
@@ -223,13 +228,15 @@ fn rewrite(ctx: &XdpContext, cfg: &FloodConfig, rng: &mut u64) -> bool {
         rewrite_tcp(tcp, cfg, r2, (r1 >> 32) as u32);
         true
     } else {
-        let (Some(ip), Some(tcp)) = (ptr_at::<[u8; 40]>(ctx, 14), ptr_at::<[u8; 20]>(ctx, 54))
-        else {
+        let (Some(ip), Some(tcp)) = (
+            ptr_at::<[u8; IPV6_HLEN]>(ctx, ETH_HLEN),
+            ptr_at::<[u8; TCP_HLEN]>(ctx, ETH_HLEN + IPV6_HLEN),
+        ) else {
             return false;
         };
         // Safety: both bounds-checked; the program owns the frame.
-        let (ip, tcp) = unsafe { (&mut *(ip as *mut [u8; 40]), &mut *(tcp as *mut [u8; 20])) };
-        if ip[0] >> 4 != 6 || ip[6] != 6 {
+        let (ip, tcp) = unsafe { (&mut *ip.cast_mut(), &mut *tcp.cast_mut()) };
+        if ip[0] & 0xf0 != IPV6_VERSION || ip[6] != IPPROTO_TCP {
             return false;
         }
         let mut check = u16::from_be_bytes([tcp[16], tcp[17]]);

@@ -75,12 +75,10 @@ fn main() {
 }
 
 fn measure() {
-    // Safety: moves only this thread into a fresh namespace, gone when it ends.
-    assert_eq!(
-        unsafe { libc::unshare(libc::CLONE_NEWNET) },
-        0,
-        "unshare (run as root)"
-    );
+    // Safety: unshare takes no pointer; it moves only this thread into a fresh namespace,
+    // gone when the thread ends.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "unshare (run as root)");
     ip(&["link", "set", "lo", "up"]);
     std::fs::write("/proc/sys/net/ipv4/tcp_syncookies", "2").unwrap();
     ip(&["addr", "add", "10.99.1.1/32", "dev", "lo"]);

@@ -253,8 +253,7 @@ pub fn live_flood(
 
 fn run_xdp(spec: &FloodSpec, stop: &AtomicBool) -> Result<FloodReport> {
     let flood = live_flood(
-        guard_user::tuning::interface_index(&spec.iface)
-            .map_err(|e| LabError::Refused(e.to_string()))?,
+        guard_user::tuning::interface_index(&spec.iface)?,
         src_mac_of(&spec.iface)?,
         spec.dst_mac,
         spec.dst,
@@ -265,11 +264,9 @@ fn run_xdp(spec: &FloodSpec, stop: &AtomicBool) -> Result<FloodReport> {
         spec.duration,
         spec.pps,
     );
-    let mut g = LiveGenerator::load().map_err(|e| LabError::Refused(e.to_string()))?;
+    let mut g = LiveGenerator::load()?;
     let lost0 = xmit_errors(&spec.iface);
-    let r = g
-        .run(&flood, &|| stop.load(Ordering::Relaxed))
-        .map_err(|e| LabError::Refused(e.to_string()))?;
+    let r = g.run(&flood, &|| stop.load(Ordering::Relaxed))?;
     // Frames the veth refused are counted once the last batch has been flushed.
     std::thread::sleep(Duration::from_millis(20));
     Ok(FloodReport {

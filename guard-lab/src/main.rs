@@ -20,6 +20,7 @@ use guard_lab::{
     packet::{self, parse_prefix},
     sibling_exe,
 };
+use guard_user::error::Failure;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -251,6 +252,7 @@ fn main() -> ExitCode {
                 Some(LabError::Interrupted) => 130,
                 Some(LabError::NotRoot) => 4,
                 Some(LabError::Refused(_)) => 2,
+                Some(LabError::Guard(g)) if g.failure() == Failure::Invalid => 2,
                 _ => 1,
             };
             eprintln!("synguard-lab: error: {e:#}");

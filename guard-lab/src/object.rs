@@ -30,3 +30,21 @@ pub fn load<'a>(configure: impl FnOnce(&mut EbpfLoader<'a>)) -> Result<Ebpf> {
         .load(OBJECT)
         .map_err(|e| LabError::bpf("loading the lab object", e))
 }
+
+#[cfg(test)]
+mod tests {
+    /// The lab object links none of the guard's code, so it creates none of its maps (see
+    /// `guard-lab-ebpf/src/frame.rs`): the protocol constants come from `guard_common::proto`.
+    #[test]
+    fn the_lab_object_carries_none_of_the_guards_maps() {
+        let ebpf = super::load(|_| {}).expect("loading the lab object (needs root)");
+        let guard: Vec<&str> = ebpf
+            .maps()
+            .map(|(name, _)| name)
+            .filter(|name| name.starts_with("GUARD_"))
+            .collect();
+        assert!(guard.is_empty(), "guard maps in the lab object: {guard:?}");
+        let flood = guard_common::lab::FLOOD_CONFIG_MAP;
+        assert!(ebpf.maps().any(|(name, _)| name == flood), "no {flood}");
+    }
+}

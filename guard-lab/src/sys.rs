@@ -44,7 +44,7 @@ pub fn run_text(cmd: &mut Command) -> Result<String> {
 
 /// Fails unless the process runs as root.
 pub fn require_root() -> Result<()> {
-    // Safety: geteuid cannot fail.
+    // Safety: geteuid takes no argument, touches no memory and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return Err(LabError::NotRoot);
     }

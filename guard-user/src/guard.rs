@@ -5,10 +5,7 @@ use std::{net::IpAddr, path::Path};
 use aya::{
     Ebpf, EbpfLoader,
     programs::{
-        ProgramError, TracePoint, Xdp, XdpMode,
-        links::{FdLink, PinnedLink},
-        trace_point::TracePointLinkId,
-        xdp::{XdpLink, XdpLinkId},
+        ProgramError, TracePoint, Xdp, links::FdLink, trace_point::TracePointLinkId, xdp::XdpLinkId,
     },
 };
 use aya_log::EbpfLogger;
@@ -25,8 +22,10 @@ use crate::{
     maps::{AclEntry, GuardMaps},
 };
 
+mod attach;
 mod test_run;
 
+pub use attach::{AttachMode, PinnedAttach};
 pub use test_run::TestRunOutput;
 pub use test_run::test_run_xdp;
 
@@ -35,25 +34,6 @@ pub(crate) static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_
 
 /// The reader of the program's aya-log stream, forwarding records to the `log` crate.
 pub type Logger = EbpfLogger<&'static dyn log::Log>;
-
-/// How the program is attached.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AttachMode {
-    /// In the driver (native XDP): the fast path; veth, virtio_net and most 10G+ NICs have it.
-    #[default]
-    Native,
-    /// Generic XDP in the kernel's receive path: works everywhere, slower.
-    Skb,
-}
-
-impl AttachMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttachMode::Native => "native",
-            AttachMode::Skb => "skb",
-        }
-    }
-}
 
 /// Load-time options.
 #[derive(Clone, Copy, Debug, Default)]
@@ -88,19 +68,6 @@ impl StatesTarget {
     }
 }
 
-/// How [`Guard::attach_pinned`] attached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PinnedAttach {
-    /// A new link was created and pinned.
-    New,
-    /// The pinned link was kept and atomically switched to this program (`BPF_LINK_UPDATE`);
-    /// `old_program` is the program it ran before.
-    Replaced { old_program: Option<u32> },
-    /// The pinned link had lost its interface (deleted, maybe re-created): a new link replaced
-    /// it.
-    Stale,
-}
-
 /// The synguard XDP program, loaded into the kernel.
 pub struct Guard {
     ebpf: Ebpf,
@@ -131,7 +98,7 @@ fn raise_memlock() {
 
 /// True if the process may load and attach XDP programs: root, or the capabilities for it.
 pub fn have_privileges() -> bool {
-    // Safety: geteuid cannot fail.
+    // Safety: geteuid takes no argument, touches no memory and cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
@@ -149,29 +116,8 @@ pub fn have_privileges() -> bool {
     eff & (1 << CAP_NET_ADMIN) != 0 && eff & ((1 << CAP_BPF) | (1 << CAP_SYS_ADMIN)) != 0
 }
 
-fn is_errno(e: &ProgramError, errno: i32) -> bool {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = src {
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.raw_os_error() == Some(errno)
-        {
-            return true;
-        }
-        src = err.source();
-    }
-    // aya wraps some errno values without an io::Error in the chain.
-    let text = format!("{e:?}");
-    text.contains(&format!("code: {errno}")) || text.contains(&format!("os error {errno}"))
-}
-
-fn load_error(e: ProgramError) -> GuardError {
-    match e {
-        ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => GuardError::Load(format!("{io_error}\nverifier log:\n{verifier_log}")),
-        other => GuardError::Load(crate::error::chain(&other)),
-    }
+fn program_error(program: &'static str) -> impl Fn(ProgramError) -> GuardError {
+    move |source| GuardError::Program { program, source }
 }
 
 impl Guard {
@@ -221,9 +167,9 @@ impl Guard {
         for (name, path) in &pins {
             loader.map_pin_path(name, path.as_path());
         }
-        let mut ebpf = loader
-            .load(OBJECT)
-            .map_err(|e| GuardError::Load(crate::error::chain(&e)))?;
+        let mut ebpf = loader.load(OBJECT).map_err(|e| GuardError::Object {
+            source: Box::new(e),
+        })?;
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
             Err(e) => {
@@ -233,23 +179,21 @@ impl Guard {
         };
         let prog: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
-            .ok_or_else(|| {
-                GuardError::Load(format!("program `{PROGRAM_NAME}` missing from the object"))
+            .ok_or(GuardError::MissingProgram {
+                program: PROGRAM_NAME,
             })?
             .try_into()
-            .map_err(|e: ProgramError| GuardError::Load(e.to_string()))?;
-        prog.load().map_err(load_error)?;
+            .map_err(program_error(PROGRAM_NAME))?;
+        prog.load().map_err(program_error(PROGRAM_NAME))?;
         if states.is_some() {
             let tp: &mut TracePoint = ebpf
                 .program_mut(STATES_PROGRAM_NAME)
-                .ok_or_else(|| {
-                    GuardError::Load(format!(
-                        "program `{STATES_PROGRAM_NAME}` missing from the object"
-                    ))
+                .ok_or(GuardError::MissingProgram {
+                    program: STATES_PROGRAM_NAME,
                 })?
                 .try_into()
-                .map_err(|e: ProgramError| GuardError::Load(e.to_string()))?;
-            tp.load().map_err(load_error)?;
+                .map_err(program_error(STATES_PROGRAM_NAME))?;
+            tp.load().map_err(program_error(STATES_PROGRAM_NAME))?;
         }
         let maps = GuardMaps::take(&mut ebpf)?;
         let mut guard = Self {
@@ -272,61 +216,6 @@ impl Guard {
     pub fn sync_local(&mut self) -> Result<crate::local::SyncChange, GuardError> {
         let want = crate::local::dump()?;
         crate::local::sync(&mut self.maps.local, &want)
-    }
-
-    /// Attaches the state tracepoint program (loaded by [`Guard::load_with`] with a target).
-    /// With `pin`, the link is pinned there and outlives this process; if a link is already
-    /// pinned there, it is kept as it is (its program counts into the same pinned maps) and
-    /// this returns its program id.
-    pub fn attach_states(&mut self, pin: Option<&Path>) -> Result<Option<u32>, GuardError> {
-        if let Some(path) = pin
-            && path.exists()
-        {
-            let link = PinnedLink::from_pin(path).map_err(|e| GuardError::Attach {
-                iface: "sock:inet_sock_set_state".into(),
-                mode: "tracepoint",
-                reason: format!("opening {}: {e}", path.display()),
-                hint: "",
-            })?;
-            let fd: FdLink = link.into();
-            let prog = fd.info().ok().map(|i| i.program_id());
-            self.pinned_states_link = Some(fd);
-            return Ok(prog);
-        }
-        let attach_err = |e: String| GuardError::Attach {
-            iface: "sock:inet_sock_set_state".into(),
-            mode: "tracepoint",
-            reason: e,
-            hint: "",
-        };
-        crate::pin::ensure_tracefs()?;
-        let tp: &mut TracePoint = self
-            .ebpf
-            .program_mut(STATES_PROGRAM_NAME)
-            .and_then(|p| <&mut TracePoint>::try_from(p).ok())
-            .ok_or_else(|| attach_err("the state program was not loaded".into()))?;
-        let id = tp
-            .attach("sock", "inet_sock_set_state")
-            .map_err(|e| attach_err(crate::error::chain(&e)))?;
-        let prog_id = tp.info().ok().map(|i| i.id());
-        match pin {
-            Some(path) => {
-                let link = tp
-                    .take_link(id)
-                    .map_err(|e| attach_err(crate::error::chain(&e)))?;
-                let fd = FdLink::try_from(link).map_err(|e| {
-                    attach_err(format!(
-                        "{e}: pinning needs perf-event bpf_links (kernel 5.15+)"
-                    ))
-                })?;
-                let pinned = fd
-                    .pin(path)
-                    .map_err(|e| attach_err(format!("pinning at {}: {e}", path.display())))?;
-                self.pinned_states_link = Some(pinned.into());
-            }
-            None => self.states_link = Some(id),
-        }
-        Ok(prog_id)
     }
 
     fn program(&self) -> &Xdp {
@@ -431,193 +320,6 @@ impl Guard {
     /// The loaded object, mutable (to load the bench probes it carries).
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
-    }
-
-    /// Attaches to `iface`. Fails without side effects if the interface is unknown or already
-    /// runs an XDP program.
-    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<(), GuardError> {
-        crate::tuning::interface_index(iface)?;
-        let flags = match mode {
-            AttachMode::Native => XdpMode::Driver,
-            AttachMode::Skb => XdpMode::Skb,
-        };
-        match self.program_mut().attach(iface, flags) {
-            Ok(id) => {
-                self.link = Some((iface.to_owned(), id));
-                Ok(())
-            }
-            Err(e) if is_errno(&e, libc::EBUSY) || is_errno(&e, libc::EEXIST) => {
-                Err(GuardError::AlreadyAttached {
-                    iface: iface.to_owned(),
-                })
-            }
-            Err(e) => Err(GuardError::Attach {
-                iface: iface.to_owned(),
-                mode: mode.as_str(),
-                reason: crate::error::chain(&e),
-                hint: match mode {
-                    AttachMode::Native => "; the driver may lack native XDP: try `--mode skb`",
-                    AttachMode::Skb => "",
-                },
-            }),
-        }
-    }
-
-    /// Attaches to `iface` through a bpf_link pinned at `link_path`, which keeps the program
-    /// attached after this process exits. If a link is already pinned there (a guard left by an
-    /// earlier controller), it is switched to this program atomically (`BPF_LINK_UPDATE`):
-    /// no packet sees the interface without a program.
-    pub fn attach_pinned(
-        &mut self,
-        iface: &str,
-        mode: AttachMode,
-        link_path: &Path,
-    ) -> Result<PinnedAttach, GuardError> {
-        let fail = |reason: String| GuardError::Attach {
-            iface: iface.to_owned(),
-            mode: mode.as_str(),
-            reason,
-            hint: "",
-        };
-        if link_path.exists() {
-            let pinned = PinnedLink::from_pin(link_path)
-                .map_err(|e| fail(format!("opening {}: {e}", link_path.display())))?;
-            let fd: FdLink = pinned.into();
-            let old_program = fd.info().ok().map(|i| i.program_id());
-            let link = XdpLink::try_from(fd)
-                .map_err(|e| fail(format!("{} is not an XDP link: {e}", link_path.display())))?;
-            match self.program_mut().attach_to_link(link) {
-                Ok(id) => {
-                    let link = self
-                        .program_mut()
-                        .take_link(id)
-                        .map_err(|e| fail(crate::error::chain(&e)))?;
-                    self.pinned_link =
-                        Some(FdLink::try_from(link).map_err(|e| fail(crate::error::chain(&e)))?);
-                    return Ok(PinnedAttach::Replaced { old_program });
-                }
-                // The link's interface was deleted (its bpf_link lost its device): the
-                // interface of that name now is another one. A new link replaces the pin.
-                Err(e) if is_errno(&e, libc::ENOLINK) => {
-                    log::warn!(
-                        "the pinned link {} is stale (its interface was deleted): replacing it",
-                        link_path.display()
-                    );
-                    self.replace_pinned_link(iface, mode, link_path)?;
-                    return Ok(PinnedAttach::Stale);
-                }
-                Err(e) => {
-                    return Err(fail(format!(
-                        "BPF_LINK_UPDATE on {}: {}",
-                        link_path.display(),
-                        crate::error::chain(&e)
-                    )));
-                }
-            }
-        }
-        self.replace_pinned_link(iface, mode, link_path)?;
-        Ok(PinnedAttach::New)
-    }
-
-    /// Attaches to `iface` through a new bpf_link pinned at `link_path`, in place of whatever
-    /// is pinned there (pinned under a temporary name, then renamed over it: the path always
-    /// names a whole link).
-    fn replace_pinned_link(
-        &mut self,
-        iface: &str,
-        mode: AttachMode,
-        link_path: &Path,
-    ) -> Result<(), GuardError> {
-        let fail = |reason: String| GuardError::Attach {
-            iface: iface.to_owned(),
-            mode: mode.as_str(),
-            reason,
-            hint: "",
-        };
-        self.pinned_link = None;
-        self.attach(iface, mode)?;
-        let (_, id) = self.link.take().expect("attached");
-        let link = self
-            .program_mut()
-            .take_link(id)
-            .map_err(|e| fail(crate::error::chain(&e)))?;
-        // A netlink-attached program (no bpf_link support) cannot be pinned; dropping the link
-        // detaches it again.
-        let fd = FdLink::try_from(link).map_err(|e| {
-            fail(format!(
-                "{e}: pinning needs XDP bpf_links (kernel 5.9+); run without --pin"
-            ))
-        })?;
-        // (bpffs refuses names with a dot.)
-        let tmp = link_path.with_file_name("xdp_link_new");
-        let _ = std::fs::remove_file(&tmp);
-        let pinned = fd.pin(&tmp).map_err(|e| {
-            fail(format!(
-                "BPF_OBJ_PIN at {}: {}",
-                tmp.display(),
-                crate::error::chain(&e)
-            ))
-        })?;
-        std::fs::rename(&tmp, link_path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            fail(format!(
-                "rename({}, {}): {e}",
-                tmp.display(),
-                link_path.display()
-            ))
-        })?;
-        self.pinned_link = Some(pinned.into());
-        Ok(())
-    }
-
-    /// Attaches again to `iface` after the interface it was attached to was deleted and one of
-    /// the same name created: through a new link pinned at `pin` (in place of the stale one),
-    /// or unpinned.
-    pub fn reattach(
-        &mut self,
-        iface: &str,
-        mode: AttachMode,
-        pin: Option<&Path>,
-    ) -> Result<(), GuardError> {
-        if let Some((_, id)) = self.link.take()
-            && let Err(e) = self.program_mut().detach(id)
-        {
-            log::debug!("detaching from the deleted interface: {e}");
-        }
-        match pin {
-            Some(p) => self.replace_pinned_link(iface, mode, p),
-            None => self.attach(iface, mode),
-        }
-    }
-
-    /// The interface the program is attached to, if any.
-    pub fn attached_to(&self) -> Option<&str> {
-        self.link.as_ref().map(|(i, _)| i.as_str())
-    }
-
-    /// Detaches from the interface (no-op when not attached; a pinned link stays attached) and
-    /// detaches an unpinned state tracepoint.
-    pub fn detach(&mut self) -> Result<(), GuardError> {
-        if let Some(id) = self.states_link.take()
-            && let Some(tp) = self
-                .ebpf
-                .program_mut(STATES_PROGRAM_NAME)
-                .and_then(|p| <&mut TracePoint>::try_from(p).ok())
-            && let Err(e) = tp.detach(id)
-        {
-            log::warn!("detaching the state tracepoint: {e}");
-        }
-        if let Some((iface, id)) = self.link.take() {
-            self.program_mut()
-                .detach(id)
-                .map_err(|e| GuardError::Attach {
-                    iface,
-                    mode: "any",
-                    reason: format!("detach: {}", crate::error::chain(&e)),
-                    hint: "",
-                })?;
-        }
-        Ok(())
     }
 }
 

@@ -151,7 +151,7 @@ fn dump_family(sock: &Socket, family: AddressFamily, set: &mut LocalSet) -> Resu
                 NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n]).map_err(|e| {
                     GuardError::Io {
                         what: "rtnetlink: decoding a route".into(),
-                        source: io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+                        source: io::Error::new(io::ErrorKind::InvalidData, e),
                     }
                 })?;
             let len = m.header.length as usize;
@@ -207,10 +207,7 @@ impl SyncChange {
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> GuardError {
-    move |e| GuardError::Map {
-        map,
-        reason: e.to_string(),
-    }
+    move |source| GuardError::Map { map, source }
 }
 
 /// One family's pair of maps: exact addresses in a hash, shorter prefixes in an LPM trie.

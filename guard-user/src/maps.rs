@@ -32,10 +32,7 @@ mod batch;
 use batch::percpu_sums;
 
 fn map_err(map: &'static str) -> impl Fn(MapError) -> GuardError {
-    move |e| GuardError::Map {
-        map,
-        reason: crate::error::chain(&e),
-    }
+    move |source| GuardError::Map { map, source }
 }
 
 /// Where [`GuardMaps`] gets its maps from.
@@ -51,15 +48,15 @@ impl Source<'_> {
         name: &'static str,
     ) -> Result<T, GuardError> {
         let map = match self {
-            Source::Object(ebpf) => ebpf.take_map(name).ok_or(GuardError::Map {
-                map: name,
-                reason: "missing from the object".into(),
-            })?,
+            Source::Object(ebpf) => ebpf
+                .take_map(name)
+                .ok_or(GuardError::MissingMap { map: name })?,
             Source::Pins(dir) => {
                 let path = dir.join(name);
-                let data = MapData::from_pin(&path).map_err(|e| GuardError::Map {
+                let data = MapData::from_pin(&path).map_err(|source| GuardError::MapPin {
                     map: name,
-                    reason: format!("opening {}: {}", path.display(), crate::error::chain(&e)),
+                    path: path.clone(),
+                    source,
                 })?;
                 Map::from_map_data(data).map_err(map_err(name))?
             }
@@ -222,18 +219,18 @@ impl GuardMaps {
     /// Writes the entry for `addr/prefix_len` (host bits cleared) into its family's list only:
     /// the data path finds it once [`GuardMaps::set_acl_index`] includes it.
     pub fn acl_put(&mut self, addr: IpAddr, prefix_len: u8, action: Acl) -> Result<(), GuardError> {
-        let bad = |max: u8| GuardError::InvalidConfig {
-            field: "acl",
-            reason: format!("prefix length {prefix_len} out of range 0..={max} for {addr}"),
-        };
-        let value = action as u32;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix_len > max {
+            return Err(GuardError::InvalidConfig {
+                field: "acl",
+                reason: format!("prefix length {prefix_len} out of range 0..={max} for {addr}"),
+            });
+        }
+        let (len, value) = (prefix_len.into(), action as u32);
         match addr {
             IpAddr::V4(a) => {
-                if prefix_len > 32 {
-                    return Err(bad(32));
-                }
                 let key = AclKeyV4 {
-                    prefix_len: prefix_len.into(),
+                    prefix_len: len,
                     addr: mask(a.octets(), prefix_len),
                 };
                 self.acl_v4
@@ -241,11 +238,8 @@ impl GuardMaps {
                     .map_err(map_err(ACL_V4_MAP))
             }
             IpAddr::V6(a) => {
-                if prefix_len > 128 {
-                    return Err(bad(128));
-                }
                 let key = AclKeyV6 {
-                    prefix_len: prefix_len.into(),
+                    prefix_len: len,
                     addr: mask(a.octets(), prefix_len),
                 };
                 self.acl_v6
@@ -319,9 +313,10 @@ impl GuardMaps {
             .map_err(map_err(COUNTERS_MAP))?
             .to_vec();
         v[0] += 1;
-        let values = PerCpuValues::try_from(v).map_err(|e| GuardError::Map {
+        let values = PerCpuValues::try_from(v).map_err(|source| GuardError::MapIo {
             map: COUNTERS_MAP,
-            reason: e.to_string(),
+            op: "one value per CPU",
+            source,
         })?;
         self.counters
             .set(idx, values, 0)
@@ -387,9 +382,10 @@ fn sums<V: aya::Pod + Into<i128>>(
         Ok(v) => return Ok(v),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
         Err(e) => {
-            return Err(GuardError::Map {
+            return Err(GuardError::MapIo {
                 map: name,
-                reason: format!("BPF_MAP_LOOKUP_BATCH: {e}"),
+                op: "BPF_MAP_LOOKUP_BATCH",
+                source: e,
             });
         }
     }

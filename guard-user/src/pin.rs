@@ -122,7 +122,7 @@ impl PinKey {
             return if k.pin_dir().exists() {
                 Ok(k)
             } else {
-                Err(not_pinned(iface, &format!(" in network namespace {n}")))
+                Err(not_pinned(iface, Some(n)))
             };
         }
         let here = Self::here(iface)?;
@@ -146,7 +146,7 @@ impl PinKey {
         }
         match found.len() {
             1 => Ok(found.remove(0)),
-            0 => Err(not_pinned(iface, "")),
+            0 => Err(not_pinned(iface, None)),
             _ => Err(GuardError::InvalidConfig {
                 field: "iface",
                 reason: format!(
@@ -198,11 +198,11 @@ impl PinKey {
     }
 }
 
-fn not_pinned(iface: &str, where_: &str) -> GuardError {
-    GuardError::NotPinned(format!(
-        "no pinned guard on `{iface}`{where_} (start one with `synguard run --pin {iface}` or \
-         `synguard attach {iface}`)"
-    ))
+fn not_pinned(iface: &str, netns: Option<u64>) -> GuardError {
+    GuardError::NotPinned {
+        iface: iface.to_owned(),
+        netns,
+    }
 }
 
 /// Mounts the BPF filesystem at /sys/fs/bpf of the host's mount namespace unless it is

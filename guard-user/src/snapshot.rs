@@ -348,8 +348,8 @@ mod tests {
         // A private namespace, the guard's maps without the tracepoint program: the gauges move
         // only with the seeds, which shows what each seed dumps.
         std::thread::spawn(|| {
-            // Safety: only this thread moves.
-            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "root?");
+            // Only this thread moves.
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare (root?)");
             let up = std::process::Command::new("ip")
                 .args(["link", "set", "lo", "up"])
                 .status();

@@ -238,12 +238,8 @@ mod tests {
         // Needs root (the crate's tests load BPF anyway); a private namespace keeps the count
         // exact.
         std::thread::spawn(|| {
-            // Safety: only this thread moves.
-            assert_eq!(
-                unsafe { libc::unshare(libc::CLONE_NEWNET) },
-                0,
-                "unshare (root?)"
-            );
+            // Only this thread moves.
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare (root?)");
             let before = count_states().unwrap();
             assert_eq!(before.iter().sum::<u64>(), 0);
             let l4 = std::net::TcpListener::bind("127.0.0.1:0");
@@ -271,8 +267,8 @@ mod tests {
         // The controller bench's load: 10,000 short connections on loopback leave 10,000
         // time-wait sockets, counted by one dump of the untracked states.
         std::thread::spawn(|| {
-            // Safety: only this thread moves.
-            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+            // Only this thread moves.
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
             // A child forked from this thread starts in its namespace.
             let up = std::process::Command::new("ip")
                 .args(["link", "set", "lo", "up"])

@@ -16,7 +16,7 @@ use guard_ebpf::{
     local::is_local,
     maps::GUARD_CONFIG,
     parse::{Segment, segment},
-    proto::{IPV4_HLEN, IPV6_HLEN},
+    proto::{IPPROTO_TCP, IPV4_HLEN, IPV6_HLEN},
 };
 
 /// `AF_INET`, `AF_INET6`.
@@ -42,7 +42,8 @@ pub fn detect(ctx: &XdpContext) -> u32 {
         // Safety: helper without arguments.
         let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns() };
         let mut counted = synguard_detect(family, hi, lo, seg.dport() as u32, now);
-        // Safety: a local variable (volatile: the result must be computed).
+        // Safety: the pointer is a `&mut` to a live, aligned local of the written type (volatile:
+        // the result must be computed).
         unsafe { core::ptr::write_volatile(&mut counted, counted) };
     }
     xdp_action::XDP_DROP
@@ -61,7 +62,7 @@ pub fn local_maps(ctx: &XdpContext) -> u32 {
     if let Some(seg) = walk(ctx) {
         // Volatile: the result must be computed although nothing uses it.
         let mut local = is_local(ctx, &seg);
-        // Safety: a local variable.
+        // Safety: the pointer is a `&mut` to a live, aligned local of the written type.
         unsafe { core::ptr::write_volatile(&mut local, local) };
     }
     xdp_action::XDP_DROP
@@ -96,7 +97,7 @@ pub fn fib(ctx: &XdpContext) -> u32 {
                 i += 1;
             }
         }
-        p.l4_protocol = 6;
+        p.l4_protocol = IPPROTO_TCP;
         p.ifindex = (*ctx.ctx).ingress_ifindex;
         let mut rc = fib_lookup(
             ctx.ctx as *mut _,

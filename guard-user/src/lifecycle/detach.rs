@@ -46,7 +46,7 @@ fn stop_controller(key: &PinKey, pid: u32) -> Result<Lock, GuardError> {
 pub fn detach(iface: &str, netns_arg: Option<u64>) -> Result<Detached, GuardError> {
     let pinned = match PinKey::find(iface, netns_arg) {
         Ok(k) => Some(k),
-        Err(GuardError::NotPinned(_)) => None,
+        Err(GuardError::NotPinned { .. }) => None,
         Err(e) => return Err(e),
     };
     let key = match (&pinned, netns_arg) {
@@ -123,10 +123,8 @@ pub fn detach(iface: &str, netns_arg: Option<u64>) -> Result<Detached, GuardErro
 }
 
 fn not_found(iface: &str, key: &PinKey) -> GuardError {
-    GuardError::NotPinned(format!(
-        "no pinned guard on `{iface}`, no controller running on it and no sysctls recorded in \
-         network namespace {} (start one with `synguard run --pin {iface}` or `synguard attach \
-         {iface}`)",
-        key.netns
-    ))
+    GuardError::NothingToDetach {
+        iface: iface.to_owned(),
+        netns: key.netns,
+    }
 }

@@ -97,22 +97,10 @@ impl<'a> Follow<'a> {
                 if since.elapsed() < GONE_LIMIT {
                     return Ok(());
                 }
-                return Err(GuardError::Attach {
+                return Err(GuardError::InterfaceGone {
                     iface: iface.clone(),
-                    mode: self.mode.as_str(),
-                    reason: format!(
-                        "the interface was deleted and has not come back for {} s{}",
-                        GONE_LIMIT.as_secs(),
-                        if self.state.is_some() {
-                            format!(
-                                "; the pins stay (`synguard run --pin {iface}` re-attaches once it \
-                                 is back, `synguard detach {iface}` removes them)"
-                            )
-                        } else {
-                            String::new()
-                        }
-                    ),
-                    hint: "",
+                    secs: GONE_LIMIT.as_secs(),
+                    pinned: self.state.is_some(),
                 });
             }
         };
@@ -120,22 +108,11 @@ impl<'a> Follow<'a> {
         let pin = self.state.is_some().then(|| self.key.xdp_link());
         guard
             .reattach(iface, self.mode, pin.as_deref())
-            .map_err(|e| match e {
-                GuardError::Attach {
-                    iface,
-                    mode,
-                    reason,
-                    hint,
-                } => GuardError::Attach {
-                    iface,
-                    mode,
-                    reason: format!(
-                        "the interface was deleted and re-created (index {old} -> {new}), and \
-                         attaching to the new one failed: {reason}"
-                    ),
-                    hint,
-                },
-                other => other,
+            .map_err(|e| GuardError::Reattach {
+                iface: iface.clone(),
+                old,
+                new,
+                source: Box::new(e),
             })?;
         self.refresh_mss(guard)?;
         self.ifindex = new;

@@ -46,15 +46,8 @@ pub fn pinned_prior(key: &PinKey, pin: bool) -> Result<Option<PinState>, GuardEr
         return Ok(None);
     }
     if !pin {
-        return Err(GuardError::Attach {
+        return Err(GuardError::PinnedGuardRuns {
             iface: key.iface.clone(),
-            mode: "unpinned",
-            reason: format!(
-                "a pinned guard runs on it: take it over with `synguard run --pin {0}`, or remove \
-                 it with `synguard detach {0}`",
-                key.iface
-            ),
-            hint: "",
         });
     }
     Ok(Some(state.unwrap_or_default()))
