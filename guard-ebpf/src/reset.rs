@@ -94,16 +94,18 @@ pub extern "C" fn synguard_rst(ctx: *mut xdp_md, l3: u32, l4: u32, v6: u32, now:
     };
     let ttl = cfg.policy.ttl as u8;
     let len = if v6 != 0 {
-        // Safety (both casts): 16-byte windows of the 64-byte copy.
         let a = Addrs {
+            // Safety: bytes 8..24 of the 64-byte copy, a 16-byte window of it.
             client: unsafe { &*(ip[8..24].as_ptr() as *const [u8; 16]) },
+            // Safety: bytes 24..40 of the 64-byte copy, a 16-byte window of it.
             local: unsafe { &*(ip[24..40].as_ptr() as *const [u8; 16]) },
         };
         rst::build_v6(&mut s.l34, a, &f, ttl)
     } else {
-        // Safety (both casts): 4-byte windows of the 64-byte copy.
         let a = Addrs {
+            // Safety: bytes 12..16 of the 64-byte copy, a 4-byte window of it.
             client: unsafe { &*(ip[12..16].as_ptr() as *const [u8; 4]) },
+            // Safety: bytes 16..20 of the 64-byte copy, a 4-byte window of it.
             local: unsafe { &*(ip[16..20].as_ptr() as *const [u8; 4]) },
         };
         rst::build_v4(&mut s.l34, a, &f, ttl)
