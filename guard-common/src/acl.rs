@@ -71,7 +71,7 @@ pub const fn acl_filter_bit(v6: bool, len: u32, hi: u64, lo: u64) -> u32 {
     (h >> 32) as u32 & (ACL_FILTER_WORDS as u32 * 64 - 1)
 }
 
-/// The prefix lengths present in the access lists ([`ACL_LENS_MAP`]), each family's longest
+/// The prefix lengths present in the access lists ([`ACL_LENS_MAP`](crate::ACL_LENS_MAP)), each family's longest
 /// first: the data path makes one exact-match lookup per length, in this order, and the first
 /// hit is the longest matching prefix. A listed length without entries only costs a lookup; an
 /// entry whose length is not listed is never found.

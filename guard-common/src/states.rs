@@ -13,7 +13,7 @@ pub const STATE_DELTAS_MAP: &str = "GUARD_STATE_DELTAS";
 pub const STATE_BASE_MAP: &str = "GUARD_STATE_BASE";
 /// Name of the per-CPU `u64` array of transition counts, index `from * TCP_STATE_SLOTS + to`.
 pub const TRANSITIONS_MAP: &str = "GUARD_TRANSITIONS";
-/// Maps of the state program, pinned next to [`GUARD_MAPS`].
+/// Maps of the state program, pinned next to [`GUARD_MAPS`](crate::GUARD_MAPS).
 pub const STATE_MAPS: &[&str] = &[STATE_DELTAS_MAP, STATE_BASE_MAP, TRANSITIONS_MAP];
 
 /// Load-time global (`u32`): inode number of the network namespace to count (0: count nothing).
