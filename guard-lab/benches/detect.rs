@@ -26,8 +26,8 @@ use guard_user::{
     tuning,
 };
 
-const ROUNDS: usize = 9;
-const REPEAT: u32 = 500_000;
+const ROUNDS: usize = 11;
+const REPEAT: u32 = 4_000_000;
 
 fn syn(src: IpAddr, dst: IpAddr) -> Vec<u8> {
     let mut buf = [0u8; MAX_FRAME];
@@ -71,6 +71,10 @@ fn stats(v: &[f64]) -> (f64, f64, f64) {
 }
 
 fn main() {
+    // One CPU for every run: the per-CPU slot stays the same and no migration lands in a run.
+    let mut cpus = nix::sched::CpuSet::new();
+    cpus.set(1).expect("CPU 1");
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus).expect("pinning to CPU 1");
     let pins = PinDir::new().expect("a bpffs directory (run as root)");
     let mut guard =
         Guard::load_with(&LoadOptions::default(), Some(pins.path()), None).expect("load");
