@@ -5,11 +5,8 @@
 
 use crate::{
     csum,
-    proto::{
-        IPPROTO_TCP, IPV4_DF, IPV4_HLEN, IPV4_VERSION_IHL, IPV6_HLEN, IPV6_VERSION, TCP_FLAG_RST,
-        TCP_HLEN,
-    },
-    synack::{Addrs, Words, pseudo_tail, sum, w},
+    proto::{IPPROTO_TCP, IPV4_HLEN, IPV6_HLEN, IPV6_VERSION, TCP_FLAG_RST, TCP_HLEN},
+    synack::{Addrs, Words, ipv4_header, ipv6_addresses, pseudo_tail, sum, w},
 };
 
 /// Everything the reset needs besides the addresses, taken from the ACK it answers.
@@ -51,17 +48,7 @@ fn write_tcp<const AT: usize>(o: &mut Words, f: &RstFields) {
 #[inline(always)]
 pub fn build_v4(o: &mut Words, a: Addrs<'_, 4>, f: &RstFields, ttl: u8) -> usize {
     write_tcp::<5>(o, f);
-    let tot = ((IPV4_HLEN + TCP_HLEN) as u16).to_be_bytes();
-    let (local, client) = (w(*a.local), w(*a.client));
-    o[0] = w([IPV4_VERSION_IHL, f.dscp & !ECN_MASK, tot[0], tot[1]]);
-    let df = IPV4_DF.to_be_bytes();
-    o[1] = w([0, 0, df[0], df[1]]);
-    o[2] = w([ttl, IPPROTO_TCP, 0, 0]);
-    o[3] = local;
-    o[4] = client;
-    let ip = csum::fold_words(sum::<0, 5>(o)).to_ne_bytes();
-    o[2] = w([ttl, IPPROTO_TCP, ip[0], ip[1]]);
-    let pseudo = local as u64 + client as u64 + pseudo_tail(TCP_HLEN);
+    let pseudo = ipv4_header(o, a, TCP_HLEN, f.dscp & !ECN_MASK, ttl);
     let tcp = csum::fold_words(pseudo + sum::<5, 5>(o)).to_ne_bytes();
     o[9] = w([tcp[0], tcp[1], 0, 0]);
     IPV4_HLEN + TCP_HLEN
@@ -78,26 +65,7 @@ pub fn build_v6(o: &mut Words, a: Addrs<'_, 16>, f: &RstFields, hop_limit: u8) -
     let plen = (TCP_HLEN as u16).to_be_bytes();
     o[0] = w([IPV6_VERSION | tc >> 4, tc << 4, 0, 0]);
     o[1] = w([plen[0], plen[1], IPPROTO_TCP, hop_limit]);
-    let mut pseudo = pseudo_tail(TCP_HLEN);
-    let mut i = 0;
-    while i < 4 {
-        let l = w([
-            a.local[i * 4],
-            a.local[i * 4 + 1],
-            a.local[i * 4 + 2],
-            a.local[i * 4 + 3],
-        ]);
-        let c = w([
-            a.client[i * 4],
-            a.client[i * 4 + 1],
-            a.client[i * 4 + 2],
-            a.client[i * 4 + 3],
-        ]);
-        o[2 + i] = l;
-        o[6 + i] = c;
-        pseudo += l as u64 + c as u64;
-        i += 1;
-    }
+    let pseudo = pseudo_tail(TCP_HLEN) + ipv6_addresses(o, a);
     let tcp = csum::fold_words(pseudo + sum::<10, 5>(o)).to_ne_bytes();
     o[14] = w([tcp[0], tcp[1], 0, 0]);
     IPV6_HLEN + TCP_HLEN

@@ -196,14 +196,14 @@ pub struct Addrs<'a, const N: usize> {
     pub local: &'a [u8; N],
 }
 
-/// Builds the IPv4 and TCP headers of a SYN-ACK into `o` and returns their length. The IPv4
-/// header is the one the kernel sends with a SYN-ACK: no options, TOS 0, DF, ID 0, `ttl`.
+/// Writes the IPv4 header of a reply carrying `tcp_len` bytes of TCP into words 0..5 of `o`
+/// (no options, `tos`, ID 0 with DF, `ttl`, its checksum; source: the local address) and returns
+/// the TCP pseudo-header's sum.
 #[inline(always)]
-pub fn build_v4(o: &mut Words, a: Addrs<'_, 4>, f: &SynAckFields, ttl: u8) -> usize {
-    let tcp_len = write_tcp::<5>(o, f);
+pub fn ipv4_header(o: &mut Words, a: Addrs<'_, 4>, tcp_len: usize, tos: u8, ttl: u8) -> u64 {
     let tot = ((IPV4_HLEN + tcp_len) as u16).to_be_bytes();
     let (local, client) = (w(*a.local), w(*a.client));
-    o[0] = w([IPV4_VERSION_IHL, 0, tot[0], tot[1]]);
+    o[0] = w([IPV4_VERSION_IHL, tos, tot[0], tot[1]]);
     let df = IPV4_DF.to_be_bytes();
     o[1] = w([0, 0, df[0], df[1]]);
     o[2] = w([ttl, IPPROTO_TCP, 0, 0]);
@@ -211,21 +211,25 @@ pub fn build_v4(o: &mut Words, a: Addrs<'_, 4>, f: &SynAckFields, ttl: u8) -> us
     o[4] = client;
     let ip = csum::fold_words(sum::<0, 5>(o)).to_ne_bytes();
     o[2] = w([ttl, IPPROTO_TCP, ip[0], ip[1]]);
-    let pseudo = local as u64 + client as u64 + pseudo_tail(tcp_len);
+    local as u64 + client as u64 + pseudo_tail(tcp_len)
+}
+
+/// Builds the IPv4 and TCP headers of a SYN-ACK into `o` and returns their length. The IPv4
+/// header is the one the kernel sends with a SYN-ACK: no options, TOS 0, DF, ID 0, `ttl`.
+#[inline(always)]
+pub fn build_v4(o: &mut Words, a: Addrs<'_, 4>, f: &SynAckFields, ttl: u8) -> usize {
+    let tcp_len = write_tcp::<5>(o, f);
+    let pseudo = ipv4_header(o, a, tcp_len, 0, ttl);
     let tcp = csum::fold_words(pseudo + sum::<5, 10>(o)).to_ne_bytes();
     o[9] = w([tcp[0], tcp[1], 0, 0]);
     IPV4_HLEN + tcp_len
 }
 
-/// Builds the IPv6 and TCP headers of a SYN-ACK into `o` and returns their length: traffic
-/// class and flow label 0, no extension headers, `hop_limit`.
+/// Writes the addresses of an IPv6 reply (source: the local address, destination: the client)
+/// into words 2..10 of `o`, and returns their sum for the TCP pseudo-header.
 #[inline(always)]
-pub fn build_v6(o: &mut Words, a: Addrs<'_, 16>, f: &SynAckFields, hop_limit: u8) -> usize {
-    let tcp_len = write_tcp::<10>(o, f);
-    let plen = (tcp_len as u16).to_be_bytes();
-    o[0] = w([IPV6_VERSION, 0, 0, 0]);
-    o[1] = w([plen[0], plen[1], IPPROTO_TCP, hop_limit]);
-    let mut pseudo = pseudo_tail(tcp_len);
+pub fn ipv6_addresses(o: &mut Words, a: Addrs<'_, 16>) -> u64 {
+    let mut sum = 0u64;
     let mut i = 0;
     while i < 4 {
         let l = w([
@@ -242,9 +246,21 @@ pub fn build_v6(o: &mut Words, a: Addrs<'_, 16>, f: &SynAckFields, hop_limit: u8
         ]);
         o[2 + i] = l;
         o[6 + i] = c;
-        pseudo += l as u64 + c as u64;
+        sum += l as u64 + c as u64;
         i += 1;
     }
+    sum
+}
+
+/// Builds the IPv6 and TCP headers of a SYN-ACK into `o` and returns their length: traffic
+/// class and flow label 0, no extension headers, `hop_limit`.
+#[inline(always)]
+pub fn build_v6(o: &mut Words, a: Addrs<'_, 16>, f: &SynAckFields, hop_limit: u8) -> usize {
+    let tcp_len = write_tcp::<10>(o, f);
+    let plen = (tcp_len as u16).to_be_bytes();
+    o[0] = w([IPV6_VERSION, 0, 0, 0]);
+    o[1] = w([plen[0], plen[1], IPPROTO_TCP, hop_limit]);
+    let pseudo = pseudo_tail(tcp_len) + ipv6_addresses(o, a);
     let tcp = csum::fold_words(pseudo + sum::<10, 10>(o)).to_ne_bytes();
     o[14] = w([tcp[0], tcp[1], 0, 0]);
     IPV6_HLEN + tcp_len

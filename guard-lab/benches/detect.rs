@@ -11,14 +11,14 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::maps::PerCpuValues;
-use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya::programs::Xdp;
 use guard_common::{
     detect::{DETECT_SLOTS, DetectSlot},
     lab::{PROBE_DETECT_PROGRAM_NAME, PROBE_PARSE_PROGRAM_NAME},
 };
 use guard_lab::{
     packet::{Kind, MAX_FRAME, Segment, build},
-    probes::{PinDir, Probes},
+    probes::{self, PinDir, Probes, median_min_max},
 };
 use guard_user::{
     Guard, LoadOptions,
@@ -51,23 +51,7 @@ fn syn(src: IpAddr, dst: IpAddr) -> Vec<u8> {
 }
 
 fn run(prog: &Xdp, frame: &[u8]) -> f64 {
-    let mut out = vec![0u8; frame.len() + 256];
-    prog.test_run(TestRunOptions {
-        data_in: Some(frame),
-        data_out: Some(&mut out),
-        repeat: REPEAT,
-        ..Default::default()
-    })
-    .expect("test run")
-    .duration
-    .as_nanos() as f64
-}
-
-/// (median, min, max)
-fn stats(v: &[f64]) -> (f64, f64, f64) {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    (s[s.len() / 2], s[0], s[s.len() - 1])
+    probes::time(prog, frame, REPEAT).expect("test run")
 }
 
 fn main() {
@@ -135,10 +119,10 @@ fn main() {
     for (fi, (name, _)) in frames.iter().enumerate() {
         let (a, b, c) = &samples[fi];
         let diff = |x: &[f64]| -> Vec<f64> { x.iter().zip(a).map(|(x, y)| x - y).collect() };
-        let (m0, _, _) = stats(a);
-        let (m1, _, _) = stats(b);
-        let (dm, dlo, dhi) = stats(&diff(b));
-        let (lm, llo, lhi) = stats(&diff(c));
+        let (m0, _, _) = median_min_max(a);
+        let (m1, _, _) = median_min_max(b);
+        let (dm, dlo, dhi) = median_min_max(&diff(b));
+        let (lm, llo, lhi) = median_min_max(&diff(c));
         let ok = if dm <= 10.0 { "met" } else { "missed" };
         println!(
             "| {name} | {m0:.1} | {m1:.1} | {dm:.1} ({dlo:.1}-{dhi:.1}) | {lm:.1} ({llo:.1}-{lhi:.1}) | <= 10 ns: {ok} |"

@@ -11,12 +11,12 @@ use std::{
     process::Command,
 };
 
-use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya::programs::Xdp;
 use etherparse::PacketBuilder;
 use guard_common::lab::{
     PROBE_FIB_PROGRAM_NAME, PROBE_LOCAL_PROGRAM_NAME, PROBE_PARSE_PROGRAM_NAME,
 };
-use guard_lab::probes::{PinDir, Probes};
+use guard_lab::probes::{self, PinDir, Probes, median_min_max};
 use guard_user::{Guard, LoadOptions, tuning};
 
 const ROUNDS: usize = 7;
@@ -51,23 +51,7 @@ fn syn(dst: std::net::IpAddr) -> Vec<u8> {
 }
 
 fn run(prog: &Xdp, frame: &[u8]) -> f64 {
-    let mut out = vec![0u8; frame.len() + 256];
-    prog.test_run(TestRunOptions {
-        data_in: Some(frame),
-        data_out: Some(&mut out),
-        repeat: REPEAT,
-        ..Default::default()
-    })
-    .expect("test run")
-    .duration
-    .as_nanos() as f64
-}
-
-/// (median, min, max)
-fn stats(v: &[f64]) -> (f64, f64, f64) {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    (s[s.len() / 2], s[0], s[s.len() - 1])
+    probes::time(prog, frame, REPEAT).expect("test run")
 }
 
 fn main() {
@@ -141,11 +125,11 @@ fn measure() {
             let s = &samples[fi];
             let d =
                 |pi: usize| -> Vec<f64> { s[pi].iter().zip(&s[0]).map(|(a, b)| a - b).collect() };
-            let (m0, _, _) = stats(&s[0]);
-            let (m1, _, _) = stats(&s[1]);
-            let (m2, _, _) = stats(&s[2]);
-            let (lm, llo, lhi) = stats(&d(1));
-            let (fm, flo, fhi) = stats(&d(2));
+            let (m0, _, _) = median_min_max(&s[0]);
+            let (m1, _, _) = median_min_max(&s[1]);
+            let (m2, _, _) = median_min_max(&s[2]);
+            let (lm, llo, lhi) = median_min_max(&d(1));
+            let (fm, flo, fhi) = median_min_max(&d(2));
             println!(
                 "| {name} | {m0:.1} | {m1:.1} | {m2:.1} | {lm:.1} ({llo:.1}-{lhi:.1}) | {fm:.1} ({flo:.1}-{fhi:.1}) |"
             );

@@ -5,7 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use aya::{Ebpf, EbpfLoader, programs::Xdp};
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{TestRun, TestRunOptions, Xdp},
+};
 use guard_common::{GUARD_MAPS, STATE_MAPS};
 
 use crate::{
@@ -74,4 +77,25 @@ impl Probes {
             .and_then(|p| <&Xdp>::try_from(p).ok())
             .unwrap_or_else(|| panic!("probe {name} not loaded"))
     }
+}
+
+/// Mean ns per run of `prog` on `frame` over `repeat` runs in the kernel (`BPF_PROG_TEST_RUN`).
+pub fn time(prog: &Xdp, frame: &[u8], repeat: u32) -> Result<f64> {
+    let mut out = vec![0u8; frame.len() + 256];
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat,
+            ..Default::default()
+        })
+        .map_err(|e| LabError::bpf("BPF_PROG_TEST_RUN of a probe", e))?;
+    Ok(r.duration.as_nanos() as f64)
+}
+
+/// (median, min, max) of samples.
+pub fn median_min_max(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    (s[s.len() / 2], s[0], s[s.len() - 1])
 }
