@@ -203,6 +203,9 @@ fn flood(args: FloodArgs) -> anyhow::Result<()> {
 }
 
 fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    // Privileges first: without them even the binaries beside this one may be out of reach
+    // (a build tree under a root-only directory), which would hide the real reason.
+    guard_lab::require_root()?;
     let stop = install_stop_handler();
     let guard_exe = match args.guard {
         Some(p) => p,
