@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Pinned, guard, guard_exe, guard_ok, lab_exe, new_lab};
+use common::{Pinned, guard, guard_exe, guard_ok, lab_exe, new_lab, stats_screen};
 
 use std::{
     collections::BTreeMap,
@@ -515,23 +515,7 @@ fn metrics_endpoint_serves_prometheus_text() {
     .expect("starting synguard-lab flood");
     std::thread::sleep(Duration::from_millis(1500));
     // The live view as an 80x24 terminal gets it (the first frame, then one after a second).
-    let o = lab
-        .server
-        .command(guard_exe())
-        .args(["stats", lab.server_if(), "--count", "1", "--interval", "1"])
-        .env("COLUMNS", "80")
-        .env("LINES", "24")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    let start = text.rfind("synguard on ").expect("a frame");
-    let table = text[start..].trim_end().to_owned();
-    assert!(table.lines().count() <= 23, "taller than 24 rows:\n{table}");
-    assert!(
-        table.lines().all(|l| l.chars().count() <= 80),
-        "wider than 80 columns:\n{table}"
-    );
+    let table = stats_screen(&lab);
     let (code, during) = scrape(&lab, port, "/metrics");
     assert_eq!(code, 200);
     println!("synguard stats (COLUMNS=80 LINES=24) during a 20 kpps SYN flood:\n{table}");

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Pinned, guard, guard_exe, lab_exe};
+use common::{Pinned, guard, guard_exe, lab_exe, stats_screen};
 use guard_common::detect::DETECT_WINDOW_NS;
 use guard_lab::{ChildGuard, GuardProc, HTTP_PORT, Lab, Report, SERVER_IP, TempDir, mac_string};
 use guard_user::detect::Verdict;
@@ -74,29 +74,9 @@ fn flood(lab: &Lab, prefix: &str, pps: u64, secs: f64) -> ChildGuard {
     ChildGuard::spawn("synguard-lab flood", &mut cmd).expect("starting synguard-lab flood")
 }
 
-/// `synguard stats` as an 80x24 terminal sees it (the first frame and one after a second),
-/// checked to fit and printed.
-fn stats_screen(lab: &Lab, what: &str) -> String {
-    let o = lab
-        .server
-        .command(guard_exe())
-        .args(["stats", lab.server_if(), "--count", "1", "--interval", "1"])
-        .env("COLUMNS", "80")
-        .env("LINES", "24")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    let start = text.rfind("synguard on ").expect("a frame");
-    let screen = text[start..].trim_end().to_owned();
-    assert!(
-        screen.lines().count() <= 23,
-        "taller than 24 rows:\n{screen}"
-    );
-    assert!(
-        screen.lines().all(|l| l.chars().count() <= 80),
-        "wider than 80:\n{screen}"
-    );
+/// The 80x24 live view (checked to fit), printed as the documentation of the screen.
+fn print_screen(lab: &Lab, what: &str) -> String {
+    let screen = stats_screen(lab);
     println!("synguard stats (80x24) during {what}:\n{screen}\n");
     screen
 }
@@ -197,7 +177,7 @@ fn random_source_flood_is_counted_judged_and_cleared() {
     let top5: f64 = prefixes.iter().map(|p| p[1].as_f64().unwrap()).sum();
     assert!(top5 < 0.2 * n / secs, "{d}");
 
-    let screen = stats_screen(&lab, "a 300 kpps flood from a /16 of random sources");
+    let screen = print_screen(&lab, "a 300 kpps flood from a /16 of random sources");
     assert!(screen.contains("random-source flood for"), "{screen}");
     let st = f.wait(Duration::from_secs(20)).expect("the flood ends");
     assert!(st.success(), "{}", f.stderr());
@@ -255,7 +235,7 @@ fn flood_from_three_prefixes_names_them_and_is_concentrated() {
     let mut want: Vec<String> = nets.iter().map(|s| s.to_string()).collect();
     want.sort();
     assert_eq!(top, want, "{window}");
-    let screen = stats_screen(&lab, "a 120 kpps flood from three /24 prefixes");
+    let screen = print_screen(&lab, "a 120 kpps flood from three /24 prefixes");
     assert!(screen.contains("concentrated flood for"), "{screen}");
     for net in nets {
         assert!(screen.contains(net), "{net} not named:\n{screen}");

@@ -129,3 +129,29 @@ impl Drop for Pinned<'_> {
         }
     }
 }
+
+/// `synguard stats` of the lab's pinned guard as an 80x24 terminal gets it (the first frame,
+/// then one after a second): the last frame, checked to fit.
+pub fn stats_screen(lab: &Lab) -> String {
+    let o = lab
+        .server
+        .command(guard_exe())
+        .args(["stats", lab.server_if(), "--count", "1", "--interval", "1"])
+        .env("COLUMNS", "80")
+        .env("LINES", "24")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let start = text.rfind("synguard on ").expect("a frame");
+    let screen = text[start..].trim_end().to_owned();
+    assert!(
+        screen.lines().count() <= 23,
+        "taller than 24 rows:\n{screen}"
+    );
+    assert!(
+        screen.lines().all(|l| l.chars().count() <= 80),
+        "wider than 80 columns:\n{screen}"
+    );
+    screen
+}
