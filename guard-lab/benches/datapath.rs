@@ -176,6 +176,57 @@ fn test_run_costs(repeat: u32) -> Res<Vec<(&'static str, f64)>> {
                 let (d, _) = g.program_cost(&flood, repeat).map_err(e("generator"))?;
                 out.push((name, d.as_nanos() as f64));
             }
+            // The SYN path hot (one run per call: a repeated run would see its own SYN-ACK),
+            // beside the pass program run the same way: the program's own work and its helpers
+            // with every cache warm, the figure the live floods add their misses to.
+            let linux_syn = |src: std::net::IpAddr, dst: std::net::IpAddr| {
+                let mut buf = [0u8; guard_lab::packet::MAX_FRAME];
+                let n = guard_lab::packet::build(
+                    &guard_lab::packet::Segment {
+                        kind: Kind::Syn,
+                        src_mac: [2, 0, 0, 0, 0, 1],
+                        dst_mac: [2, 0, 0, 0, 0, 2],
+                        src,
+                        dst,
+                        sport: 40_002,
+                        dport: 8080,
+                        seq: 1000,
+                        ack: 0,
+                        ip_id: 1,
+                        tsval: 12345,
+                    },
+                    &mut buf,
+                );
+                buf[..n].to_vec()
+            };
+            let syn4 = linux_syn([10, 0, 0, 3].into(), [127, 0, 0, 1].into());
+            let syn6 = linux_syn(
+                "fd00::3".parse().expect("v6"),
+                std::net::Ipv6Addr::LOCALHOST.into(),
+            );
+            let per_call = |run: &dyn Fn() -> Res<Duration>| -> Res<f64> {
+                let calls = (repeat / 50).max(1000);
+                let mut total = Duration::ZERO;
+                for _ in 0..calls {
+                    total += run()?;
+                }
+                Ok(total.as_nanos() as f64 / calls as f64)
+            };
+            let listen6 = TcpListener::bind("[::1]:8080").map_err(e("listen ::1"))?;
+            for (name, f) in [
+                ("guard: IPv4 SYN, hot", &syn4),
+                ("guard: IPv6 SYN, hot", &syn6),
+            ] {
+                if guard.test_run(f).map_err(e("syn"))?.verdict != guard_common::xdp_action::XDP_TX
+                {
+                    return Err(format!("{name}: not answered"));
+                }
+                let d = per_call(&|| Ok(guard.test_run(f).map_err(e("syn"))?.duration))?;
+                out.push((name, d));
+            }
+            drop(listen6);
+            let d = per_call(&|| pass.test_run_repeat(&syn4, 1).map_err(e("run")))?;
+            out.push(("pass program, one run per call", d));
             for (name, f) in [
                 ("guard: valid third ACK", &valid_ack),
                 ("guard: forged ACK", &forged),
