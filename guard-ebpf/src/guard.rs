@@ -3,14 +3,11 @@
 //! through the policy (`policy`) to its answer (`reply`: a SYN gets a cookie SYN-ACK, XDP_TX; a
 //! third ACK gets its cookie checked), everything else passes.
 
-use aya_ebpf::{
-    bindings::{bpf_sock, bpf_sock_tuple},
-    helpers::generated::{bpf_sk_release, bpf_skc_lookup_tcp},
-    programs::XdpContext,
-};
+use aya_ebpf::{bindings::bpf_sock, helpers::generated::bpf_sk_release, programs::XdpContext};
 use guard_common::{Acl, Counter, Family, GuardConfig, Mode};
-use guard_ebpf::proto::{
-    IPV4_HLEN, IPV6_HLEN, TCP_FLAG_ACK, TCP_FLAG_FIN, TCP_FLAG_RST, TCP_FLAG_SYN,
+use guard_ebpf::{
+    proto::{TCP_FLAG_ACK, TCP_FLAG_FIN, TCP_FLAG_RST, TCP_FLAG_SYN},
+    sock::{BPF_TCP_LISTEN, lookup},
 };
 
 use crate::{
@@ -21,14 +18,6 @@ use crate::{
     reply::{answer_syn, check_ack},
     stats::count,
 };
-
-/// `struct bpf_sock.state` of a listening socket (`BPF_TCP_LISTEN`).
-const BPF_TCP_LISTEN: u32 = 10;
-/// `netns` argument of the socket lookup helpers: the namespace of the receiving device.
-const BPF_F_CURRENT_NETNS: u64 = u64::MAX;
-/// `sizeof(tuple->ipv4)` and `sizeof(tuple->ipv6)`.
-const TUPLE_V4_LEN: u32 = 12;
-const TUPLE_V6_LEN: u32 = 36;
 
 /// Runs the pipeline for one frame and returns the outcome to count.
 #[inline(always)]
@@ -107,41 +96,4 @@ fn listener(ctx: &XdpContext, cfg: &GuardConfig, sk: *mut bpf_sock, seg: &Segmen
         return Counter::ReflectLimited;
     }
     answer_syn(ctx, cfg, sk, seg, now)
-}
-
-/// Looks up the socket for the segment's 4-tuple (remote first, network byte order, as the
-/// packet carries it) in the receiving device's namespace. Null if there is none.
-#[inline(always)]
-fn lookup(ctx: &XdpContext, seg: &Segment) -> *mut bpf_sock {
-    // Safety: `bpf_sock_tuple` is a C union of integer arrays: all zeros is a valid value.
-    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
-    // Safety: `seg.ip` points to the bounds-checked header of the family's size; we write plain
-    // integers into the matching arm of a C union.
-    let size = unsafe {
-        if seg.family == Family::Ipv4 {
-            let ip = &*(seg.ip as *const [u8; IPV4_HLEN]);
-            let t = &mut tuple.__bindgen_anon_1.ipv4;
-            t.saddr = seg.src()[0];
-            t.daddr = u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]);
-            t.sport = seg.sport().to_be();
-            t.dport = seg.dport().to_be();
-            TUPLE_V4_LEN
-        } else {
-            let ip = &*(seg.ip as *const [u8; IPV6_HLEN]);
-            let t = &mut tuple.__bindgen_anon_1.ipv6;
-            t.saddr = seg.src();
-            let mut i = 0;
-            while i < 4 {
-                let d = 24 + i * 4;
-                t.daddr[i] = u32::from_ne_bytes([ip[d], ip[d + 1], ip[d + 2], ip[d + 3]]);
-                i += 1;
-            }
-            t.sport = seg.sport().to_be();
-            t.dport = seg.dport().to_be();
-            TUPLE_V6_LEN
-        }
-    };
-    // Safety: the helper reads `size` bytes of the tuple and returns a referenced socket or
-    // null; the caller releases every non-null return.
-    unsafe { bpf_skc_lookup_tcp(ctx.ctx as *mut _, &mut tuple, size, BPF_F_CURRENT_NETNS, 0) }
 }

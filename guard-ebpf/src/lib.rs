@@ -23,4 +23,6 @@ pub mod options;
 pub mod parse;
 pub mod proto;
 pub mod rst;
+#[cfg(target_arch = "bpf")]
+pub mod sock;
 pub mod synack;
