@@ -48,6 +48,7 @@ pub fn answer_syn(
         parse,
         len: len_cell,
         l34,
+        ..
     } = unsafe { &mut *scratch };
     let xdp = ctx.ctx as *mut xdp_md;
 
@@ -190,7 +191,8 @@ pub fn emit(ctx: &XdpContext, l3: usize, l34: &Words, len: usize) -> bool {
         debug!(ctx, "bpf_xdp_adjust_tail({}) failed", delta);
         return false;
     }
-    // Safety: `l34` holds at least `n` bytes, and the frame is now exactly `l3 + n` long.
+    // Safety: `l34` holds at least `n` bytes (80; the scratch entry's `slack` makes 128 of map
+    // memory readable from it), and the frame is now exactly `l3 + n` long.
     if unsafe { bpf_xdp_store_bytes(xdp, l3, l34.as_ptr() as *mut _, n) } != 0 {
         return false;
     }

@@ -116,57 +116,60 @@ pub(crate) fn w(b: [u8; 4]) -> u32 {
 
 /// Writes the SYN-ACK TCP header with options at word `AT` (checksum field zero) and returns
 /// its length, a multiple of 4 between 24 and 40. Option layout follows `tcp_options_write`;
-/// the words past the header are zeroed, so a checksum may sum all ten.
+/// the words past the header are zeroed, so a checksum may sum all ten. Each word is stored
+/// once, computed first: zeroing the option words and then overwriting some became a call to
+/// a byte-wise memset.
 #[inline(always)]
 pub fn write_tcp<const AT: usize>(o: &mut Words, f: &SynAckFields) -> usize {
     if AT + SYNACK_TCP_MAX / 4 > L34_WORDS {
         return 0;
     }
     let (p, c) = (f.local_port.to_be_bytes(), f.client_port.to_be_bytes());
-    o[AT] = w([p[0], p[1], c[0], c[1]]);
-    o[AT + 1] = f.cookie.to_be();
-    o[AT + 2] = f.client_seq.wrapping_add(1).to_be();
-    o[AT + 4] = 0;
     let mss = f.mss.to_be_bytes();
-    o[AT + 5] = w([TCPOPT_MSS, 4, mss[0], mss[1]]);
-    o[AT + 6] = 0;
-    o[AT + 7] = 0;
-    o[AT + 8] = 0;
-    o[AT + 9] = 0;
-    let mut len = 24;
-    if f.neg.ts {
-        o[AT + 6] = if f.neg.sack {
-            w([TCPOPT_SACK_PERM, 2, TCPOPT_TIMESTAMP, 10])
-        } else {
-            w([TCPOPT_NOP, TCPOPT_NOP, TCPOPT_TIMESTAMP, 10])
-        };
-        o[AT + 7] = f.tsval.to_be();
-        o[AT + 8] = f.tsecr.to_be();
-        len = 36;
-    } else if f.neg.sack {
-        o[AT + 6] = w([TCPOPT_NOP, TCPOPT_NOP, TCPOPT_SACK_PERM, 2]);
-        len = 28;
-    }
-    if f.neg.wscale {
-        let ws = w([TCPOPT_NOP, TCPOPT_WINDOW, 3, f.wscale]);
-        // Constant indices on each arm keep every store's offset known to the verifier.
-        if len == 36 {
-            o[AT + 9] = ws;
-            len = 40;
-        } else if len == 28 {
-            o[AT + 7] = ws;
-            len = 32;
-        } else {
-            o[AT + 6] = ws;
-            len = 28;
+    // Option words 6..=9 (after MSS at 5), and the header's length.
+    let ws = w([TCPOPT_NOP, TCPOPT_WINDOW, 3, f.wscale]);
+    let (o6, o7, o8, o9, len) = match (f.neg.ts, f.neg.sack, f.neg.wscale) {
+        (true, sack, wscale) => {
+            let o6 = if sack {
+                w([TCPOPT_SACK_PERM, 2, TCPOPT_TIMESTAMP, 10])
+            } else {
+                w([TCPOPT_NOP, TCPOPT_NOP, TCPOPT_TIMESTAMP, 10])
+            };
+            let (o9, len) = if wscale { (ws, 40) } else { (0, 36) };
+            (o6, f.tsval.to_be(), f.tsecr.to_be(), o9, len)
         }
-    }
+        (false, true, true) => (
+            w([TCPOPT_NOP, TCPOPT_NOP, TCPOPT_SACK_PERM, 2]),
+            ws,
+            0,
+            0,
+            32,
+        ),
+        (false, true, false) => (
+            w([TCPOPT_NOP, TCPOPT_NOP, TCPOPT_SACK_PERM, 2]),
+            0,
+            0,
+            0,
+            28,
+        ),
+        (false, false, true) => (ws, 0, 0, 0, 28),
+        (false, false, false) => (0, 0, 0, 0, 24),
+    };
     let mut flags = TCP_FLAG_SYN | TCP_FLAG_ACK;
     if f.neg.ecn {
         flags |= TCP_FLAG_ECE;
     }
     let win = f.window.to_be_bytes();
+    o[AT] = w([p[0], p[1], c[0], c[1]]);
+    o[AT + 1] = f.cookie.to_be();
+    o[AT + 2] = f.client_seq.wrapping_add(1).to_be();
     o[AT + 3] = w([((len / 4) as u8) << 4, flags, win[0], win[1]]);
+    o[AT + 4] = 0;
+    o[AT + 5] = w([TCPOPT_MSS, 4, mss[0], mss[1]]);
+    o[AT + 6] = o6;
+    o[AT + 7] = o7;
+    o[AT + 8] = o8;
+    o[AT + 9] = o9;
     len
 }
 
