@@ -24,7 +24,7 @@ use guard_ebpf::{
 
 use crate::{
     maps::{GUARD_SCRATCH, Scratch},
-    parse::{Segment, frame_len, swap_macs},
+    parse::{Segment, frame_len, ptr_at, swap_macs},
     reset::synguard_rst,
 };
 
@@ -191,14 +191,40 @@ pub fn emit(ctx: &XdpContext, l3: usize, l34: &Words, len: usize) -> bool {
         debug!(ctx, "bpf_xdp_adjust_tail({}) failed", delta);
         return false;
     }
+    let stored = delta == 0
+        && match n {
+            // The SYN-ACKs answering Linux's SYNs (options MSS, SACK, TS, WS), IPv4 and IPv6,
+            // are as long as the SYNs: written straight into the frame, no helper call.
+            60 => store_words::<15>(ctx, l3, l34),
+            80 => store_words::<20>(ctx, l3, l34),
+            _ => false,
+        };
     // Safety: `l34` holds at least `n` bytes (80; the scratch entry's `slack` makes 128 of map
     // memory readable from it), and the frame is now exactly `l3 + n` long.
-    if unsafe { bpf_xdp_store_bytes(xdp, l3, l34.as_ptr() as *mut _, n) } != 0 {
+    if !stored && unsafe { bpf_xdp_store_bytes(xdp, l3, l34.as_ptr() as *mut _, n) } != 0 {
         return false;
     }
     // After adjust_tail: swap_macs re-derives its pointer (earlier ones are invalid now).
     if !swap_macs(ctx) {
         return false;
+    }
+    true
+}
+
+/// Writes the first `N` words of `l34` into the frame at `l3`; false if the frame is shorter.
+#[inline(always)]
+fn store_words<const N: usize>(ctx: &XdpContext, l3: u32, l34: &Words) -> bool {
+    let Some(p) = ptr_at::<[u32; N]>(ctx, l3 as usize) else {
+        return false;
+    };
+    let p = p as *mut u32;
+    let mut i = 0;
+    while i < N && i < l34.len() {
+        // Safety: `p` points to N bounds-checked words of the frame this program owns (packet
+        // memory need not be aligned on the architectures XDP runs this on, see
+        // build-support/bpf_codegen.rs).
+        unsafe { p.add(i).write_unaligned(l34[i]) };
+        i += 1;
     }
     true
 }
