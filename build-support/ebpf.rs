@@ -1,19 +1,45 @@
-//! The build scripts' one way to compile an eBPF package (aya-build, nightly toolchain, the
-//! project-local bpf-linker first on PATH, the nested cargo kept quiet), included by
-//! guard-user's build.rs (the product's object) and guard-lab's (the lab's objects).
+//! The build scripts' one way to compile an eBPF package: the nested `rustup run nightly cargo
+//! build` aya-build 0.2 runs (same target, flags and artifact copy), written out here because
+//! aya-build forwards every line of the nested cargo's output to the user as a `warning:`. Here
+//! that output goes to `$OUT_DIR/ebpf-build.log` (build-support/ebpf_log.rs) and the user sees one
+//! line per package, or on failure the log's errors. Included by guard-user's build.rs (the
+//! product's object) and guard-lab's (the lab's objects).
 
-use std::{env, path::PathBuf};
+#[path = "ebpf_log.rs"]
+mod ebpf_log;
 
-use anyhow::{Context as _, anyhow};
-use aya_build::Toolchain;
+use std::{
+    env,
+    fs::{self, File},
+    io::BufReader,
+    path::PathBuf,
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use cargo_metadata::{Artifact, Message};
+
+/// The toolchain the eBPF packages build with (`-Z build-std=core` needs a nightly).
+const TOOLCHAIN: &str = "nightly";
 
 /// Builds the eBPF package `package` (`what` names it in the one line the user sees) into
-/// `OUT_DIR`, one file per binary target.
-pub fn build(package: &str, what: &str) -> anyhow::Result<()> {
+/// `OUT_DIR`, one file per binary target; its build's output goes to `OUT_DIR`'s
+/// [`ebpf_log::LOG_NAME`]. A failure ends the build script with the error on stderr, which cargo
+/// shows (an `Err` returned from `main` would add a backtrace of the build script under
+/// `RUST_BACKTRACE`).
+pub fn build(package: &str, what: &str) {
+    if let Err(e) = try_build(package, what) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn try_build(package: &str, what: &str) -> anyhow::Result<()> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
     let root = manifest_dir
         .parent()
         .ok_or_else(|| anyhow!("no workspace root above {}", manifest_dir.display()))?;
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
 
     // `cargo xtask setup` installs bpf-linker, built against the nightly's own LLVM, into a
     // project-local prefix; put it first on PATH for the nested cargo that links the object.
@@ -22,17 +48,14 @@ pub fn build(package: &str, what: &str) -> anyhow::Result<()> {
         "cargo:rerun-if-changed={}",
         linker_bin.join("bpf-linker").display()
     );
+    let mut path = env::split_paths(&env::var_os("PATH").unwrap_or_default()).collect::<Vec<_>>();
     if linker_bin.join("bpf-linker").exists() {
-        let path = env::var_os("PATH").unwrap_or_default();
-        let mut dirs = vec![linker_bin];
-        dirs.extend(env::split_paths(&path));
-        // Safety: build scripts are single-threaded at this point.
-        unsafe { env::set_var("PATH", env::join_paths(dirs)?) };
-    } else if which_bpf_linker().is_none() {
-        return Err(anyhow!(
+        path.insert(0, linker_bin);
+    } else if !path.iter().any(|d| d.join("bpf-linker").exists()) {
+        bail!(
             "bpf-linker not found (neither {} nor on PATH): run `cargo xtask setup` first",
             linker_bin.display()
-        ));
+        );
     }
 
     let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
@@ -43,28 +66,83 @@ pub fn build(package: &str, what: &str) -> anyhow::Result<()> {
         .into_iter()
         .find(|p| p.name.as_str() == package)
         .ok_or_else(|| anyhow!("{package} package not found"))?;
-    let root_dir = ebpf_package
+    let package_dir = ebpf_package
         .manifest_path
         .parent()
         .ok_or_else(|| anyhow!("no parent for {}", ebpf_package.manifest_path))?;
-    // The nested cargo's progress ("Compiling ...", 40-odd crates of core) would reach the
-    // user as as many `warning:` lines: keep it quiet and say once what is happening; its
-    // compiler diagnostics and errors still come through.
-    // Safety: build scripts are single-threaded at this point.
-    unsafe { env::set_var("CARGO_TERM_QUIET", "true") };
-    println!("cargo:warning=building {what} ({package}, nightly, bpfel-unknown-none)");
-    aya_build::build_ebpf(
-        [aya_build::Package {
-            name: package,
-            root_dir: root_dir.as_str(),
-            ..Default::default()
-        }],
-        Toolchain::default(),
-    )
-}
+    // The build script depends on the package's binaries, which cargo does not track (only its
+    // library, through the build-dependency): rerun when anything under it changes.
+    println!("cargo:rerun-if-changed={package_dir}");
 
-fn which_bpf_linker() -> Option<PathBuf> {
-    env::split_paths(&env::var_os("PATH")?)
-        .map(|d| d.join("bpf-linker"))
-        .find(|p| p.exists())
+    let target = match env::var("CARGO_CFG_TARGET_ENDIAN")?.as_str() {
+        "big" => "bpfeb-unknown-none",
+        _ => "bpfel-unknown-none",
+    };
+    // aya-ebpf picks the target architecture's register layout (pt_regs) by this cfg.
+    let arch = match env::var("CARGO_CFG_TARGET_ARCH")? {
+        a if a.starts_with("riscv64") => "riscv64".to_owned(),
+        a => a,
+    };
+    let log_path = out_dir.join(ebpf_log::LOG_NAME);
+    let log = File::create(&log_path)
+        .with_context(|| format!("creating the eBPF build log {}", log_path.display()))?;
+
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", TOOLCHAIN, "cargo", "build", "--package", package])
+        .args([
+            "--bins",
+            "--release",
+            "--target",
+            target,
+            "-Z",
+            "build-std=core",
+        ])
+        // Diagnostics rendered by cargo on its stderr (the log), only artifacts on stdout.
+        .arg("--message-format=json-render-diagnostics")
+        // Not OUT_DIR itself: a binary named like the package would collide with its directory.
+        .arg("--target-dir")
+        .arg(out_dir.join("ebpf-target"))
+        .env("PATH", env::join_paths(path)?)
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            format!("--cfg=bpf_target_arch=\"{arch}\"\x1f-Cdebuginfo=2\x1f-Clink-arg=--btf"),
+        )
+        // The outer cargo's compiler settings must not leak into the nightly build.
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log);
+    let mut child = cmd.spawn().with_context(|| {
+        format!("starting `rustup run {TOOLCHAIN} cargo build` (rustup is a prerequisite)")
+    })?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut executables = Vec::new();
+    for message in Message::parse_stream(BufReader::new(stdout)) {
+        if let Message::CompilerArtifact(Artifact {
+            executable: Some(executable),
+            target,
+            ..
+        }) = message.context("reading the nested cargo's JSON messages")?
+        {
+            executables.push((target.name, executable));
+        }
+    }
+    let status = child.wait().context("waiting for the nested cargo")?;
+    let log_text = String::from_utf8_lossy(&fs::read(&log_path)?).into_owned();
+    if !status.success() {
+        bail!(ebpf_log::failure(
+            what, package, status, &log_path, &log_text
+        ));
+    }
+    for (name, executable) in executables {
+        let dst = out_dir.join(name);
+        fs::copy(&executable, &dst)
+            .with_context(|| format!("copying {executable} to {}", dst.display()))?;
+    }
+    println!(
+        "cargo:warning={}",
+        ebpf_log::summary(what, package, target, &log_path, &log_text)
+    );
+    Ok(())
 }

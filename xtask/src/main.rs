@@ -279,7 +279,7 @@ fn test(root: &Path, test_threads: u16) -> anyhow::Result<()> {
             "-D",
             "clippy::undocumented_unsafe_blocks",
         ])
-        // As aya-build does: the outer cargo's compiler settings must not leak in.
+        // As build-support/ebpf.rs does: the outer cargo's compiler settings must not leak in.
         .env_remove("RUSTC")
         .env_remove("RUSTC_WORKSPACE_WRAPPER");
     run(&mut bpf)?;

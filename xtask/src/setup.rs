@@ -249,6 +249,22 @@ fn symlink(target: &Path, link: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("linking {} -> {}", link.display(), target.display()))
 }
 
+/// `cargo install --root <prefix>` with `<prefix>/bin` first on its PATH: the project's build
+/// finds bpf-linker there by itself (build-support/ebpf.rs), so cargo install must not tell the
+/// user to add that directory to their PATH, as it does when it is missing from its own.
+fn cargo_install(prefix: &Path) -> anyhow::Result<Command> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths(
+        std::iter::once(prefix.join("bin")).chain(std::env::split_paths(&path)),
+    )?;
+    let mut cmd = Command::new("cargo");
+    cmd.arg("install")
+        .arg("--root")
+        .arg(prefix)
+        .env("PATH", path);
+    Ok(cmd)
+}
+
 fn bpf_linker(root: &Path) -> anyhow::Result<()> {
     let prefix = root.join(".tools/bpf-linker");
     let bin = prefix.join("bin/bpf-linker");
@@ -275,20 +291,12 @@ fn bpf_linker(root: &Path) -> anyhow::Result<()> {
     let name = libllvm.file_name().expect("a file name");
     symlink(&libllvm, &lib.join("libLLVM.so"))?;
     symlink(&libllvm, &lib.join(name))?;
-    // The project's build finds bpf-linker there by itself (guard-user/build.rs): with the bin
-    // directory on this command's PATH, cargo install does not tell the user to add it to theirs.
-    let path = std::env::join_paths(std::iter::once(prefix.join("bin")).chain(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-    ))?;
-    run(Command::new("cargo")
-        .args(["install", "bpf-linker", "--locked", "--force"])
+    run(cargo_install(&prefix)?
+        .args(["bpf-linker", "--locked", "--force"])
         .args(["--version", BPF_LINKER_VERSION])
         .args(["--no-default-features", "--features"])
         .arg(format!("llvm-{major}"))
-        .arg("--root")
-        .arg(&prefix)
         .env("LLVM_PREFIX", &prefix)
-        .env("PATH", path)
         .stdin(Stdio::null()))
     .context(
         "building bpf-linker failed; it needs a C compiler (gcc) and an LLVM major version it \
@@ -310,6 +318,42 @@ mod tests {
                   host: x86_64-unknown-linux-gnu\nrelease: 1.97.0-nightly\nLLVM version: 22.1.4\n";
         assert_eq!(llvm_major(vv), Some(22));
         assert_eq!(llvm_major("rustc 1.0\n"), None);
+    }
+
+    /// A crate with no dependencies installed into a scratch prefix, through `cargo_install` and
+    /// through a plain `cargo install`: only the latter gives the PATH advice.
+    #[test]
+    fn cargo_install_gives_no_path_advice() {
+        let dir = std::env::temp_dir().join(format!("xtask-install-{}", std::process::id()));
+        let krate = dir.join("hello");
+        std::fs::create_dir_all(krate.join("src")).unwrap();
+        std::fs::write(
+            krate.join("Cargo.toml"),
+            "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[workspace]\n",
+        )
+        .unwrap();
+        std::fs::write(krate.join("src/main.rs"), "fn main() {}\n").unwrap();
+        let install = |cmd: &mut Command| {
+            let o = cmd
+                .arg("--path")
+                .arg(&krate)
+                .arg("--target-dir")
+                .arg(dir.join("target"))
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+            assert!(o.status.success(), "{stderr}");
+            stderr
+        };
+        let ours = install(&mut cargo_install(&dir.join("ours")).unwrap());
+        let plain = install(
+            Command::new("cargo")
+                .args(["install", "--root"])
+                .arg(dir.join("plain")),
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!ours.contains("to your PATH"), "{ours}");
+        assert!(plain.contains("to your PATH"), "{plain}");
     }
 
     #[test]
