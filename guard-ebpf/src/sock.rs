@@ -9,10 +9,7 @@ use aya_ebpf::{
 };
 use guard_common::Family;
 
-use crate::{
-    parse::Segment,
-    proto::{IPV4_HLEN, IPV6_HLEN},
-};
+use crate::{parse::Segment, proto::IPV4_HLEN};
 
 /// `struct bpf_sock.state` of a listening socket (`BPF_TCP_LISTEN`).
 pub const BPF_TCP_LISTEN: u32 = 10;
