@@ -8,7 +8,7 @@ pub const TCP_HDR_BUF: usize = 64;
 const M: usize = TCP_HDR_BUF - 1;
 
 use crate::proto::{
-    TCP_MAX_HLEN, TCP_MAX_WSCALE, TCPOPT_EOL, TCPOPT_MSS, TCPOPT_NOP, TCPOPT_SACK_PERM,
+    TCP_HLEN, TCP_MAX_HLEN, TCP_MAX_WSCALE, TCPOPT_EOL, TCPOPT_MSS, TCPOPT_NOP, TCPOPT_SACK_PERM,
     TCPOPT_TIMESTAMP, TCPOPT_WINDOW,
 };
 
@@ -23,6 +23,49 @@ pub struct SynOptions {
     pub sack_perm: bool,
     /// The client's TSval, `None` if no timestamp option.
     pub tsval: Option<u32>,
+}
+
+/// Length of the TCP header of Linux's SYNs (20 bytes of options: MSS, SACK-permitted,
+/// timestamps, NOP, window scale).
+pub const LINUX_SYN_HLEN: usize = 40;
+
+/// The option bytes of a TCP header of [`LINUX_SYN_HLEN`] bytes.
+pub type LinuxOptions = [u8; LINUX_SYN_HLEN - TCP_HLEN];
+
+/// The options of a SYN laid out as Linux sends them (MSS, SACK-permitted, timestamps, NOP,
+/// window scale), read at fixed offsets; `None` for any other layout (parse those with
+/// [`parse_syn_options`]). Same result as the general parser for this layout.
+#[inline(always)]
+pub fn linux_syn_options(o: &LinuxOptions) -> Option<SynOptions> {
+    if o[0..2] != [TCPOPT_MSS, 4]
+        || o[4..8] != [TCPOPT_SACK_PERM, 2, TCPOPT_TIMESTAMP, 10]
+        || o[16..19] != [TCPOPT_NOP, TCPOPT_WINDOW, 3]
+    {
+        return None;
+    }
+    let s = o[19];
+    Some(SynOptions {
+        mss: u16::from_be_bytes([o[2], o[3]]),
+        wscale: Some(if s > TCP_MAX_WSCALE {
+            TCP_MAX_WSCALE
+        } else {
+            s
+        }),
+        sack_perm: true,
+        tsval: Some(u32::from_be_bytes([o[8], o[9], o[10], o[11]])),
+    })
+}
+
+/// Returns `out` through `st.found`, as the general parser returns its result (see
+/// [`parse_syn_options`]): whatever path found the options, the verifier sees the same state.
+#[inline(always)]
+pub fn keep(st: &mut ParseScratch, out: SynOptions) -> SynOptions {
+    let found: *mut SynOptions = &mut st.found;
+    // Safety: `found` was taken from a field of the live `&mut st`: aligned and valid.
+    unsafe {
+        core::ptr::write_volatile(found, out);
+        core::ptr::read_volatile(found)
+    }
 }
 
 /// Working state of [`parse_syn_options`].
@@ -56,30 +99,14 @@ pub fn parse_syn_options(
     };
     let cursor: *mut usize = &mut st.cursor;
     let found: *mut SynOptions = &mut st.found;
-    // Fast path: the layout Linux sends (MSS, SACK-permitted, timestamps, NOP, window scale),
-    // recognised at fixed offsets instead of six rounds of the loop below. The result goes
-    // through `found` like the loop's, so both paths leave the verifier the same state.
-    if end == 40
-        && hdr[20..22] == [TCPOPT_MSS, 4]
-        && hdr[24..28] == [TCPOPT_SACK_PERM, 2, TCPOPT_TIMESTAMP, 10]
-        && hdr[36..39] == [TCPOPT_NOP, TCPOPT_WINDOW, 3]
-    {
-        let s = hdr[39];
-        let out = SynOptions {
-            mss: u16::from_be_bytes([hdr[22], hdr[23]]),
-            wscale: Some(if s > TCP_MAX_WSCALE {
-                TCP_MAX_WSCALE
-            } else {
-                s
-            }),
-            sack_perm: true,
-            tsval: Some(u32::from_be_bytes([hdr[28], hdr[29], hdr[30], hdr[31]])),
-        };
-        // Safety: `cursor` and `found` were taken from fields of the live `&mut st`: aligned,
-        // valid for the whole function, and nothing else refers to `st` meanwhile.
-        unsafe {
-            core::ptr::write_volatile(found, out);
-            return core::ptr::read_volatile(found);
+    // Fast path: the layout Linux sends, recognised at fixed offsets instead of six rounds of
+    // the loop below. The result goes through `found` like the loop's, so both paths leave the
+    // verifier the same state.
+    if end == LINUX_SYN_HLEN {
+        // Safety: bytes 20..40 of the 64-byte buffer.
+        let opts = unsafe { &*(hdr[TCP_HLEN..LINUX_SYN_HLEN].as_ptr() as *const LinuxOptions) };
+        if let Some(out) = linux_syn_options(opts) {
+            return keep(st, out);
         }
     }
     // Safety: `cursor` and `found` point into the live `&mut st` (see above).
