@@ -26,6 +26,12 @@ pub const PROBE_LOCAL_PROGRAM_NAME: &str = "probe_local";
 pub const PROBE_FIB_PROGRAM_NAME: &str = "probe_fib";
 /// Bench probe: the header walk and the flood-detection update.
 pub const PROBE_DETECT_PROGRAM_NAME: &str = "probe_detect";
+/// Bench probe, attached in the guard's place under a live flood: the header walk, the
+/// guard's socket lookup and, for a SYN to a listener, the cookie the guard would compute.
+pub const PROBE_SYN_FLOOR_PROGRAM_NAME: &str = "probe_syn_floor";
+/// Bench probe, attached in the guard's place under a live flood: the header walk, the
+/// guard's socket lookup and, for a bare ACK to a listener, the kernel's cookie check.
+pub const PROBE_ACK_FLOOR_PROGRAM_NAME: &str = "probe_ack_floor";
 /// TCX egress program pushing the tags of [`VLAN_TAGS_GLOBAL`] onto every frame.
 pub const VLAN_PUSH_PROGRAM_NAME: &str = "vlan_push";
 /// TCX ingress program passing only frames that carry exactly the tags of

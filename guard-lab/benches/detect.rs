@@ -18,13 +18,9 @@ use guard_common::{
 };
 use guard_lab::{
     packet::{Kind, MAX_FRAME, Segment, build},
-    probes::{self, PinDir, Probes, median_min_max},
+    probes::{self, GuardProbes, median_min_max},
 };
-use guard_user::{
-    Guard, LoadOptions,
-    detect::{Thresholds, Watch},
-    tuning,
-};
+use guard_user::detect::{Thresholds, Watch};
 
 const ROUNDS: usize = 11;
 const REPEAT: u32 = 4_000_000;
@@ -59,16 +55,9 @@ fn main() {
     let mut cpus = nix::sched::CpuSet::new();
     cpus.set(1).expect("CPU 1");
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus).expect("pinning to CPU 1");
-    let pins = PinDir::new().expect("a bpffs directory (run as root)");
-    let mut guard =
-        Guard::load_with(&LoadOptions::default(), Some(pins.path()), None).expect("load");
-    let cfg = tuning::config_from_system("lo", &Default::default()).expect("config");
-    guard.set_config(&cfg).expect("configure");
-    let probes = Probes::load(
-        &pins,
-        &[PROBE_PARSE_PROGRAM_NAME, PROBE_DETECT_PROGRAM_NAME],
-    )
-    .expect("loading the probes");
+    let mut gp = GuardProbes::load("lo", &[PROBE_PARSE_PROGRAM_NAME, PROBE_DETECT_PROGRAM_NAME])
+        .expect("loading the guard and the probes (run as root)");
+    let (probes, guard) = (&gp.probes, &mut gp.guard);
     let ncpus = aya::util::nr_cpus().expect("possible CPUs");
     let frames = [
         (

@@ -16,8 +16,7 @@ use etherparse::PacketBuilder;
 use guard_common::lab::{
     PROBE_FIB_PROGRAM_NAME, PROBE_LOCAL_PROGRAM_NAME, PROBE_PARSE_PROGRAM_NAME,
 };
-use guard_lab::probes::{self, PinDir, Probes, median_min_max};
-use guard_user::{Guard, LoadOptions, tuning};
+use guard_lab::probes::{self, GuardProbes, median_min_max};
 
 const ROUNDS: usize = 7;
 const REPEAT: u32 = 500_000;
@@ -68,14 +67,9 @@ fn measure() {
     ip(&["addr", "add", "10.99.1.1/32", "dev", "lo"]);
     ip(&["-6", "addr", "add", "fd99::1/128", "dev", "lo", "nodad"]);
     let _l = TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 8080))).unwrap();
-    // The guard's maps pinned in a private directory, where the probes find them.
-    let pins = PinDir::new().expect("a bpffs directory");
-    let mut guard =
-        Guard::load_with(&LoadOptions::default(), Some(pins.path()), None).expect("load");
-    let cfg = tuning::config_from_system("lo", &Default::default()).expect("config");
-    guard.set_config(&cfg).expect("configure");
     // The probes run on the guard's own maps (configuration, local addresses).
-    let probes = Probes::load(&pins, &PROBES).expect("loading the probes");
+    let gp = GuardProbes::load("lo", &PROBES).expect("loading the guard and the probes");
+    let probes = &gp.probes;
     let frames = [
         ("IPv4 SYN, local", syn(Ipv4Addr::new(10, 99, 1, 1).into())),
         ("IPv4 SYN, transit", syn(Ipv4Addr::new(10, 98, 7, 7).into())),

@@ -140,19 +140,7 @@ impl BaselineProg {
 
     /// Attaches in native mode to `iface` of the calling thread's network namespace.
     pub fn attach(&mut self, iface: &str) -> Result<()> {
-        tuning::interface_index(iface)?;
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(self.name)
-            .and_then(|p| <&mut Xdp>::try_from(p).ok())
-            .expect("loaded in load()");
-        let id = prog.attach(iface, XdpMode::Driver).map_err(|e| {
-            LabError::bpf(
-                format!("attaching {} to {iface} (native mode)", self.name),
-                e,
-            )
-        })?;
-        self.link = Some(id);
+        self.link = Some(attach_xdp(&mut self.ebpf, self.name, iface)?);
         Ok(())
     }
 
@@ -186,4 +174,16 @@ pub(crate) fn load_xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp
     prog.load()
         .map_err(|e| LabError::bpf(format!("loading {name}"), e))?;
     Ok(prog)
+}
+
+/// Attaches the loaded XDP program `name` of a lab object in native mode to `iface` of the
+/// calling thread's network namespace.
+pub(crate) fn attach_xdp(ebpf: &mut Ebpf, name: &str, iface: &str) -> Result<XdpLinkId> {
+    tuning::interface_index(iface)?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .and_then(|p| <&mut Xdp>::try_from(p).ok())
+        .ok_or_else(|| object::missing(format!("XDP program `{name}`")))?;
+    prog.attach(iface, XdpMode::Driver)
+        .map_err(|e| LabError::bpf(format!("attaching {name} to {iface} (native mode)"), e))
 }

@@ -2,6 +2,7 @@
 //! loaded with its maps pinned in a private directory of the BPF filesystem ([`PinDir`]) and the
 //! probes' object reuses the pins by name, so the probes walk the same configuration,
 //! local-destination and detection maps the guard does. The pins go with the directory.
+//! [`GuardProbes`] is the whole set-up (a configured guard, not attached, and the probes).
 
 use std::path::{Path, PathBuf};
 
@@ -10,9 +11,10 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use guard_common::{GUARD_MAPS, STATE_MAPS};
+use guard_user::{Guard, LoadOptions, tuning};
 
 use crate::{
-    baseline::load_xdp,
+    baseline::{attach_xdp, load_xdp},
     error::{LabError, Result, io_err},
     object::PROBES_OBJECT,
     sys::unique_name,
@@ -76,6 +78,40 @@ impl Probes {
             .program(name)
             .and_then(|p| <&Xdp>::try_from(p).ok())
             .unwrap_or_else(|| panic!("probe {name} not loaded"))
+    }
+
+    /// Attaches the loaded probe `name` in native mode to `iface` of the calling thread's
+    /// network namespace, until the probes are dropped (aya detaches a program's links with
+    /// it).
+    pub fn attach(&mut self, name: &str, iface: &str) -> Result<()> {
+        attach_xdp(&mut self.ebpf, name, iface).map(|_| ())
+    }
+}
+
+/// A guard loaded with its maps pinned in a private directory and configured for `iface` as
+/// the controller configures it (`tuning::config_from_system`), not attached, and the probes
+/// `names` loaded on its maps: the set-up every bench probe runs in (the walk reads the
+/// guard's configuration, `GUARD_CONFIG`).
+pub struct GuardProbes {
+    /// First, so it is dropped (its attachments with it) before the maps' owners.
+    pub probes: Probes,
+    pub guard: Guard,
+    _pins: PinDir,
+}
+
+impl GuardProbes {
+    /// The guard loaded and configured for `iface` (in the calling thread's namespace), then
+    /// the probes `names` on its maps.
+    pub fn load(iface: &str, names: &[&str]) -> Result<Self> {
+        let pins = PinDir::new()?;
+        let mut guard = Guard::load_with(&LoadOptions::default(), Some(pins.path()), None)?;
+        guard.set_config(&tuning::config_from_system(iface, &Default::default())?)?;
+        let probes = Probes::load(&pins, names)?;
+        Ok(Self {
+            probes,
+            guard,
+            _pins: pins,
+        })
     }
 }
 

@@ -2,26 +2,52 @@
 //! mechanism weighed for "is this destination ours?" (issue: answer only for this host), so
 //! that their cost per SYN is measured side by side: the local-address maps the guard uses
 //! (`local::is_local`: a hash lookup, an LPM lookup on a miss) and the kernel's FIB
-//! (`bpf_fib_lookup`, a full lookup as for output, neighbours skipped). Every probe drops the
-//! frame; none is attached to an interface, they run under `BPF_PROG_TEST_RUN` only.
+//! (`bpf_fib_lookup`, a full lookup as for output, neighbours skipped). These run under
+//! `BPF_PROG_TEST_RUN` only.
+//!
+//! The helper floors (`syn_floor`, `ack_floor`) are attached in the guard's place under the
+//! datapath bench's live floods: they make exactly the kernel calls the guard must make for a
+//! SYN (the socket lookup, `bpf_tcp_gen_syncookie`) or a third ACK (the lookup,
+//! `bpf_tcp_check_syncookie`) and nothing else, so the same run shows what those calls alone
+//! cost under a random-source flood (the lookup misses the established hash on every new
+//! 4-tuple), the floor under the guard's own figure. Every probe drops the frame.
 
 use aya_ebpf::{
-    bindings::{BPF_FIB_LOOKUP_OUTPUT, BPF_FIB_LOOKUP_SKIP_NEIGH, bpf_fib_lookup, xdp_action},
-    helpers::generated::bpf_fib_lookup as fib_lookup,
+    bindings::{
+        BPF_FIB_LOOKUP_OUTPUT, BPF_FIB_LOOKUP_SKIP_NEIGH, bpf_fib_lookup, bpf_sock, xdp_action,
+        xdp_md,
+    },
+    cty::c_void,
+    helpers::generated::{
+        bpf_fib_lookup as fib_lookup, bpf_sk_release, bpf_tcp_check_syncookie,
+        bpf_tcp_gen_syncookie, bpf_xdp_load_bytes,
+    },
     programs::XdpContext,
 };
 use guard_common::Family;
 use guard_ebpf::{
     detect::synguard_detect,
     local::is_local,
-    maps::GUARD_CONFIG,
+    maps::{GUARD_CONFIG, GUARD_SCRATCH},
     parse::{Segment, segment},
-    proto::{IPPROTO_TCP, IPV4_HLEN, IPV6_HLEN},
+    proto::{
+        IPPROTO_TCP, IPV4_HLEN, IPV6_HLEN, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN, TCP_HLEN,
+        TCP_MAX_HLEN,
+    },
+    sock::{BPF_TCP_LISTEN, lookup},
 };
 
 /// `AF_INET`, `AF_INET6`.
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
+
+/// Keeps a result (volatile write): the call that made it must be made although nothing uses
+/// what it returns.
+#[inline(always)]
+fn keep<T: Copy>(mut v: T) {
+    // Safety: the pointer is a `&mut` to a live, aligned local of the written type.
+    unsafe { core::ptr::write_volatile(&mut v, v) };
+}
 
 /// The walk to the TCP header, as the guard does it; `None` for anything else.
 #[inline(always)]
@@ -41,10 +67,7 @@ pub fn detect(ctx: &XdpContext) -> u32 {
         let family = if seg.family == Family::Ipv4 { 4 } else { 6 };
         // Safety: helper without arguments.
         let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns() };
-        let mut counted = synguard_detect(family, hi, lo, seg.dport() as u32, now);
-        // Safety: the pointer is a `&mut` to a live, aligned local of the written type (volatile:
-        // the result must be computed).
-        unsafe { core::ptr::write_volatile(&mut counted, counted) };
+        keep(synguard_detect(family, hi, lo, seg.dport() as u32, now));
     }
     xdp_action::XDP_DROP
 }
@@ -60,10 +83,7 @@ pub fn parse_only(ctx: &XdpContext) -> u32 {
 #[inline(always)]
 pub fn local_maps(ctx: &XdpContext) -> u32 {
     if let Some(seg) = walk(ctx) {
-        // Volatile: the result must be computed although nothing uses it.
-        let mut local = is_local(ctx, &seg);
-        // Safety: the pointer is a `&mut` to a live, aligned local of the written type.
-        unsafe { core::ptr::write_volatile(&mut local, local) };
+        keep(is_local(ctx, &seg));
     }
     xdp_action::XDP_DROP
 }
@@ -99,13 +119,129 @@ pub fn fib(ctx: &XdpContext) -> u32 {
         }
         p.l4_protocol = IPPROTO_TCP;
         p.ifindex = (*ctx.ctx).ingress_ifindex;
-        let mut rc = fib_lookup(
+        keep(fib_lookup(
             ctx.ctx as *mut _,
             &mut p,
             core::mem::size_of::<bpf_fib_lookup>() as i32,
             BPF_FIB_LOOKUP_OUTPUT | BPF_FIB_LOOKUP_SKIP_NEIGH,
-        );
-        core::ptr::write_volatile(&mut rc, rc);
+        ));
     }
     xdp_action::XDP_DROP
+}
+
+/// The kernel's cookie helpers (`bpf_tcp_gen_syncookie`, `bpf_tcp_check_syncookie`): a
+/// listener, the IP header, the TCP header, each with its length.
+type CookieHelper =
+    unsafe fn(*mut c_void, *mut c_void, u32, *mut aya_ebpf::bindings::tcphdr, u32) -> i64;
+
+/// Calls a cookie helper as the guard calls it: the listener `sk`, the segment's fixed IP
+/// header in the packet (options and extension headers not included), and `th_len` bytes of
+/// TCP header at `th`; keeps the result. Inlined with the helper known, so the call is
+/// direct.
+///
+/// # Safety
+///
+/// `sk` is a referenced listener and `th` points to `th_len` readable bytes.
+#[inline(always)]
+unsafe fn cookie_helper(
+    helper: CookieHelper,
+    sk: *mut bpf_sock,
+    seg: &Segment,
+    th: *mut u8,
+    th_len: u32,
+) {
+    let ip_len = if seg.family == Family::Ipv4 {
+        IPV4_HLEN
+    } else {
+        IPV6_HLEN
+    };
+    // Safety: the caller's promises, and `seg.ip` holds ip_len bounds-checked bytes of packet.
+    keep(unsafe {
+        helper(
+            sk as *mut _,
+            seg.ip as *mut _,
+            ip_len as u32,
+            th as *mut _,
+            th_len,
+        )
+    });
+}
+
+/// The guard's steps before its policy: the walk and its socket lookup (`sock::lookup`, the
+/// guard's own call), then `at_listener` for a segment to a listening socket; the socket is
+/// released on every path, as the guard does. Drops the frame.
+#[inline(always)]
+fn to_listener(ctx: &XdpContext, at_listener: impl FnOnce(*mut bpf_sock, &Segment)) -> u32 {
+    let Some(seg) = walk(ctx) else {
+        return xdp_action::XDP_DROP;
+    };
+    let sk = lookup(ctx, &seg);
+    if sk.is_null() {
+        return xdp_action::XDP_DROP;
+    }
+    // Safety: non-null socket pointer from the lookup helper; `state` is readable on
+    // sock_common.
+    if unsafe { (*sk).state } == BPF_TCP_LISTEN {
+        at_listener(sk, &seg);
+    }
+    // Safety: `sk` came from bpf_skc_lookup_tcp and is released exactly once, on every path.
+    unsafe { bpf_sk_release(sk as *mut _) };
+    xdp_action::XDP_DROP
+}
+
+/// The SYN path's helper floor: the walk, the lookup and, for a SYN to a listener, the cookie
+/// as the guard's `reply::answer_syn` computes it: the TCP header with its options copied out
+/// of the packet into the guard's per-CPU scratch (the helper needs memory of a provable
+/// size), then `bpf_tcp_gen_syncookie` (a siphash of the 4-tuple, and the listener's MSS
+/// table). No checksum, policy, option parsing or SYN-ACK: beyond the walk, all it costs is
+/// the kernel's.
+#[inline(always)]
+pub fn syn_floor(ctx: &XdpContext) -> u32 {
+    to_listener(ctx, |sk, seg| {
+        if seg.flags() & (TCP_FLAG_SYN | TCP_FLAG_ACK) != TCP_FLAG_SYN {
+            return;
+        }
+        let Some(scratch) = GUARD_SCRATCH.get_ptr_mut(0) else {
+            return;
+        };
+        // Safety: the per-CPU scratch entry is ours for the duration of the program.
+        let th = unsafe { &mut (*scratch).th };
+        // Verifier: as answer_syn, the range [20, 60] visible on the register itself.
+        let th_len = ((seg.doff as u32).wrapping_sub(TCP_HLEN as u32) & 0x3c) + TCP_HLEN as u32;
+        if th_len > TCP_MAX_HLEN as u32 {
+            return;
+        }
+        let xdp = ctx.ctx as *mut xdp_md;
+        // Safety: `th` has room for 64 bytes and th_len <= 60.
+        if unsafe { bpf_xdp_load_bytes(xdp, seg.l4 as u32, th.as_mut_ptr() as *mut _, th_len) } != 0
+        {
+            return;
+        }
+        // Safety: `sk` is the referenced listener `to_listener` found; `th` holds th_len bytes
+        // of map memory.
+        unsafe { cookie_helper(bpf_tcp_gen_syncookie, sk, seg, th.as_mut_ptr(), th_len) };
+    })
+}
+
+/// The forged-ACK path's helper floor: the walk, the lookup and, for a bare ACK to a listener,
+/// the kernel's cookie check as the guard's `reply::check_ack` calls it (the fixed TCP header
+/// in the packet). Whatever the verdict, the frame is dropped: no RST, no counting.
+#[inline(always)]
+pub fn ack_floor(ctx: &XdpContext) -> u32 {
+    to_listener(ctx, |sk, seg| {
+        if seg.flags() & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST) != TCP_FLAG_ACK {
+            return;
+        }
+        // Safety: `sk` is the referenced listener `to_listener` found; `seg.tcp` holds 20
+        // bounds-checked bytes of packet (the helper reads the ports and sequence numbers).
+        unsafe {
+            cookie_helper(
+                bpf_tcp_check_syncookie,
+                sk,
+                seg,
+                seg.tcp as *mut u8,
+                TCP_HLEN as u32,
+            )
+        };
+    })
 }

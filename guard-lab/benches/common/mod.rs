@@ -36,6 +36,7 @@ use guard_lab::{
     flood::live_flood,
     livegen::LiveGenerator,
     packet::Kind,
+    probes::GuardProbes,
 };
 use guard_user::{AttachMode, Guard, LoadOptions, control, tuning};
 
@@ -391,6 +392,10 @@ pub enum Front {
     /// Reads the headers and drops (the parser's floor).
     Read,
     Guard(Policy),
+    /// A bench probe (`guard_lab::probes`, one of `guard_common::lab`'s `PROBE_*` names) in
+    /// the guard's place, on the maps of a guard configured for the server's veth but not
+    /// attached (the probes walk with the guard's configuration): the helper floors.
+    Probe(&'static str),
     /// The kernel alone with tcp_syncookies=2 (a pass program so XDP frames arrive).
     Kernel,
     /// nftables synproxy (a pass program too).
@@ -401,6 +406,8 @@ pub enum Front {
 /// Keeps the server side of one configuration alive; detaches and stops it on drop.
 pub struct Server {
     pub guard: Option<Guard>,
+    /// The probe of [`Front::Probe`] with its (unattached) guard.
+    _probe: Option<GuardProbes>,
     /// The kernel answers SYNs itself (with cookies): no guard, no synproxy.
     kernel_cookies: bool,
     _prog: Option<BaselineProg>,
@@ -465,7 +472,7 @@ pub fn server(lab: &Lab, front: Front) -> Res<Server> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
-    let (guard, prog, listeners) = in_ns(&srv, None, move || -> Res<_> {
+    let (guard, probe, prog, listeners) = in_ns(&srv, None, move || -> Res<_> {
         let mut listeners = Vec::new();
         for addr in [SocketAddr::from((SRV_IP, PORT)), (SRV_IP6, PORT).into()] {
             let l = TcpListener::bind(addr).map_err(e("listen"))?;
@@ -489,7 +496,7 @@ pub fn server(lab: &Lab, front: Front) -> Res<Server> {
             });
             listeners.push(l);
         }
-        let (guard, prog) = match front {
+        let (guard, probe, prog) = match front {
             Front::Guard(policy) => {
                 let mut g = Guard::load(&LoadOptions::default()).map_err(e("guard"))?;
                 let cfg =
@@ -500,9 +507,14 @@ pub fn server(lab: &Lab, front: Front) -> Res<Server> {
                 control::apply(g.maps_mut(), &settings).map_err(e("policy"))?;
                 g.attach(SRV_IF, AttachMode::Native)
                     .map_err(e("attach guard"))?;
-                (Some(g), None)
+                (Some(g), None, None)
             }
-            Front::None => (None, None),
+            Front::Probe(name) => {
+                let mut p = GuardProbes::load(SRV_IF, &[name]).map_err(e("probe"))?;
+                p.probes.attach(name, SRV_IF).map_err(e("attach probe"))?;
+                (None, Some(p), None)
+            }
+            Front::None => (None, None, None),
             other => {
                 let b = match other {
                     Front::Hairpin => Baseline::Hairpin,
@@ -512,19 +524,21 @@ pub fn server(lab: &Lab, front: Front) -> Res<Server> {
                 };
                 let mut p = BaselineProg::load(b).map_err(e("baseline"))?;
                 p.attach(SRV_IF).map_err(e("attach baseline"))?;
-                (None, Some(p))
+                (None, None, Some(p))
             }
         };
-        Ok((guard, prog, listeners))
+        Ok((guard, probe, prog, listeners))
     })?;
     lab.pin_napi();
-    let prog_id = match (&guard, &prog) {
-        (Some(g), _) => g.program_id(),
-        (_, Some(p)) => p.id(),
+    let prog_id = match (&guard, &probe, &prog, front) {
+        (Some(g), ..) => g.program_id(),
+        (_, Some(p), _, Front::Probe(name)) => p.probes.program(name).info().ok().map(|i| i.id()),
+        (_, _, Some(p), _) => p.id(),
         _ => None,
     };
     Ok(Server {
         guard,
+        _probe: probe,
         kernel_cookies: front == Front::Kernel,
         _prog: prog,
         prog_id,
