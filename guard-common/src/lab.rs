@@ -24,6 +24,9 @@ pub const PROBE_PARSE_PROGRAM_NAME: &str = "probe_parse";
 pub const PROBE_LOCAL_PROGRAM_NAME: &str = "probe_local";
 /// Bench probe: the header walk and a FIB lookup.
 pub const PROBE_FIB_PROGRAM_NAME: &str = "probe_fib";
+/// Bench probe: the header walk and the coarse-clock read (the guard's SYN path reads the clock
+/// whether or not detection counts: the TSval and the policy windows need it).
+pub const PROBE_CLOCK_PROGRAM_NAME: &str = "probe_clock";
 /// Bench probe: the header walk and the flood-detection update.
 pub const PROBE_DETECT_PROGRAM_NAME: &str = "probe_detect";
 /// Bench probe, attached in the guard's place under a live flood: the header walk, the

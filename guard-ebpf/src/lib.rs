@@ -10,6 +10,8 @@
 #[cfg(target_arch = "bpf")]
 extern crate self as guard_ebpf;
 
+#[cfg(target_arch = "bpf")]
+pub mod cookie;
 pub mod csum;
 #[cfg(target_arch = "bpf")]
 pub mod detect;

@@ -6,21 +6,17 @@
 use aya_ebpf::{
     bindings::{bpf_sock, xdp_md},
     helpers::generated::{
-        bpf_tcp_check_syncookie, bpf_tcp_gen_syncookie, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
-        bpf_xdp_store_bytes,
+        bpf_tcp_check_syncookie, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
     },
     programs::XdpContext,
 };
 use aya_log_ebpf::debug;
 use guard_common::{Counter, Family, GuardConfig, rst::BAD_ACK_RST};
 use guard_ebpf::{
+    cookie::{SynCookie, syn_cookie},
     csum,
-    options::{
-        LINUX_SYN_HLEN, LinuxOptions, TCP_HDR_BUF, keep, linux_syn_options, parse_syn_options,
-    },
-    proto::{
-        IPV4_HLEN, IPV4_MAX_HLEN, IPV6_HLEN, TCP_FLAG_CWR, TCP_FLAG_ECE, TCP_HLEN, TCP_MAX_HLEN,
-    },
+    options::TCP_HDR_BUF,
+    proto::{IPV4_HLEN, IPV4_MAX_HLEN, IPV6_HLEN, TCP_FLAG_CWR, TCP_FLAG_ECE, TCP_HLEN},
     synack::{self, Addrs, SYNACK_L34_MAX, SynAckFields, Words},
 };
 
@@ -61,56 +57,13 @@ pub fn answer_syn(
     // CHECKSUM_PARTIAL (pseudo-header only), which XDP cannot tell from corruption. A corrupt
     // SYN costs one stateless SYN-ACK.
 
-    let ip_len = if v4 { IPV4_HLEN } else { IPV6_HLEN } as u32;
-    let gen_cookie = |th: *const u8, th_len: u32| {
-        // Safety: `sk` is a referenced listener; `seg.ip` holds ip_len bounds-checked bytes of
-        // packet; the callers pass th_len readable bytes of packet or map memory at `th`.
-        unsafe {
-            bpf_tcp_gen_syncookie(sk as *mut _, seg.ip as *mut _, ip_len, th as *mut _, th_len)
-        }
-    };
-    // Linux's SYN (a 40-byte header, its option layout) is read where it is: the cookie helper
-    // and the options straight from the frame.
-    let linux = if seg.doff as usize == LINUX_SYN_HLEN {
-        ptr_at::<[u8; LINUX_SYN_HLEN]>(ctx, seg.l4)
-    } else {
-        None
-    };
-    // Safety: LINUX_SYN_HLEN bounds-checked bytes of the frame.
-    let linux = linux.map(|p| unsafe { &*p }).and_then(|h| {
-        // Safety: bytes 20..40 of the 40.
-        let o = unsafe { &*(h[TCP_HLEN..].as_ptr() as *const LinuxOptions) };
-        linux_syn_options(o).map(|syn| (h, syn))
-    });
-    let (cookie, syn, client_seq) = if let Some((h, syn)) = linux {
-        let cookie = gen_cookie(h.as_ptr(), LINUX_SYN_HLEN as u32);
-        (
-            cookie,
-            keep(parse, syn),
-            u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
-        )
-    } else {
-        // Verifier: bpf_tcp_gen_syncookie needs the TCP header with its options as memory of
-        // a provable size, so copy it out of the packet. Written so the range [20, 60] is
-        // visible on the register itself: a plain `doff` is bounded only on a copy compared
-        // earlier.
-        let th_len = ((seg.doff as u32).wrapping_sub(TCP_HLEN as u32) & 0x3c) + TCP_HLEN as u32;
-        if th_len > TCP_MAX_HLEN as u32 {
-            return Counter::Malformed;
-        }
-        // Safety: `th` has room for 64 bytes and th_len <= 60.
-        let loaded =
-            unsafe { bpf_xdp_load_bytes(xdp, seg.l4 as u32, th.as_mut_ptr() as *mut _, th_len) };
-        if loaded != 0 {
-            return Counter::Malformed;
-        }
-        let cookie = gen_cookie(th.as_ptr(), th_len);
-        let syn = parse_syn_options(th, th_len as usize, parse);
-        (
-            cookie,
-            syn,
-            u32::from_be_bytes([th[4], th[5], th[6], th[7]]),
-        )
+    let SynCookie {
+        cookie,
+        syn,
+        client_seq,
+    } = match syn_cookie(ctx, sk, seg, th, parse) {
+        Ok(c) => c,
+        Err(counter) => return counter,
     };
     if cookie < 0 {
         debug!(ctx, "bpf_tcp_gen_syncookie failed: {}", cookie);

@@ -28,6 +28,12 @@ pub fn probe_local(ctx: XdpContext) -> u32 {
     probe::local_maps(&ctx)
 }
 
+/// Bench probe: the header walk and the clock read (the detection budget's baseline).
+#[xdp]
+pub fn probe_clock(ctx: XdpContext) -> u32 {
+    probe::clock(&ctx)
+}
+
 /// Bench probe: the header walk and the flood-detection update.
 #[xdp]
 pub fn probe_detect(ctx: XdpContext) -> u32 {

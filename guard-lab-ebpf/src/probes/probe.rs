@@ -15,24 +15,20 @@
 use aya_ebpf::{
     bindings::{
         BPF_FIB_LOOKUP_OUTPUT, BPF_FIB_LOOKUP_SKIP_NEIGH, bpf_fib_lookup, bpf_sock, xdp_action,
-        xdp_md,
     },
     cty::c_void,
-    helpers::generated::{
-        bpf_fib_lookup as fib_lookup, bpf_sk_release, bpf_tcp_check_syncookie,
-        bpf_tcp_gen_syncookie, bpf_xdp_load_bytes,
-    },
+    helpers::generated::{bpf_fib_lookup as fib_lookup, bpf_sk_release, bpf_tcp_check_syncookie},
     programs::XdpContext,
 };
 use guard_common::Family;
 use guard_ebpf::{
+    cookie::syn_cookie,
     detect::synguard_detect,
     local::is_local,
     maps::{GUARD_CONFIG, GUARD_SCRATCH},
     parse::{Segment, segment},
     proto::{
         IPPROTO_TCP, IPV4_HLEN, IPV6_HLEN, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN, TCP_HLEN,
-        TCP_MAX_HLEN,
     },
     sock::{BPF_TCP_LISTEN, lookup},
 };
@@ -56,8 +52,25 @@ fn walk(ctx: &XdpContext) -> Option<Segment> {
     segment(ctx, cfg).ok()
 }
 
-/// The walk and the flood-detection update of a SYN (`synguard_detect`, as the guard calls it
-/// for every SYN to a protected listener).
+/// The coarse clock, as the guard reads it for every handshake packet to a listener.
+#[inline(always)]
+fn now() -> u64 {
+    // Safety: helper without arguments.
+    unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns() }
+}
+
+/// The walk and the clock read: what the guard's SYN path has done, whatever detection does,
+/// when it counts a SYN (the baseline of the detection budget).
+#[inline(always)]
+pub fn clock(ctx: &XdpContext) -> u32 {
+    if walk(ctx).is_some() {
+        keep(now());
+    }
+    xdp_action::XDP_DROP
+}
+
+/// The walk, the clock read and the flood-detection update of a SYN (`synguard_detect`, as the
+/// guard calls it for every SYN to a protected listener).
 #[inline(always)]
 pub fn detect(ctx: &XdpContext) -> u32 {
     if let Some(seg) = walk(ctx) {
@@ -65,9 +78,7 @@ pub fn detect(ctx: &XdpContext) -> u32 {
         let be = |w: u32| u32::from_be(w) as u64;
         let (hi, lo) = (be(a[0]) << 32 | be(a[1]), be(a[2]) << 32 | be(a[3]));
         let family = if seg.family == Family::Ipv4 { 4 } else { 6 };
-        // Safety: helper without arguments.
-        let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns() };
-        keep(synguard_detect(family, hi, lo, seg.dport() as u32, now));
+        keep(synguard_detect(family, hi, lo, seg.dport() as u32, now()));
     }
     xdp_action::XDP_DROP
 }
@@ -190,11 +201,11 @@ fn to_listener(ctx: &XdpContext, at_listener: impl FnOnce(*mut bpf_sock, &Segmen
 }
 
 /// The SYN path's helper floor: the walk, the lookup and, for a SYN to a listener, the cookie
-/// as the guard's `reply::answer_syn` computes it: the TCP header with its options copied out
-/// of the packet into the guard's per-CPU scratch (the helper needs memory of a provable
-/// size), then `bpf_tcp_gen_syncookie` (a siphash of the 4-tuple, and the listener's MSS
-/// table). No checksum, policy, option parsing or SYN-ACK: beyond the walk, all it costs is
-/// the kernel's.
+/// exactly as the guard's `reply::answer_syn` gets it (`guard_ebpf::cookie::syn_cookie`:
+/// `bpf_tcp_gen_syncookie`, a siphash of the 4-tuple and the listener's MSS table, over the
+/// header in the frame for Linux's SYNs, copied out for others; and the SYN's options). No
+/// checksum, policy, counting or SYN-ACK: beyond the walk, what it costs is the kernel's and
+/// the reading of the header the cookie needs.
 #[inline(always)]
 pub fn syn_floor(ctx: &XdpContext) -> u32 {
     to_listener(ctx, |sk, seg| {
@@ -205,21 +216,10 @@ pub fn syn_floor(ctx: &XdpContext) -> u32 {
             return;
         };
         // Safety: the per-CPU scratch entry is ours for the duration of the program.
-        let th = unsafe { &mut (*scratch).th };
-        // Verifier: as answer_syn, the range [20, 60] visible on the register itself.
-        let th_len = ((seg.doff as u32).wrapping_sub(TCP_HLEN as u32) & 0x3c) + TCP_HLEN as u32;
-        if th_len > TCP_MAX_HLEN as u32 {
-            return;
+        let s = unsafe { &mut *scratch };
+        if let Ok(c) = syn_cookie(ctx, sk, seg, &mut s.th, &mut s.parse) {
+            keep(c.cookie);
         }
-        let xdp = ctx.ctx as *mut xdp_md;
-        // Safety: `th` has room for 64 bytes and th_len <= 60.
-        if unsafe { bpf_xdp_load_bytes(xdp, seg.l4 as u32, th.as_mut_ptr() as *mut _, th_len) } != 0
-        {
-            return;
-        }
-        // Safety: `sk` is the referenced listener `to_listener` found; `th` holds th_len bytes
-        // of map memory.
-        unsafe { cookie_helper(bpf_tcp_gen_syncookie, sk, seg, th.as_mut_ptr(), th_len) };
     })
 }
 
