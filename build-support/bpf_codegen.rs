@@ -13,11 +13,13 @@
 /// and left out: the guard's program then exceeds the verifier's 1M-instruction budget.
 const FEATURES: &str = "--cpu-features=+allows-misaligned-mem-access";
 
-/// Emits the link arguments when the package is built for a BPF target.
-pub fn emit() {
+/// Emits the link arguments of the binaries `bins` when the package is built for a BPF target.
+pub fn emit(bins: &[&str]) {
     println!("cargo:rerun-if-changed=../build-support/bpf_codegen.rs");
     let target = std::env::var("TARGET").unwrap_or_default();
     if target.starts_with("bpf") {
-        println!("cargo:rustc-link-arg-bins={FEATURES}");
+        for bin in bins {
+            println!("cargo:rustc-link-arg-bin={bin}={FEATURES}");
+        }
     }
 }

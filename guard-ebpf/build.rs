@@ -4,5 +4,5 @@
 mod bpf_codegen;
 
 fn main() {
-    bpf_codegen::emit();
+    bpf_codegen::emit(&["guard"]);
 }

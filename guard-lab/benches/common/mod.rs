@@ -807,8 +807,26 @@ fn process_ticks() -> Vec<(u32, u32, String, u64)> {
 /// is not this bench or started by it (its NAPI threads are part of the measurement).
 pub struct Idle {
     load0: f64,
+    /// (steal, total) jiffies of all CPUs at the start (`/proc/stat`).
+    cpu0: (u64, u64),
     ticks0: std::collections::HashMap<u32, u64>,
     t0: Instant,
+}
+
+/// Jiffies the hypervisor took from this machine's CPUs (steal) and all jiffies, summed over
+/// CPUs (the `cpu` line of `/proc/stat`).
+fn cpu_steal() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is counted in user).
+    (f.get(7).copied().unwrap_or(0), f.iter().take(8).sum())
 }
 
 fn loadavg() -> f64 {
@@ -822,6 +840,7 @@ impl Idle {
     pub fn start() -> Self {
         Self {
             load0: loadavg(),
+            cpu0: cpu_steal(),
             ticks0: process_ticks()
                 .into_iter()
                 .map(|(p, _, _, t)| (p, t))
@@ -860,7 +879,11 @@ impl Idle {
         let total: f64 = others.iter().map(|(_, s)| s).sum();
         let pct = total / secs * 100.0;
         let load1 = loadavg();
-        let idle = pct < 10.0 && self.load0 < 1.0;
+        let (steal1, total1) = cpu_steal();
+        let steal = steal1.saturating_sub(self.cpu0.0) as f64
+            / (total1.saturating_sub(self.cpu0.1).max(1)) as f64
+            * 100.0;
+        let idle = pct < 10.0 && self.load0 < 1.0 && steal < 5.0;
         let mut lines = vec![format!(
             "priority: the lab's NAPI threads ran {}, its generators {} (SGBENCH_FIFO=0|1)",
             if fifo_napi() {
@@ -893,10 +916,15 @@ impl Idle {
                 )
             }
         ));
+        lines.push(format!(
+            "hypervisor: it took {steal:.0} % of the CPUs' time (steal, /proc/stat): time the \
+             vCPUs were runnable but not running, which stretches every figure"
+        ));
         if !idle {
             lines.push(
-                "WARNING: the machine was not idle (load average >= 1 at the start or other \
-                 processes used >= 10 % of a core): figures are noisy, spreads show how much"
+                "WARNING: the machine was not idle (load average >= 1 at the start, other \
+                 processes used >= 10 % of a core, or the hypervisor took >= 5 %): figures are \
+                 noisy, spreads show how much"
                     .into(),
             );
         }
