@@ -20,7 +20,7 @@ use guard_common::{
     lab::{PROBE_CLOCK_PROGRAM_NAME, PROBE_DETECT_PROGRAM_NAME, PROBE_PARSE_PROGRAM_NAME},
 };
 use guard_lab::{
-    packet::{Kind, MAX_FRAME, Segment, build},
+    packet::linux_syn,
     probes::{self, GuardProbes, median_min_max},
 };
 use guard_user::detect::{Thresholds, Watch};
@@ -29,24 +29,7 @@ const ROUNDS: usize = 11;
 const REPEAT: u32 = 4_000_000;
 
 fn syn(src: IpAddr, dst: IpAddr) -> Vec<u8> {
-    let mut buf = [0u8; MAX_FRAME];
-    let n = build(
-        &Segment {
-            kind: Kind::Syn,
-            src_mac: [2, 0, 0, 0, 0, 1],
-            dst_mac: [2, 0, 0, 0, 0, 2],
-            src,
-            dst,
-            sport: 40_000,
-            dport: 80,
-            seq: 1000,
-            ack: 0,
-            ip_id: 1,
-            tsval: 1,
-        },
-        &mut buf,
-    );
-    buf[..n].to_vec()
+    linux_syn(src, dst, 40_000, 80)
 }
 
 fn run(prog: &Xdp, frame: &[u8]) -> f64 {

@@ -64,6 +64,29 @@ pub fn tcp_checksum_v6(src: Ipv6Addr, dst: Ipv6Addr, segment: &[u8]) -> u16 {
     csum::fold(csum::add_slice(pseudo, segment))
 }
 
+/// A SYN with Linux's options from `src`:`sport` to `dst`:`dport` between two fixed lab MACs,
+/// as the benches' test runs feed it to a program.
+pub fn linux_syn(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> Vec<u8> {
+    let mut buf = [0u8; MAX_FRAME];
+    let n = build(
+        &Segment {
+            kind: Kind::Syn,
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src,
+            dst,
+            sport,
+            dport,
+            seq: 1000,
+            ack: 0,
+            ip_id: 1,
+            tsval: 12345,
+        },
+        &mut buf,
+    );
+    buf[..n].to_vec()
+}
+
 /// Writes the frame for `s` at the start of `buf` and returns its length. Mixed address
 /// families build an IPv4 frame from the IPv4 parts that exist (never sent: callers check).
 pub fn build(s: &Segment, buf: &mut [u8; MAX_FRAME]) -> usize {

@@ -48,19 +48,24 @@ fn the_build_shows_one_line_and_logs_the_nested_output() {
     );
 }
 
+/// What the guard-ebpf build shows for its nested build's `log`.
+fn summary(log: &str) -> String {
+    ebpf_log::summary(
+        "the XDP data path",
+        "guard-ebpf",
+        "bpfel-unknown-none",
+        Path::new("/out/ebpf-build.log"),
+        log,
+    )
+}
+
 #[test]
 fn a_clean_build_is_one_line() {
     let log = "   Compiling core v0.0.0 (/rust/library/core)\n\
                \x20  Compiling guard-ebpf v0.1.0 (/src/guard-ebpf)\n\
                \x20   Finished `release` profile [optimized + debuginfo] target(s) in 1m 32s\n";
     assert_eq!(
-        ebpf_log::summary(
-            "the XDP data path",
-            "guard-ebpf",
-            "bpfel-unknown-none",
-            Path::new("/out/ebpf-build.log"),
-            log
-        ),
+        summary(log),
         "built the XDP data path (guard-ebpf, nightly, bpfel-unknown-none)"
     );
 }
@@ -74,13 +79,7 @@ fn compiler_warnings_are_counted_and_point_at_the_log() {
                warning: `guard-ebpf` (bin \"guard\") generated 2 warnings\n\
                \x20   Finished `release` profile [optimized + debuginfo] target(s) in 3.1s\n";
     assert_eq!(
-        ebpf_log::summary(
-            "the XDP data path",
-            "guard-ebpf",
-            "bpfel-unknown-none",
-            Path::new("/out/ebpf-build.log"),
-            log
-        ),
+        summary(log),
         "built the XDP data path (guard-ebpf, nightly, bpfel-unknown-none); 2 warnings in \
          /out/ebpf-build.log"
     );
