@@ -16,7 +16,6 @@ use aya_ebpf::{
     bindings::{
         BPF_FIB_LOOKUP_OUTPUT, BPF_FIB_LOOKUP_SKIP_NEIGH, bpf_fib_lookup, bpf_sock, xdp_action,
     },
-    cty::c_void,
     helpers::generated::{bpf_fib_lookup as fib_lookup, bpf_sk_release, bpf_tcp_check_syncookie},
     programs::XdpContext,
 };
@@ -140,44 +139,6 @@ pub fn fib(ctx: &XdpContext) -> u32 {
     xdp_action::XDP_DROP
 }
 
-/// The kernel's cookie helpers (`bpf_tcp_gen_syncookie`, `bpf_tcp_check_syncookie`): a
-/// listener, the IP header, the TCP header, each with its length.
-type CookieHelper =
-    unsafe fn(*mut c_void, *mut c_void, u32, *mut aya_ebpf::bindings::tcphdr, u32) -> i64;
-
-/// Calls a cookie helper as the guard calls it: the listener `sk`, the segment's fixed IP
-/// header in the packet (options and extension headers not included), and `th_len` bytes of
-/// TCP header at `th`; keeps the result. Inlined with the helper known, so the call is
-/// direct.
-///
-/// # Safety
-///
-/// `sk` is a referenced listener and `th` points to `th_len` readable bytes.
-#[inline(always)]
-unsafe fn cookie_helper(
-    helper: CookieHelper,
-    sk: *mut bpf_sock,
-    seg: &Segment,
-    th: *mut u8,
-    th_len: u32,
-) {
-    let ip_len = if seg.family == Family::Ipv4 {
-        IPV4_HLEN
-    } else {
-        IPV6_HLEN
-    };
-    // Safety: the caller's promises, and `seg.ip` holds ip_len bounds-checked bytes of packet.
-    keep(unsafe {
-        helper(
-            sk as *mut _,
-            seg.ip as *mut _,
-            ip_len as u32,
-            th as *mut _,
-            th_len,
-        )
-    });
-}
-
 /// The guard's steps before its policy: the walk and its socket lookup (`sock::lookup`, the
 /// guard's own call), then `at_listener` for a segment to a listening socket; the socket is
 /// released on every path, as the guard does. Drops the frame.
@@ -232,16 +193,22 @@ pub fn ack_floor(ctx: &XdpContext) -> u32 {
         if seg.flags() & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST) != TCP_FLAG_ACK {
             return;
         }
-        // Safety: `sk` is the referenced listener `to_listener` found; `seg.tcp` holds 20
-        // bounds-checked bytes of packet (the helper reads the ports and sequence numbers).
-        unsafe {
-            cookie_helper(
-                bpf_tcp_check_syncookie,
-                sk,
-                seg,
-                seg.tcp as *mut u8,
+        let ip_len = if seg.family == Family::Ipv4 {
+            IPV4_HLEN
+        } else {
+            IPV6_HLEN
+        };
+        // Safety: `sk` is the referenced listener `to_listener` found; `seg.ip` holds ip_len
+        // and `seg.tcp` 20 bounds-checked bytes of packet (the helper reads the addresses,
+        // ports and sequence numbers).
+        keep(unsafe {
+            bpf_tcp_check_syncookie(
+                sk as *mut _,
+                seg.ip as *mut _,
+                ip_len as u32,
+                seg.tcp as *mut _,
                 TCP_HLEN as u32,
             )
-        };
+        });
     })
 }
