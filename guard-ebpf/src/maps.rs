@@ -13,7 +13,7 @@ use guard_common::{
 use guard_ebpf::{
     ipv6_opts::{EXT_BUF, OptsScratch},
     options::{ParseScratch, TCP_HDR_BUF},
-    synack::{L34_WORDS, Words},
+    synack::Words,
 };
 
 /// One entry: the runtime configuration, written by the controller (zeroed means mode off).
@@ -97,10 +97,6 @@ pub struct Scratch {
     /// The reply's (SYN-ACK's or RST's) network + transport headers under construction, a word
     /// at a time.
     pub l34: Words,
-    /// Room past `l34` up to 128 bytes from its start, never written: the verifier proves the
-    /// reply's length (masked to 7 bits) fits the buffer from the mask alone, whichever register
-    /// copy the compiler compared against the real bound of 80.
-    pub slack: [u32; 32 - L34_WORDS],
 }
 
 #[map]

@@ -46,7 +46,6 @@ pub fn answer_syn(
         parse,
         len: len_cell,
         l34,
-        ..
     } = unsafe { &mut *scratch };
     let xdp = ctx.ctx as *mut xdp_md;
 
@@ -181,8 +180,7 @@ pub fn emit(ctx: &XdpContext, l3: usize, l34: &Words, len: usize) -> bool {
             80 => store_words::<20>(ctx, l3, l34),
             _ => false,
         };
-    // Safety: `l34` holds at least `n` bytes (80; the scratch entry's `slack` makes 128 of map
-    // memory readable from it), and the frame is now exactly `l3 + n` long.
+    // Safety: `l34` holds at least `n` bytes, and the frame is now exactly `l3 + n` long.
     if !stored && unsafe { bpf_xdp_store_bytes(xdp, l3, l34.as_ptr() as *mut _, n) } != 0 {
         return false;
     }
