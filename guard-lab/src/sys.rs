@@ -106,13 +106,17 @@ pub fn wait_until<T>(
 }
 
 /// A directory under the system temp dir, world-readable (nginx workers run unprivileged),
-/// removed with its contents on drop.
+/// removed with its contents on drop. Its name is unique to this process and call
+/// (`synguard-<tag>-<pid>-<n>`): tests running side by side in one binary can pass the same tag
+/// without one removing the other's files.
 #[derive(Debug)]
 pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> Result<Self> {
-        let path = std::env::temp_dir().join(format!("synguard-{tag}"));
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("synguard-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).map_err(io_err(format!("creating {}", path.display())))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))

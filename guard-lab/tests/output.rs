@@ -44,7 +44,7 @@ fn flood_with_closed_stdout_exits_0_quietly() {
 
 #[test]
 fn demo_with_closed_stdout_stops_cleans_up_and_exits_0() {
-    let dir = TempDir::new(&format!("out-{}", std::process::id())).unwrap();
+    let dir = TempDir::new("out").unwrap();
     let plot = dir.path().join("demo.svg");
     let started = Instant::now();
     let (code, stderr) = with_closed_stdout(

@@ -102,7 +102,7 @@ fn the_package_holds_what_operators_expect() {
             .any(|l| l.starts_with("Depends:") && l.contains("libc6 (>= 2.")),
         "{fields}"
     );
-    let ctrl = TempDir::new(&format!("deb-control-{}", std::process::id())).unwrap();
+    let ctrl = TempDir::new("deb-control").unwrap();
     output(
         Command::new("dpkg-deb")
             .arg("--control")
@@ -117,7 +117,7 @@ fn the_package_holds_what_operators_expect() {
 
 /// The package unpacked into a temporary root (`tag`: one per test).
 fn unpacked(tag: &str) -> TempDir {
-    let root = TempDir::new(&format!("deb-{tag}-{}", std::process::id())).unwrap();
+    let root = TempDir::new(&format!("deb-{tag}")).unwrap();
     output(
         Command::new("dpkg-deb")
             .arg("-x")
@@ -135,7 +135,7 @@ fn the_unit_verifies() {
     let unit =
         std::fs::read_to_string(root.path().join("lib/systemd/system/synguard@.service")).unwrap();
     let bin = root.path().join("usr/sbin/synguard");
-    let dir = TempDir::new(&format!("unit-{}", std::process::id())).unwrap();
+    let dir = TempDir::new("unit").unwrap();
     std::fs::write(
         dir.path().join("synguard@.service"),
         unit.replace("/usr/sbin/synguard", &bin.display().to_string()),
