@@ -21,6 +21,7 @@ pub use states::*;
 
 pub mod csum;
 pub mod detect;
+pub mod flows;
 pub mod lab;
 pub mod rst;
 

@@ -1,5 +1,6 @@
-//! The data path, top to bottom: walk the headers (`parse`) -> only destinations that are this
-//! host's own (`local`) -> find the local socket -> a handshake packet to a listener goes
+//! The data path, top to bottom: walk the headers (`parse`) -> a segment of a connection found
+//! moments ago passes (`flows`) -> only destinations that are this host's own (`local`) -> find
+//! the local socket -> a handshake packet to a listener goes
 //! through the policy (`policy`) to its answer (`reply`: a SYN gets a cookie SYN-ACK, XDP_TX; a
 //! third ACK gets its cookie checked), everything else passes.
 
@@ -11,6 +12,7 @@ use guard_ebpf::{
 };
 
 use crate::{
+    flows,
     local::is_local,
     maps::GUARD_CONFIG,
     parse::{Segment, segment},
@@ -29,6 +31,10 @@ pub fn try_guard(ctx: &XdpContext) -> (Family, Counter) {
     if mode != Mode::Always as u32 && mode != Mode::Auto as u32 && mode != Mode::Monitor as u32 {
         return (Family::Other, Counter::Disabled);
     }
+    // A connection's segments after the first (see `flows`): no header walk, no lookups.
+    if let Some(family) = flows::known(ctx, policy::now_ns) {
+        return (family, Counter::KnownFlow);
+    }
     let seg = match segment(ctx, cfg) {
         Ok(s) => s,
         Err(outcome) => return outcome,
@@ -45,6 +51,7 @@ pub fn try_guard(ctx: &XdpContext) -> (Family, Counter) {
     // Safety: non-null socket pointer from the lookup helper; `state` is readable on sock_common.
     let state = unsafe { (*sk).state };
     let outcome = if state != BPF_TCP_LISTEN {
+        flows::remember(ctx, policy::now_ns());
         Counter::KnownFlow
     } else {
         listener(ctx, cfg, sk, &seg)

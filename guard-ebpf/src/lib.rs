@@ -15,6 +15,8 @@ pub mod cookie;
 pub mod csum;
 #[cfg(target_arch = "bpf")]
 pub mod detect;
+#[cfg(target_arch = "bpf")]
+pub mod flows;
 pub mod ipv6_opts;
 #[cfg(target_arch = "bpf")]
 pub mod local;

@@ -12,7 +12,7 @@ mod stats;
 
 // In the library so that the lab's bench probes link the same code (see `lib.rs`); re-exported
 // so the modules here keep naming them `crate::...`.
-use guard_ebpf::{detect, local, maps, parse};
+use guard_ebpf::{detect, flows, local, maps, parse};
 
 use aya_ebpf::{
     macros::{tracepoint, xdp},

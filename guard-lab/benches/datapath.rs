@@ -143,6 +143,17 @@ fn test_run_costs(repeat: u32) -> Res<Vec<(&'static str, f64)>> {
             }
             let forged = frame([10, 0, 0, 2], 40_001, &|b| b.ack(0xdead_beef), &[]);
             let est = frame([127, 0, 0, 1], est_port, &|b| b.ack(1).psh(), &[0x55; 64]);
+            // Transit data: to an address that is not the host's (a router's or a container
+            // host's forwarded traffic), which pays the known-flow cache's miss before the
+            // local-address check sends it on.
+            let mut transit = Vec::new();
+            PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                .ipv4([10, 0, 0, 1], [10, 9, 9, 9], 64)
+                .tcp(40_003, 8080, 1000, 64_000)
+                .ack(1)
+                .psh()
+                .write(&mut transit, &[0x55; 64])
+                .expect("transit");
             let mut udp = Vec::new();
             PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
                 .ipv4([10, 0, 0, 1], [127, 0, 0, 1], 64)
@@ -220,6 +231,7 @@ fn test_run_costs(repeat: u32) -> Res<Vec<(&'static str, f64)>> {
                 ("guard: valid third ACK", &valid_ack),
                 ("guard: forged ACK", &forged),
                 ("guard: established data", &est),
+                ("guard: transit data (not local)", &transit),
                 ("guard: non-TCP (UDP)", &udp),
             ] {
                 let d = guard.test_run_repeat(f, repeat).map_err(e("run"))?.duration;
@@ -655,6 +667,7 @@ fn main() {
         "guard: valid third ACK",
         "guard: forged ACK",
         "guard: established data",
+        "guard: transit data (not local)",
         "guard: non-TCP (UDP)",
     ] {
         details.push(fig(
