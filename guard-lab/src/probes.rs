@@ -129,7 +129,19 @@ pub fn time(prog: &Xdp, frame: &[u8], repeat: u32) -> Result<f64> {
     Ok(r.duration.as_nanos() as f64)
 }
 
-/// (median, min, max) of samples.
+/// Median, 10th and 90th percentiles of `v` (not empty): the spread of many short rounds, whose
+/// extremes are the machine's, not the code's.
+pub fn median_p10_p90(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    (
+        s[s.len() / 2],
+        s[s.len() / 10],
+        s[s.len() - 1 - s.len() / 10],
+    )
+}
+
+/// Median, minimum and maximum of `v` (not empty).
 pub fn median_min_max(v: &[f64]) -> (f64, f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
