@@ -414,11 +414,19 @@ pub struct Server {
     pub prog_id: Option<u32>,
     _listeners: Vec<TcpListener>,
     stop_http: Arc<AtomicBool>,
+    /// The HTTP responders: each holds a clone of its listening socket, so the next front's
+    /// listener can bind the port only once they have ended.
+    http: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop_http.store(true, Ordering::Relaxed);
+        // Each ends within its read timeout; joined, so that no listening socket outlives the
+        // front (the next server's bind failed with "Address already in use" when one did).
+        for h in self.http.drain(..) {
+            let _ = h.join();
+        }
     }
 }
 
@@ -472,20 +480,21 @@ pub fn server(lab: &Lab, front: Front) -> Res<Server> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
-    let (guard, probe, prog, listeners) = in_ns(&srv, None, move || -> Res<_> {
+    let (guard, probe, prog, listeners, http) = in_ns(&srv, None, move || -> Res<_> {
         let mut listeners = Vec::new();
+        let mut http = Vec::new();
         for addr in [SocketAddr::from((SRV_IP, PORT)), (SRV_IP6, PORT).into()] {
             let l = TcpListener::bind(addr).map_err(e("listen"))?;
             let l2 = l.try_clone().map_err(e("listener clone"))?;
             l2.set_nonblocking(true).map_err(e("nonblocking"))?;
             let stop2 = stop2.clone();
             // The HTTP responder: accepts until told to stop, answers and closes.
-            std::thread::spawn(move || {
+            http.push(std::thread::spawn(move || {
                 while !stop2.load(Ordering::Relaxed) {
                     match l2.accept() {
                         Ok((mut s, _)) => {
                             let _ = s.set_nonblocking(false);
-                            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                            let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
                             let mut buf = [0u8; 512];
                             let _ = s.read(&mut buf);
                             let _ = s.write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok");
@@ -493,7 +502,7 @@ pub fn server(lab: &Lab, front: Front) -> Res<Server> {
                         Err(_) => std::thread::sleep(Duration::from_millis(1)),
                     }
                 }
-            });
+            }));
             listeners.push(l);
         }
         let (guard, probe, prog) = match front {
@@ -527,7 +536,7 @@ pub fn server(lab: &Lab, front: Front) -> Res<Server> {
                 (None, None, Some(p))
             }
         };
-        Ok((guard, probe, prog, listeners))
+        Ok((guard, probe, prog, listeners, http))
     })?;
     lab.pin_napi();
     let prog_id = match (&guard, &probe, &prog, front) {
@@ -544,6 +553,7 @@ pub fn server(lab: &Lab, front: Front) -> Res<Server> {
         prog_id,
         _listeners: listeners,
         stop_http: stop,
+        http,
     })
 }
 
