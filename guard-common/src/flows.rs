@@ -1,7 +1,9 @@
 //! The known-flow cache: per CPU, direct-mapped, the 4-tuples of segments the socket lookup last
-//! found a connection for (any state but LISTEN). A segment without SYN whose tuple is in this
-//! CPU's cache, unexpired, passes at once: no local-address lookup, no socket lookup. Those two
-//! lookups were most of what an established connection's segment cost (BPF_PROG_TEST_RUN).
+//! found a connection for (any state but LISTEN). A plain frame (Ethernet without VLAN tags,
+//! IPv4 without options or IPv6 without extension headers) carrying a segment without SYN whose
+//! tuple is in this CPU's cache, unexpired, passes at once: no header walk, no local-address
+//! lookup, no socket lookup. Those were most of what an established connection's segment cost
+//! (BPF_PROG_TEST_RUN: 59-73 ns before the cache, 21-25 after, a pass program 8-10).
 //!
 //! An entry is only a memory of a verdict the full path gave: it is written after the socket
 //! lookup found a connection, and it expires [`FLOW_TTL_NS`] later whatever happens to the
