@@ -112,7 +112,9 @@ fn test_run_costs(repeat: u32) -> Res<Vec<(&'static str, f64)>> {
             let cfg = tuning::config_from_system("lo", &overrides).map_err(e("config"))?;
             guard.set_config(&cfg).map_err(e("config"))?;
             let pass = BaselineProg::load(Baseline::Pass).map_err(e("pass"))?;
+            const LOCAL: [u8; 4] = [127, 0, 0, 1];
             let frame = |src: [u8; 4],
+                         dst: [u8; 4],
                          sport: u16,
                          f: &dyn Fn(
                 etherparse::PacketBuilderStep<etherparse::TcpHeader>,
@@ -120,18 +122,19 @@ fn test_run_costs(repeat: u32) -> Res<Vec<(&'static str, f64)>> {
                 -> etherparse::PacketBuilderStep<etherparse::TcpHeader>,
                          payload: &[u8]| {
                 let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-                    .ipv4(src, [127, 0, 0, 1], 64)
+                    .ipv4(src, dst, 64)
                     .tcp(sport, 8080, 1000, 64_000);
                 let mut v = Vec::new();
                 f(b).write(&mut v, payload).expect("frame");
                 v
             };
             // A valid third ACK: answer a SYN, acknowledge its cookie.
-            let syn = frame([10, 0, 0, 1], 40_000, &|b| b.syn(), &[]);
+            let syn = frame([10, 0, 0, 1], LOCAL, 40_000, &|b| b.syn(), &[]);
             let reply = guard.test_run(&syn).map_err(e("syn"))?;
             let cookie = u32::from_be_bytes(reply.data[38..42].try_into().expect("seq"));
             let valid_ack = frame(
                 [10, 0, 0, 1],
+                LOCAL,
                 40_000,
                 &|b| b.ack(cookie.wrapping_add(1)),
                 &[],
@@ -141,19 +144,24 @@ fn test_run_costs(repeat: u32) -> Res<Vec<(&'static str, f64)>> {
             {
                 return Err("the valid ACK was not passed".into());
             }
-            let forged = frame([10, 0, 0, 2], 40_001, &|b| b.ack(0xdead_beef), &[]);
-            let est = frame([127, 0, 0, 1], est_port, &|b| b.ack(1).psh(), &[0x55; 64]);
+            let forged = frame([10, 0, 0, 2], LOCAL, 40_001, &|b| b.ack(0xdead_beef), &[]);
+            let est = frame(
+                [127, 0, 0, 1],
+                LOCAL,
+                est_port,
+                &|b| b.ack(1).psh(),
+                &[0x55; 64],
+            );
             // Transit data: to an address that is not the host's (a router's or a container
             // host's forwarded traffic), which pays the known-flow cache's miss before the
             // local-address check sends it on.
-            let mut transit = Vec::new();
-            PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-                .ipv4([10, 0, 0, 1], [10, 9, 9, 9], 64)
-                .tcp(40_003, 8080, 1000, 64_000)
-                .ack(1)
-                .psh()
-                .write(&mut transit, &[0x55; 64])
-                .expect("transit");
+            let transit = frame(
+                [10, 0, 0, 1],
+                [10, 9, 9, 9],
+                40_003,
+                &|b| b.ack(1).psh(),
+                &[0x55; 64],
+            );
             let mut udp = Vec::new();
             PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
                 .ipv4([10, 0, 0, 1], [127, 0, 0, 1], 64)
