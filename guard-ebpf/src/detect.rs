@@ -18,7 +18,7 @@ pub static GUARD_DETECT: PerCpuArray<DetectSlot> = PerCpuArray::with_max_entries
 /// array updates would be re-verified on every path of the SYN answer behind it.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn synguard_detect(family: u32, hi: u64, lo: u64, port: u32, now_ns: u64) -> u32 {
+pub extern "C" fn synguard_detect(family: u64, hi: u64, lo: u64, port: u32, now_ns: u64) -> u32 {
     let window = now_ns >> DETECT_WINDOW_SHIFT;
     let Some(slot) = GUARD_DETECT.get_ptr_mut(detect_slot(window)) else {
         return 0;

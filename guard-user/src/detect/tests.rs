@@ -5,7 +5,7 @@ use super::*;
 /// Counts one SYN with the data path's own update.
 fn count(slot: &mut DetectSlot, src: IpAddr, port: u16) {
     let (family, hi, lo) = match src {
-        IpAddr::V4(a) => (4u32, (u32::from(a) as u64) << 32, 0),
+        IpAddr::V4(a) => (4u64, (u32::from(a) as u64) << 32, 0),
         IpAddr::V6(a) => {
             let b = a.octets();
             (
