@@ -11,10 +11,14 @@
 //!   its socket lookup, then `bpf_tcp_gen_syncookie` for a SYN or `bpf_tcp_check_syncookie`
 //!   for an ACK; the bound under the guard's own figure), for IPv4 and IPv6 SYNs (Linux's
 //!   options: MSS, SACK, TS, WS; 2^20 random IPv4 sources, random IPv6 interface identifiers)
-//!   and IPv4 forged ACKs; the guard with
-//!   `reflect-limit` on (a budget per source address) and with 10,000 + 1,000 deny entries
-//!   spread through the flood's prefixes; the kernel alone (tcp_syncookies=2) and XDP_DROP for
-//!   the server NAPI thread's CPU time per packet;
+//!   and IPv4 forged ACKs; the kernel alone (tcp_syncookies=2) and XDP_DROP for the server
+//!   NAPI thread's CPU time per packet;
+//! - policy, paired: the guard with `reflect-limit` on (a budget per source address), and with
+//!   10,000 + 1,000 deny entries spread through the flood's prefixes, each under one flood
+//!   during which the policy is switched off and on every 100 ms (on, off, off, on, ...), the
+//!   program's run-time statistics read at each switch: the policy's cost is the difference
+//!   between the two sides of the same flood (between two floods it carried the machine's
+//!   drift, hundreds of ns either way);
 //! - multi-core: the guard (modes always and auto-engaged, reflect limit on) with one generator
 //!   (its receive work on CPU 1 alone) and with two (CPU 0 and 1 both receive, one veth queue
 //!   each);
@@ -46,6 +50,9 @@ use guard_lab::{
     packet::{Kind, linux_syn},
 };
 use guard_user::{Guard, LoadOptions, tuning};
+
+/// How long each side of a paired policy run lasts before the switch.
+const PAIRED_PERIOD: Duration = Duration::from_millis(100);
 
 /// iperf3 throughput client -> server for `secs`, in bits per second.
 fn iperf(lab: &Lab, front: Front, secs: u32) -> Res<f64> {
@@ -280,27 +287,9 @@ fn scenarios(secs: f64) -> Vec<(&'static str, Front, Load, bool)> {
         ("read baseline, IPv4 SYN", Front::Read, syn4, true),
         ("guard, IPv4 SYN", Front::Guard(Policy::Plain), syn4, true),
         ("helper floor, IPv4 SYN", syn_floor, syn4, true),
-        (
-            "guard + reflect-limit, IPv4 SYN",
-            Front::Guard(Policy::Reflect),
-            syn4,
-            true,
-        ),
-        (
-            "guard + 11k ACL entries, IPv4 SYN",
-            Front::Guard(Policy::Acl),
-            syn4,
-            true,
-        ),
         ("read baseline, IPv6 SYN", Front::Read, syn6, true),
         ("guard, IPv6 SYN", Front::Guard(Policy::Plain), syn6, true),
         ("helper floor, IPv6 SYN", syn_floor, syn6, true),
-        (
-            "guard + 11k ACL entries, IPv6 SYN",
-            Front::Guard(Policy::Acl),
-            syn6,
-            true,
-        ),
         ("read baseline, IPv4 ACK", Front::Read, ack4, true),
         (
             "guard, IPv4 forged ACK",
@@ -342,6 +331,37 @@ fn scenarios(secs: f64) -> Vec<(&'static str, Front, Load, bool)> {
     ]
 }
 
+/// What switches a paired scenario's policy off (see [`measure_paired`]).
+type Off = fn(&mut guard_common::GuardConfig);
+
+/// The policy scenarios of one round: the guard set up with the policy, flooded while the
+/// policy is switched on and off (`measure_paired`), so that the policy's cost is a difference
+/// inside one flood.
+fn paired_scenarios(secs: f64) -> Vec<(&'static str, Policy, Load, Off)> {
+    let syn4 = Load::syn4(secs);
+    let syn6 = Load { v6: true, ..syn4 };
+    vec![
+        (
+            "reflect-limit on / off, IPv4 SYN",
+            Policy::Reflect,
+            syn4,
+            |c| c.policy.reflect_limit = 0,
+        ),
+        (
+            "11k ACL entries / empty, IPv4 SYN",
+            Policy::Acl,
+            syn4,
+            |c| c.policy.acl = 0,
+        ),
+        (
+            "11k ACL entries / empty, IPv6 SYN",
+            Policy::Acl,
+            syn6,
+            |c| c.policy.acl = 0,
+        ),
+    ]
+}
+
 /// A reported figure: its values over rounds, and the target it is held against.
 struct Figure {
     name: String,
@@ -376,6 +396,8 @@ fn main() {
     );
     let scen = scenarios(a.seconds);
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); scen.len()];
+    let paired = paired_scenarios(a.seconds);
+    let mut paired_samples: Vec<Vec<Paired>> = vec![Vec::new(); paired.len()];
     let mut costs: Vec<Vec<(&'static str, f64)>> = Vec::new();
     for round in 0..a.rounds {
         for (i, (name, front, load, stats)) in scen.iter().enumerate() {
@@ -404,6 +426,28 @@ fn main() {
                     .unwrap_or_default()
             );
             samples[i].push(s);
+        }
+        for (i, (name, policy, load, off)) in paired.iter().enumerate() {
+            assert!(!interrupted(), "interrupted");
+            if a.only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+                continue;
+            }
+            let _stats = BpfStats::enable().unwrap_or_else(|err| panic!("{err}"));
+            let mut srv =
+                server(&lab, Front::Guard(*policy)).unwrap_or_else(|err| panic!("{name}: {err}"));
+            let p = measure_paired(&lab, &mut srv, load, off, PAIRED_PERIOD)
+                .unwrap_or_else(|err| panic!("{name}: {err}"));
+            eprintln!(
+                "round {} {name}: offered {:.2} Mpps, {:.0} ns/run on, {:.0} off ({} + {} phases of {} ms)",
+                round + 1,
+                p.flood.sent as f64 / p.flood.elapsed.as_secs_f64().max(1e-9) / 1e6,
+                p.on_ns,
+                p.off_ns,
+                p.phases.0,
+                p.phases.1,
+                PAIRED_PERIOD.as_millis()
+            );
+            paired_samples[i].push(p);
         }
         if a.only
             .as_ref()
@@ -454,6 +498,14 @@ fn main() {
     let per_round = |f: &dyn Fn(usize) -> f64| (0..a.rounds).map(f).collect::<Vec<f64>>();
     let ns = |n: &str, r: usize| samples[idx(n)][r].ns_per_run.unwrap_or(f64::NAN);
     let s = |n: &str, r: usize| samples[idx(n)][r];
+    let pair = |n: &str, r: usize| {
+        let i = paired
+            .iter()
+            .position(|(name, ..)| *name == n)
+            .unwrap_or_else(|| panic!("paired scenario {n}"));
+        paired_samples[i][r]
+    };
+    let on_minus_off = |n: &str, r: usize| pair(n, r).on_ns - pair(n, r).off_ns;
     let cost = |n: &str, r: usize| {
         costs[r]
             .iter()
@@ -554,23 +606,23 @@ fn main() {
             0,
         ),
         fig(
-            "reflect-limit on - off, 2^20 random sources (IPv4 SYN)",
+            "reflect-limit on - off, 2^20 random sources (IPv4 SYN, one flood)",
             "ns",
-            per_round(&|r| ns("guard + reflect-limit, IPv4 SYN", r) - ns("guard, IPv4 SYN", r)),
+            per_round(&|r| on_minus_off("reflect-limit on / off, IPv4 SYN", r)),
             Some(("<=", 25.0)),
             0,
         ),
         fig(
-            "ACL 10k IPv4 + 1k IPv6 - empty, IPv4 SYN",
+            "ACL 10k IPv4 + 1k IPv6 - empty, IPv4 SYN (one flood)",
             "ns",
-            per_round(&|r| ns("guard + 11k ACL entries, IPv4 SYN", r) - ns("guard, IPv4 SYN", r)),
+            per_round(&|r| on_minus_off("11k ACL entries / empty, IPv4 SYN", r)),
             Some(("<=", 40.0)),
             0,
         ),
         fig(
-            "ACL 10k IPv4 + 1k IPv6 - empty, IPv6 SYN",
+            "ACL 10k IPv4 + 1k IPv6 - empty, IPv6 SYN (one flood)",
             "ns",
-            per_round(&|r| ns("guard + 11k ACL entries, IPv6 SYN", r) - ns("guard, IPv6 SYN", r)),
+            per_round(&|r| on_minus_off("11k ACL entries / empty, IPv6 SYN", r)),
             Some(("<=", 40.0)),
             0,
         ),
@@ -651,6 +703,22 @@ fn main() {
             &format!("{name}: program ns/run"),
             "ns",
             per_round(&|r| ns(name, r)),
+            None,
+            0,
+        ));
+    }
+    for (name, ..) in paired.iter() {
+        details.push(fig(
+            &format!("guard, {name}: program ns/run, on"),
+            "ns",
+            per_round(&|r| pair(name, r).on_ns),
+            None,
+            0,
+        ));
+        details.push(fig(
+            &format!("guard, {name}: program ns/run, off"),
+            "ns",
+            per_round(&|r| pair(name, r).off_ns),
             None,
             0,
         ));

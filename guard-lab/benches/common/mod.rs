@@ -664,6 +664,91 @@ pub fn measure_on(lab: &Lab, server: &Server, load: &Load) -> Res<Sample> {
     })
 }
 
+/// One flood against a guard whose policy is switched on and off while it runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Paired {
+    pub flood: FloodOut,
+    /// Program ns per run while the policy was on.
+    pub on_ns: f64,
+    /// Program ns per run while it was off (the same flood, the same program).
+    pub off_ns: f64,
+    /// Phases of each (on, off).
+    pub phases: (u32, u32),
+}
+
+/// Floods a guard front (set up with its policy on) with `load` while its configuration
+/// alternates between the policy on and `off` every `period`, the kernel's run-time statistics
+/// read at every switch: what the policy costs per packet, as a difference taken inside one
+/// flood. A difference between two floods a few seconds apart carried the machine's drift
+/// between them (hundreds of ns either way, where the policy costs tens); here both sides
+/// sample the same seconds, the same program and the same flood, switched ten times a second.
+pub fn measure_paired(
+    lab: &Lab,
+    server: &mut Server,
+    load: &Load,
+    off: impl Fn(&mut guard_common::GuardConfig),
+    period: Duration,
+) -> Res<Paired> {
+    let id = server.prog_id.ok_or("no program id")?;
+    let guard = server
+        .guard
+        .as_mut()
+        .ok_or("a paired run needs a guard front")?;
+    let on = guard.config().map_err(e("config"))?;
+    let mut off_cfg = on;
+    off(&mut off_cfg);
+    if off_cfg == on {
+        return Err("the policy's off configuration is the same as its on".into());
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let done = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    let (flood, acc) = std::thread::scope(|sc| {
+        let toggler = sc.spawn(|| -> Res<[(u128, u64, u32); 2]> {
+            // [on, off]: (run time ns, runs, phases)
+            let mut acc = [(0u128, 0u64, 0u32); 2];
+            let mut phase = 0usize;
+            while !done.load(Ordering::Relaxed) {
+                // on, off, off, on, ...: a drift across the flood (its start, its end) falls
+                // on both sides alike.
+                let which = [0, 1, 1, 0][phase % 4];
+                guard
+                    .set_config(if which == 0 { &on } else { &off_cfg })
+                    .map_err(e("switching the policy"))?;
+                let a = run_stats(id).map_err(e("run stats"))?;
+                std::thread::sleep(period);
+                let b = run_stats(id).map_err(e("run stats"))?;
+                acc[which].0 += b.run_time.saturating_sub(a.run_time).as_nanos();
+                acc[which].1 += b.run_count.saturating_sub(a.run_count);
+                acc[which].2 += 1;
+                phase += 1;
+            }
+            guard.set_config(&on).map_err(e("restoring the policy"))?;
+            Ok(acc)
+        });
+        let flood = lab.flood(load, &stop);
+        done.store(true, Ordering::Relaxed);
+        let acc = toggler
+            .join()
+            .map_err(|_| "the policy switcher panicked".to_owned());
+        (flood, acc)
+    });
+    let (flood, acc) = (flood?, acc??);
+    let per = |(t, n, _): (u128, u64, u32)| {
+        if n == 0 {
+            f64::NAN
+        } else {
+            t as f64 / n as f64
+        }
+    };
+    Ok(Paired {
+        flood,
+        on_ns: per(acc[0]),
+        off_ns: per(acc[1]),
+        phases: (acc[0].2, acc[1].2),
+    })
+}
+
 /// Legitimate clients' outcomes: attempts, successes, connect latencies of the successes (ms).
 pub type Clients = (usize, usize, Vec<f64>);
 
