@@ -6,16 +6,21 @@
 //! Per round:
 //! - the generator alone into XDP_DROP with the kernel's run-time statistics off (they cost two
 //!   clock reads per program run): frames per second offered, and per second of its CPU time;
-//! - live floods with run-time statistics on (program ns per run): the header-reading baseline,
-//!   the guard and the helper floor (a probe making only the kernel calls the guard must make:
-//!   its socket lookup, then `bpf_tcp_gen_syncookie` for a SYN or `bpf_tcp_check_syncookie`
-//!   for an ACK; the bound under the guard's own figure), for IPv4 and IPv6 SYNs (Linux's
-//!   options: MSS, SACK, TS, WS; 2^20 random IPv4 sources, random IPv6 interface identifiers)
-//!   and IPv4 forged ACKs; the kernel alone (tcp_syncookies=2) and XDP_DROP for the server
-//!   NAPI thread's CPU time per packet;
+//! - rotations, with run-time statistics on (program ns per run): under one live flood, the
+//!   guard, the helper floor (a probe making only the kernel calls the guard must make: its
+//!   socket lookup, then `bpf_tcp_gen_syncookie` for a SYN or `bpf_tcp_check_syncookie` for an
+//!   ACK; the bound under the guard's own figure) and the header-reading baseline take turns on
+//!   the server's XDP link every 50 ms (`BPF_LINK_UPDATE`, order 0 1 2 2 1 0 ...), for IPv4
+//!   and IPv6 SYNs (Linux's options: MSS, SACK, TS, WS; 2^20 random IPv4 sources, random IPv6
+//!   interface identifiers) and IPv4 forged ACKs: their differences are taken inside one flood,
+//!   where between floods run one after another the machine's drift entered them (the guard
+//!   over its floor read 39 ns in one run and 190 in the next for the same tree);
+//! - live floods against the guard alone (its rates, its NAPI thread's CPU per SYN-ACK), the
+//!   kernel alone (tcp_syncookies=2) and XDP_DROP for the server NAPI thread's CPU time per
+//!   packet;
 //! - policy, paired: the guard with `reflect-limit` on (a budget per source address), and with
 //!   10,000 + 1,000 deny entries spread through the flood's prefixes, each under one flood
-//!   during which the policy is switched off and on every 100 ms (on, off, off, on, ...), the
+//!   during which the policy is switched off and on every 50 ms (on, off, off, on, ...), the
 //!   program's run-time statistics read at each switch: the policy's cost is the difference
 //!   between the two sides of the same flood (between two floods it carried the machine's
 //!   drift, hundreds of ns either way);
@@ -52,7 +57,7 @@ use guard_lab::{
 use guard_user::{Guard, LoadOptions, tuning};
 
 /// How long each side of a paired policy run lasts before the switch.
-const PAIRED_PERIOD: Duration = Duration::from_millis(100);
+const PAIRED_PERIOD: Duration = Duration::from_millis(50);
 
 /// iperf3 throughput client -> server for `secs`, in bits per second.
 fn iperf(lab: &Lab, front: Front, secs: u32) -> Res<f64> {
@@ -271,12 +276,9 @@ fn scenarios(secs: f64) -> Vec<(&'static str, Front, Load, bool)> {
         both_cpus: true,
         ..syn4
     };
-    let syn_floor = Front::Probe(PROBE_SYN_FLOOR_PROGRAM_NAME);
-    let ack_floor = Front::Probe(PROBE_ACK_FLOOR_PROGRAM_NAME);
-    // (name, front, load, bpf run-time statistics on). Each figure a target takes a difference
-    // of is run a few seconds from the run it is compared with (the floor, the policy runs
-    // right after the plain guard of their family): this shared machine drifts between states
-    // over tens of seconds, and a difference across a whole round took that drift in.
+    // (name, front, load, bpf run-time statistics on). The guard's rows here give its rates
+    // and its NAPI thread's CPU; the targets' differences are taken inside one flood
+    // (`rotated_scenarios`, `paired_scenarios`).
     vec![
         (
             "generator -> XDP_DROP (stats off)",
@@ -284,20 +286,14 @@ fn scenarios(secs: f64) -> Vec<(&'static str, Front, Load, bool)> {
             syn4,
             false,
         ),
-        ("read baseline, IPv4 SYN", Front::Read, syn4, true),
         ("guard, IPv4 SYN", Front::Guard(Policy::Plain), syn4, true),
-        ("helper floor, IPv4 SYN", syn_floor, syn4, true),
-        ("read baseline, IPv6 SYN", Front::Read, syn6, true),
         ("guard, IPv6 SYN", Front::Guard(Policy::Plain), syn6, true),
-        ("helper floor, IPv6 SYN", syn_floor, syn6, true),
-        ("read baseline, IPv4 ACK", Front::Read, ack4, true),
         (
             "guard, IPv4 forged ACK",
             Front::Guard(Policy::Plain),
             ack4,
             true,
         ),
-        ("helper floor, IPv4 ACK", ack_floor, ack4, true),
         (
             "kernel cookies (tcp_syncookies=2)",
             Front::Kernel,
@@ -330,6 +326,36 @@ fn scenarios(secs: f64) -> Vec<(&'static str, Front, Load, bool)> {
         ),
     ]
 }
+
+/// The programs of a rotation, in turn order: the guard, its helper floor, the read baseline.
+const ROTATION: [&str; 3] = ["guard", "helper floor", "read baseline"];
+
+/// The rotated scenarios of one round: the guard, the helper floor (a probe making only the
+/// kernel calls the guard must make) and the header-reading baseline taking turns on the
+/// server's XDP link under one flood (`measure_rotated`), three times as long as one front's
+/// flood so that each program gets as much of it.
+fn rotated_scenarios(secs: f64) -> Vec<(&'static str, Front, Load)> {
+    let syn4 = Load::syn4(secs * ROTATION.len() as f64);
+    vec![
+        ("IPv4 SYN", Front::Probe(PROBE_SYN_FLOOR_PROGRAM_NAME), syn4),
+        (
+            "IPv6 SYN",
+            Front::Probe(PROBE_SYN_FLOOR_PROGRAM_NAME),
+            Load { v6: true, ..syn4 },
+        ),
+        (
+            "IPv4 ACK",
+            Front::Probe(PROBE_ACK_FLOOR_PROGRAM_NAME),
+            Load {
+                kind: Kind::Ack,
+                ..syn4
+            },
+        ),
+    ]
+}
+
+/// How long each program of a rotation runs before the next takes its turn.
+const ROTATION_PERIOD: Duration = Duration::from_millis(50);
 
 /// What switches a paired scenario's policy off (see [`measure_paired`]).
 type Off = fn(&mut guard_common::GuardConfig);
@@ -397,6 +423,8 @@ fn main() {
     let scen = scenarios(a.seconds);
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); scen.len()];
     let paired = paired_scenarios(a.seconds);
+    let rotated = rotated_scenarios(a.seconds);
+    let mut rot_samples: Vec<Vec<Rotated>> = vec![Vec::new(); rotated.len()];
     let mut paired_samples: Vec<Vec<Paired>> = vec![Vec::new(); paired.len()];
     let mut costs: Vec<Vec<(&'static str, f64)>> = Vec::new();
     for round in 0..a.rounds {
@@ -426,6 +454,32 @@ fn main() {
                     .unwrap_or_default()
             );
             samples[i].push(s);
+        }
+        for (i, (name, floor, load)) in rotated.iter().enumerate() {
+            assert!(!interrupted(), "interrupted");
+            if a.only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+                continue;
+            }
+            let _stats = BpfStats::enable().unwrap_or_else(|err| panic!("{err}"));
+            let srv = server(&lab, Front::Guard(Policy::Plain))
+                .unwrap_or_else(|err| panic!("{name}: {err}"));
+            let floor = Standby::load(&lab, *floor).unwrap_or_else(|err| panic!("{name}: {err}"));
+            let read =
+                Standby::load(&lab, Front::Read).unwrap_or_else(|err| panic!("{name}: {err}"));
+            let r = measure_rotated(&lab, &srv, &[&floor, &read], load, ROTATION_PERIOD)
+                .unwrap_or_else(|err| panic!("{name}: {err}"));
+            eprintln!(
+                "round {} rotation, {name}: offered {:.2} Mpps; ns/run {}",
+                round + 1,
+                r.flood.sent as f64 / r.flood.elapsed.as_secs_f64().max(1e-9) / 1e6,
+                ROTATION
+                    .iter()
+                    .zip(r.ns.iter().zip(&r.turns))
+                    .map(|(p, (ns, t))| format!("{p} {ns:.0} ({t} turns)"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            rot_samples[i].push(r);
         }
         for (i, (name, policy, load, off)) in paired.iter().enumerate() {
             assert!(!interrupted(), "interrupted");
@@ -505,6 +559,18 @@ fn main() {
             .unwrap_or_else(|| panic!("paired scenario {n}"));
         paired_samples[i][r]
     };
+    // A rotated scenario's program ns per run: `who` is one of ROTATION.
+    let rot = |n: &str, who: &str, r: usize| {
+        let i = rotated
+            .iter()
+            .position(|(name, ..)| *name == n)
+            .unwrap_or_else(|| panic!("rotated scenario {n}"));
+        let k = ROTATION
+            .iter()
+            .position(|p| *p == who)
+            .expect("a rotation program");
+        rot_samples[i][r].ns[k]
+    };
     let on_minus_off = |n: &str, r: usize| pair(n, r).on_ns - pair(n, r).off_ns;
     let cost = |n: &str, r: usize| {
         costs[r]
@@ -529,71 +595,60 @@ fn main() {
     // A target over the read baseline, and under it the floor it cannot go below: the helper
     // floor's program over the same baseline (no target of its own), and the guard over that
     // floor (what the guard's own code adds to its kernel calls).
-    let with_floor =
-        |what: &str, guard_ns: &str, [guard, floor, read]: [&str; 3], helpers: &str, bound: f64| {
-            [
-                fig(
-                    &format!("{what}: {guard_ns} - read baseline ns"),
-                    "ns",
-                    per_round(&|r| ns(guard, r) - ns(read, r)),
-                    Some(("<=", bound)),
-                    0,
-                ),
-                fig(
-                    &format!("{what} bound: helpers alone ({helpers}) - read baseline ns"),
-                    "ns",
-                    per_round(&|r| ns(floor, r) - ns(read, r)),
-                    None,
-                    0,
-                ),
-                fig(
-                    &format!("{what}: guard over the helper floor (guard ns - floor ns)"),
-                    "ns",
-                    per_round(&|r| ns(guard, r) - ns(floor, r)),
-                    None,
-                    0,
-                ),
-            ]
-        };
+    // The three programs of the rotated scenario `scenario`, one flood each round.
+    let with_floor = |what: &str, guard_ns: &str, scenario: &str, helpers: &str, bound: f64| {
+        let (g, f, b) = (ROTATION[0], ROTATION[1], ROTATION[2]);
+        [
+            fig(
+                &format!("{what}: {guard_ns} - read baseline ns (one flood)"),
+                "ns",
+                per_round(&|r| rot(scenario, g, r) - rot(scenario, b, r)),
+                Some(("<=", bound)),
+                0,
+            ),
+            fig(
+                &format!("{what} bound: helpers alone ({helpers}) - read baseline ns"),
+                "ns",
+                per_round(&|r| rot(scenario, f, r) - rot(scenario, b, r)),
+                None,
+                0,
+            ),
+            fig(
+                &format!("{what}: guard over the helper floor (guard ns - floor ns)"),
+                "ns",
+                per_round(&|r| rot(scenario, g, r) - rot(scenario, f, r)),
+                None,
+                0,
+            ),
+        ]
+    };
     let gen_syncookie = "lookup + gen_syncookie";
     let mut targets = Vec::new();
     targets.extend(with_floor(
         "SYN path IPv4",
         "guard ns/SYN-ACK",
-        [
-            "guard, IPv4 SYN",
-            "helper floor, IPv4 SYN",
-            "read baseline, IPv4 SYN",
-        ],
+        "IPv4 SYN",
         gen_syncookie,
         150.0,
     ));
     targets.extend(with_floor(
         "SYN path IPv6",
         "guard ns/SYN-ACK",
-        [
-            "guard, IPv6 SYN",
-            "helper floor, IPv6 SYN",
-            "read baseline, IPv6 SYN",
-        ],
+        "IPv6 SYN",
         gen_syncookie,
         150.0,
     ));
     targets.push(fig(
         "stack work per SYN-ACK (kernel NAPI ns/SYN-ACK - XDP_DROP NAPI ns/pkt) / guard ns per SYN-ACK",
         "x",
-        per_round(&|r| stack_per_synack(r) / ns("guard, IPv4 SYN", r)),
+        per_round(&|r| stack_per_synack(r) / rot("IPv4 SYN", ROTATION[0], r)),
         Some((">=", 12.0)),
         1,
     ));
     targets.extend(with_floor(
         "forged ACK",
         "guard ns",
-        [
-            "guard, IPv4 forged ACK",
-            "helper floor, IPv4 ACK",
-            "read baseline, IPv4 ACK",
-        ],
+        "IPv4 ACK",
         "lookup + check_syncookie",
         60.0,
     ));
@@ -706,6 +761,17 @@ fn main() {
             None,
             0,
         ));
+    }
+    for (name, ..) in rotated.iter() {
+        for who in ROTATION {
+            details.push(fig(
+                &format!("{who}, {name} (rotation): program ns/run"),
+                "ns",
+                per_round(&|r| rot(name, who, r)),
+                None,
+                0,
+            ));
+        }
     }
     for (name, ..) in paired.iter() {
         details.push(fig(

@@ -21,7 +21,10 @@
 use std::{
     io::{Read as _, Write as _},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream},
-    os::{fd::OwnedFd, unix::fs::MetadataExt as _},
+    os::{
+        fd::{AsFd as _, OwnedFd},
+        unix::fs::MetadataExt as _,
+    },
     process::Command,
     sync::{
         Arc,
@@ -30,6 +33,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use aya::programs::Xdp;
 use guard_lab::{
     Netns, VethPair,
     baseline::{Baseline, BaselineProg, run_stats},
@@ -664,6 +668,165 @@ pub fn measure_on(lab: &Lab, server: &Server, load: &Load) -> Res<Sample> {
     })
 }
 
+/// A program loaded in the server's namespace, not attached: another turn of a rotation (see
+/// [`measure_rotated`]).
+pub enum Standby {
+    /// A bench probe on the maps of its own (unattached) guard, configured for the server.
+    Probe(Box<GuardProbes>, &'static str),
+    Baseline(BaselineProg),
+}
+
+impl Standby {
+    /// Loads `front` ([`Front::Probe`], or a baseline: [`Front::Read`], ...) for the server.
+    pub fn load(lab: &Lab, front: Front) -> Res<Self> {
+        in_ns(lab.srv.name(), None, move || match front {
+            Front::Probe(name) => GuardProbes::load(SRV_IF, &[name])
+                .map(|p| Self::Probe(Box::new(p), name))
+                .map_err(e("probe")),
+            Front::Read => BaselineProg::load(Baseline::Read)
+                .map(Self::Baseline)
+                .map_err(e("baseline")),
+            other => Err(format!("{other:?} cannot stand by")),
+        })
+    }
+
+    fn program(&self) -> &Xdp {
+        match self {
+            Self::Probe(p, name) => p.probes.program(name),
+            Self::Baseline(b) => b.program(),
+        }
+    }
+}
+
+/// `bpf(2)` with an attribute of 32-bit words.
+fn bpf_cmd(cmd: libc::c_int, attr: &mut [u32; 4]) -> std::io::Result<i64> {
+    // Safety: `attr` is a valid, writable buffer of the size passed; the commands used here
+    // read (and write) only their own fields of it.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(attr),
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+const BPF_LINK_UPDATE: libc::c_int = 29;
+const BPF_LINK_GET_FD_BY_ID: libc::c_int = 30;
+
+/// The XDP link running program `prog_id`, opened.
+fn link_of(prog_id: u32) -> Res<OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+    for info in aya::programs::loaded_links() {
+        let info = info.map_err(e("listing links"))?;
+        if info.program_id() == prog_id {
+            let mut attr = [info.id(), 0, 0, 0];
+            let fd = bpf_cmd(BPF_LINK_GET_FD_BY_ID, &mut attr).map_err(e("opening the link"))?;
+            // Safety: a descriptor the kernel just returned, owned by nobody else.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        }
+    }
+    Err(format!("no link runs program {prog_id}"))
+}
+
+/// Puts program `prog` on `link` (`BPF_LINK_UPDATE`: atomic, no frame sees no program).
+fn link_update(link: &OwnedFd, prog: std::os::fd::BorrowedFd<'_>) -> Res<()> {
+    use std::os::fd::AsRawFd as _;
+    let mut attr = [link.as_raw_fd() as u32, prog.as_raw_fd() as u32, 0, 0];
+    bpf_cmd(BPF_LINK_UPDATE, &mut attr)
+        .map(|_| ())
+        .map_err(e("replacing the link's program"))
+}
+
+/// One flood, several programs taking turns on the server's XDP link.
+#[derive(Clone, Debug, Default)]
+pub struct Rotated {
+    pub flood: FloodOut,
+    /// Program ns per run of each (the guard first, then the others in order).
+    pub ns: Vec<f64>,
+    /// Turns each had.
+    pub turns: Vec<u32>,
+}
+
+/// Floods the guard front `server` with `load` while its XDP link runs, in turn, the guard and
+/// each of `others`, every `period` (`BPF_LINK_UPDATE`; order 0 1 2 2 1 0 ..., so a drift
+/// across the flood falls on every program alike), each program's run-time statistics read
+/// before and after: programs compared under one flood, in the same seconds. Between floods
+/// run one after another, the machine's drift (hundreds of ns per run either way on this
+/// shared host) entered every difference.
+pub fn measure_rotated(
+    lab: &Lab,
+    server: &Server,
+    others: &[&Standby],
+    load: &Load,
+    period: Duration,
+) -> Res<Rotated> {
+    let guard = server
+        .guard
+        .as_ref()
+        .ok_or("a rotation needs a guard front")?;
+    let guard_prog: &Xdp = guard
+        .ebpf()
+        .program(guard_common::PROGRAM_NAME)
+        .and_then(|p| p.try_into().ok())
+        .ok_or("the guard's program")?;
+    let mut progs = vec![guard_prog];
+    progs.extend(others.iter().map(|o| o.program()));
+    let mut ids = Vec::new();
+    let mut fds = Vec::new();
+    for p in &progs {
+        ids.push(p.info().map_err(e("program info"))?.id());
+        fds.push(p.fd().map_err(e("program fd"))?.as_fd());
+    }
+    let link = link_of(ids[0])?;
+    let n = progs.len();
+    // 0 1 .. n-1 n-1 .. 1 0, repeated.
+    let order: Vec<usize> = (0..n).chain((0..n).rev()).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let before = ids
+        .iter()
+        .map(|&id| run_stats(id).map_err(e("run stats")))
+        .collect::<Res<Vec<_>>>()?;
+    let done = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    let (flood, turns) = std::thread::scope(|sc| {
+        let rotor = sc.spawn(|| -> Res<Vec<u32>> {
+            let mut turns = vec![0u32; n];
+            let mut i = 0usize;
+            while !done.load(Ordering::Relaxed) {
+                let k = order[i % order.len()];
+                link_update(&link, fds[k])?;
+                turns[k] += 1;
+                std::thread::sleep(period);
+                i += 1;
+            }
+            link_update(&link, fds[0])?;
+            Ok(turns)
+        });
+        let flood = lab.flood(load, &stop);
+        done.store(true, Ordering::Relaxed);
+        let turns = rotor.join().map_err(|_| "the rotation panicked".to_owned());
+        (flood, turns)
+    });
+    let (flood, turns) = (flood?, turns??);
+    std::thread::sleep(Duration::from_millis(100));
+    let ns = ids
+        .iter()
+        .zip(&before)
+        .map(|(&id, b)| {
+            let a = run_stats(id).map_err(e("run stats"))?;
+            Ok(a.ns_per_run_since(b).unwrap_or(f64::NAN))
+        })
+        .collect::<Res<Vec<f64>>>()?;
+    Ok(Rotated { flood, ns, turns })
+}
+
 /// One flood against a guard whose policy is switched on and off while it runs.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Paired {
@@ -681,7 +844,7 @@ pub struct Paired {
 /// read at every switch: what the policy costs per packet, as a difference taken inside one
 /// flood. A difference between two floods a few seconds apart carried the machine's drift
 /// between them (hundreds of ns either way, where the policy costs tens); here both sides
-/// sample the same seconds, the same program and the same flood, switched ten times a second.
+/// sample the same seconds, the same program and the same flood, switched every few tens of ms.
 pub fn measure_paired(
     lab: &Lab,
     server: &mut Server,
