@@ -97,6 +97,14 @@ enum Bench {
     /// What flood detection costs per SYN: the guard's header walk with and without the
     /// detection update (BPF_PROG_TEST_RUN, interleaved), against the 10 ns budget.
     Detect,
+    /// Where the receive core's time goes under a live random-source SYN flood (IPv4, IPv6):
+    /// perf cpu-clock samples by kernel function (socket lookup, cookie, veth) and, inside the
+    /// guard's program, by source line, as ns per SYN-ACK. Writes target/bench/profile.md.
+    Profile {
+        /// Seconds per flood.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
     /// RSS and CPU of `synguard run --pin` and `synguard stats` streaming at 1 Hz.
     Controller {
         /// Seconds to measure.
@@ -379,6 +387,12 @@ fn main() -> anyhow::Result<()> {
                 Bench::Detect => {
                     step("bench: flood detection (cargo bench -p guard-lab --bench detect)");
                     run(cargo(&root).args(["bench", "-p", "guard-lab", "--bench", "detect"]))
+                }
+                Bench::Profile { seconds } => {
+                    step("bench: profile (cargo bench -p guard-lab --bench profile)");
+                    run(cargo(&root)
+                        .args(["bench", "-p", "guard-lab", "--bench", "profile"])
+                        .args(["--", "--seconds", &seconds.to_string()]))
                 }
                 Bench::Datapath { rounds, seconds } => {
                     cargo_bench(&root, "datapath", rounds, seconds, 0.2)
