@@ -424,13 +424,17 @@ fn main() {
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); scen.len()];
     let paired = paired_scenarios(a.seconds);
     let rotated = rotated_scenarios(a.seconds);
-    let mut rot_samples: Vec<Vec<Rotated>> = vec![Vec::new(); rotated.len()];
-    let mut paired_samples: Vec<Vec<Paired>> = vec![Vec::new(); paired.len()];
+    let mut rot_samples: Vec<Vec<Turns>> = vec![Vec::new(); rotated.len()];
+    let mut paired_samples: Vec<Vec<Turns>> = vec![Vec::new(); paired.len()];
+    // A scenario runs unless `--only` names others; each run checks for Ctrl-C first.
+    let runs = |name: &str| {
+        assert!(!interrupted(), "interrupted");
+        a.only.as_ref().is_none_or(|o| name.contains(o.as_str()))
+    };
     let mut costs: Vec<Vec<(&'static str, f64)>> = Vec::new();
     for round in 0..a.rounds {
         for (i, (name, front, load, stats)) in scen.iter().enumerate() {
-            assert!(!interrupted(), "interrupted");
-            if a.only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+            if !runs(name) {
                 continue;
             }
             let _stats = stats.then(|| BpfStats::enable().unwrap_or_else(|err| panic!("{err}")));
@@ -456,8 +460,7 @@ fn main() {
             samples[i].push(s);
         }
         for (i, (name, floor, load)) in rotated.iter().enumerate() {
-            assert!(!interrupted(), "interrupted");
-            if a.only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+            if !runs(name) {
                 continue;
             }
             let _stats = BpfStats::enable().unwrap_or_else(|err| panic!("{err}"));
@@ -471,7 +474,7 @@ fn main() {
             eprintln!(
                 "round {} rotation, {name}: offered {:.2} Mpps; ns/run {}",
                 round + 1,
-                r.flood.sent as f64 / r.flood.elapsed.as_secs_f64().max(1e-9) / 1e6,
+                r.flood.pps() / 1e6,
                 ROTATION
                     .iter()
                     .zip(r.ns.iter().zip(&r.turns))
@@ -482,8 +485,7 @@ fn main() {
             rot_samples[i].push(r);
         }
         for (i, (name, policy, load, off)) in paired.iter().enumerate() {
-            assert!(!interrupted(), "interrupted");
-            if a.only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+            if !runs(name) {
                 continue;
             }
             let _stats = BpfStats::enable().unwrap_or_else(|err| panic!("{err}"));
@@ -492,13 +494,13 @@ fn main() {
             let p = measure_paired(&lab, &mut srv, load, off, PAIRED_PERIOD)
                 .unwrap_or_else(|err| panic!("{name}: {err}"));
             eprintln!(
-                "round {} {name}: offered {:.2} Mpps, {:.0} ns/run on, {:.0} off ({} + {} phases of {} ms)",
+                "round {} {name}: offered {:.2} Mpps, {:.0} ns/run on, {:.0} off ({} + {} turns of {} ms)",
                 round + 1,
-                p.flood.sent as f64 / p.flood.elapsed.as_secs_f64().max(1e-9) / 1e6,
-                p.on_ns,
-                p.off_ns,
-                p.phases.0,
-                p.phases.1,
+                p.flood.pps() / 1e6,
+                p.ns[0],
+                p.ns[1],
+                p.turns[0],
+                p.turns[1],
                 PAIRED_PERIOD.as_millis()
             );
             paired_samples[i].push(p);
@@ -557,7 +559,7 @@ fn main() {
             .iter()
             .position(|(name, ..)| *name == n)
             .unwrap_or_else(|| panic!("paired scenario {n}"));
-        paired_samples[i][r]
+        &paired_samples[i][r]
     };
     // A rotated scenario's program ns per run: `who` is one of ROTATION.
     let rot = |n: &str, who: &str, r: usize| {
@@ -571,7 +573,7 @@ fn main() {
             .expect("a rotation program");
         rot_samples[i][r].ns[k]
     };
-    let on_minus_off = |n: &str, r: usize| pair(n, r).on_ns - pair(n, r).off_ns;
+    let on_minus_off = |n: &str, r: usize| pair(n, r).ns[0] - pair(n, r).ns[1];
     let cost = |n: &str, r: usize| {
         costs[r]
             .iter()
@@ -777,14 +779,14 @@ fn main() {
         details.push(fig(
             &format!("guard, {name}: program ns/run, on"),
             "ns",
-            per_round(&|r| pair(name, r).on_ns),
+            per_round(&|r| pair(name, r).ns[0]),
             None,
             0,
         ));
         details.push(fig(
             &format!("guard, {name}: program ns/run, off"),
             "ns",
-            per_round(&|r| pair(name, r).off_ns),
+            per_round(&|r| pair(name, r).ns[1]),
             None,
             0,
         ));

@@ -84,20 +84,18 @@ struct JitMap {
     lines: Vec<(u64, u32)>,
 }
 
-/// `BPF_OBJ_GET_INFO_BY_FD` on `fd` with `info` (a `struct bpf_prog_info` buffer).
+/// `BPF_OBJ_GET_INFO_BY_FD` on `fd` with `info` (a `struct bpf_prog_info` buffer, and the
+/// buffers its fields point to, which the caller keeps alive).
 fn prog_info(fd: i32, info: &mut [u8; 256]) -> Res<()> {
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
+    // The attribute's `info` member: bpf_fd, info_len, info (a pointer as a u64).
     let mut attr = [0u8; 16];
     attr[0..4].copy_from_slice(&(fd as u32).to_ne_bytes());
     attr[4..8].copy_from_slice(&(info.len() as u32).to_ne_bytes());
     attr[8..16].copy_from_slice(&(info.as_mut_ptr() as u64).to_ne_bytes());
-    // Safety: BPF_OBJ_GET_INFO_BY_FD reads the attribute and writes at most `info.len()` bytes
-    // to `info`, and into the buffers whose addresses and sizes the caller put in it (each
-    // outlives the call).
-    let r = unsafe { libc::syscall(libc::SYS_bpf, 15, attr.as_mut_ptr(), attr.len()) };
-    if r < 0 {
-        return Err(format!("program info: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
+    bpf_cmd(BPF_OBJ_GET_INFO_BY_FD, &mut attr)
+        .map(|_| ())
+        .map_err(e("program info"))
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {
@@ -223,11 +221,7 @@ fn category(sym: &str) -> &'static str {
 fn profile(lab: &Lab, name: &str, load: &Load) -> Res<String> {
     let srv = server(lab, Front::Guard(Policy::Plain))?;
     let guard = srv.guard.as_ref().ok_or("a guard front")?;
-    let prog: &Xdp = guard
-        .ebpf()
-        .program(guard_common::PROGRAM_NAME)
-        .and_then(|p| p.try_into().ok())
-        .ok_or("the guard's program")?;
+    let prog = guard_program(&srv)?;
     let id = prog.info().map_err(e("program info"))?.id();
     let jit = JitMap::of(prog)?;
     let source = xlated_source(id)?;
@@ -296,7 +290,7 @@ fn profile(lab: &Lab, name: &str, load: &Load) -> Res<String> {
     let _ = writeln!(
         out,
         "## {name}: {:.2} Mpps offered, {sent} SYN-ACKs in {:.1} s ({:.2} Mpps), {total} samples of CPU {NAPI_CPU} at {FREQ} Hz\n",
-        flood.sent as f64 / flood.elapsed.as_secs_f64().max(1e-9) / 1e6,
+        flood.pps() / 1e6,
         flood.elapsed.as_secs_f64(),
         sent as f64 / flood.elapsed.as_secs_f64().max(1e-9) / 1e6,
     );

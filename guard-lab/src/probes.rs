@@ -134,11 +134,8 @@ pub fn time(prog: &Xdp, frame: &[u8], repeat: u32) -> Result<f64> {
 pub fn median_p10_p90(v: &[f64]) -> (f64, f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
-    (
-        s[s.len() / 2],
-        s[s.len() / 10],
-        s[s.len() - 1 - s.len() / 10],
-    )
+    let p = |q| crate::percentile(&s, q);
+    (p(0.5), p(0.1), p(0.9))
 }
 
 /// Median, minimum and maximum of `v` (not empty).

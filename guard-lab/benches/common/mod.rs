@@ -188,6 +188,13 @@ pub struct FloodOut {
     pub prog_ns: Option<f64>,
 }
 
+impl FloodOut {
+    /// Frames offered per second.
+    pub fn pps(&self) -> f64 {
+        self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
 impl Lab {
     pub fn new() -> Res<Self> {
         let tag = format!("sgb{}", std::process::id() % 100_000);
@@ -585,7 +592,7 @@ pub struct Sample {
 
 impl Sample {
     pub fn offered_pps(&self) -> f64 {
-        self.flood.sent as f64 / self.flood.elapsed.as_secs_f64().max(1e-9)
+        self.flood.pps()
     }
 
     pub fn per_sec(&self, n: u64) -> f64 {
@@ -698,18 +705,25 @@ impl Standby {
     }
 }
 
-/// `bpf(2)` with an attribute of 32-bit words.
-fn bpf_cmd(cmd: libc::c_int, attr: &mut [u32; 4]) -> std::io::Result<i64> {
+/// The XDP program of a guard front.
+pub fn guard_program(server: &Server) -> Res<&Xdp> {
+    server
+        .guard
+        .as_ref()
+        .ok_or("not a guard front")?
+        .ebpf()
+        .program(guard_common::PROGRAM_NAME)
+        .and_then(|p| p.try_into().ok())
+        .ok_or_else(|| "the guard's program".to_owned())
+}
+
+/// `bpf(2)`: command `cmd` with attribute `attr` (plain integers, laid out as `union bpf_attr`'s
+/// member for the command; the kernel reads no further than its size).
+pub fn bpf_cmd<A: Copy>(cmd: libc::c_int, attr: &mut A) -> std::io::Result<i64> {
     // Safety: `attr` is a valid, writable buffer of the size passed; the commands used here
-    // read (and write) only their own fields of it.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr.as_mut_ptr(),
-            std::mem::size_of_val(attr),
-        )
-    };
+    // read (and write) only their own fields of it, and any buffer an attribute points to is
+    // the caller's, alive for the call.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut A, std::mem::size_of::<A>()) };
     if r < 0 {
         Err(std::io::Error::last_os_error())
     } else {
@@ -744,39 +758,100 @@ fn link_update(link: &OwnedFd, prog: std::os::fd::BorrowedFd<'_>) -> Res<()> {
         .map_err(e("replacing the link's program"))
 }
 
-/// One flood, several programs taking turns on the server's XDP link.
+/// One flood during which several configurations of the server took turns (see
+/// [`flood_in_turns`]).
 #[derive(Clone, Debug, Default)]
-pub struct Rotated {
+pub struct Turns {
     pub flood: FloodOut,
-    /// Program ns per run of each (the guard first, then the others in order).
+    /// Program ns per run under each configuration.
     pub ns: Vec<f64>,
     /// Turns each had.
     pub turns: Vec<u32>,
 }
 
-/// Floods the guard front `server` with `load` while its XDP link runs, in turn, the guard and
-/// each of `others`, every `period` (`BPF_LINK_UPDATE`; order 0 1 2 2 1 0 ..., so a drift
-/// across the flood falls on every program alike), each program's run-time statistics read
-/// before and after: programs compared under one flood, in the same seconds. Between floods
-/// run one after another, the machine's drift (hundreds of ns per run either way on this
-/// shared host) entered every difference.
+/// Floods with `load` while `ids.len()` configurations of the server take turns every
+/// `period`, in the order 0 1 .. n-1 n-1 .. 1 0, repeated, so that a drift across the flood
+/// (its start, its end, the machine) falls on all alike: `switch(k)` puts configuration `k` in
+/// place, under which program `ids[k]` runs, and that program's run-time statistics are read
+/// around each of its turns. Configurations compared this way are compared under one flood, in
+/// the same seconds: between floods run one after another, the machine's drift (hundreds of ns
+/// per run either way on this shared host) entered every difference. `switch(0)` is the last
+/// call.
+pub fn flood_in_turns(
+    lab: &Lab,
+    load: &Load,
+    period: Duration,
+    ids: &[u32],
+    mut switch: impl FnMut(usize) -> Res<()> + Send,
+) -> Res<Turns> {
+    let n = ids.len();
+    let order: Vec<usize> = (0..n).chain((0..n).rev()).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let (flood, acc) = flood_during(lab, load, |done| {
+        // Per configuration: (run time ns, runs, turns).
+        let mut acc = vec![(0u128, 0u64, 0u32); n];
+        let mut i = 0usize;
+        while !done.load(Ordering::Relaxed) {
+            let k = order[i % order.len()];
+            switch(k)?;
+            let a = run_stats(ids[k]).map_err(e("run stats"))?;
+            std::thread::sleep(period);
+            let b = run_stats(ids[k]).map_err(e("run stats"))?;
+            acc[k].0 += b.run_time.saturating_sub(a.run_time).as_nanos();
+            acc[k].1 += b.run_count.saturating_sub(a.run_count);
+            acc[k].2 += 1;
+            i += 1;
+        }
+        switch(0)?;
+        Ok(acc)
+    })?;
+    Ok(Turns {
+        flood,
+        ns: acc
+            .iter()
+            .map(|&(t, runs, _)| {
+                if runs == 0 {
+                    f64::NAN
+                } else {
+                    t as f64 / runs as f64
+                }
+            })
+            .collect(),
+        turns: acc.iter().map(|a| a.2).collect(),
+    })
+}
+
+/// Floods with `load` while `during` runs on another thread, told by its flag when the flood
+/// is over; returns both outcomes.
+pub fn flood_during<T: Send>(
+    lab: &Lab,
+    load: &Load,
+    during: impl FnOnce(&AtomicBool) -> Res<T> + Send,
+) -> Res<(FloodOut, T)> {
+    let done = AtomicBool::new(false);
+    let (flood, t) = std::thread::scope(|sc| {
+        let h = sc.spawn(|| during(&done));
+        let flood = lab.flood(load, &AtomicBool::new(false));
+        done.store(true, Ordering::Relaxed);
+        let t = h
+            .join()
+            .map_err(|_| "the thread beside the flood panicked".to_owned());
+        (flood, t)
+    });
+    Ok((flood?, t??))
+}
+
+/// The guard front `server` and each of `others` take turns on the server's XDP link
+/// (`BPF_LINK_UPDATE`, see [`flood_in_turns`]) under one flood: `ns[0]` is the guard's,
+/// then the others' in order.
 pub fn measure_rotated(
     lab: &Lab,
     server: &Server,
     others: &[&Standby],
     load: &Load,
     period: Duration,
-) -> Res<Rotated> {
-    let guard = server
-        .guard
-        .as_ref()
-        .ok_or("a rotation needs a guard front")?;
-    let guard_prog: &Xdp = guard
-        .ebpf()
-        .program(guard_common::PROGRAM_NAME)
-        .and_then(|p| p.try_into().ok())
-        .ok_or("the guard's program")?;
-    let mut progs = vec![guard_prog];
+) -> Res<Turns> {
+    let mut progs = vec![guard_program(server)?];
     progs.extend(others.iter().map(|o| o.program()));
     let mut ids = Vec::new();
     let mut fds = Vec::new();
@@ -785,73 +860,19 @@ pub fn measure_rotated(
         fds.push(p.fd().map_err(e("program fd"))?.as_fd());
     }
     let link = link_of(ids[0])?;
-    let n = progs.len();
-    // 0 1 .. n-1 n-1 .. 1 0, repeated.
-    let order: Vec<usize> = (0..n).chain((0..n).rev()).collect();
-    std::thread::sleep(Duration::from_millis(100));
-    let before = ids
-        .iter()
-        .map(|&id| run_stats(id).map_err(e("run stats")))
-        .collect::<Res<Vec<_>>>()?;
-    let done = AtomicBool::new(false);
-    let stop = AtomicBool::new(false);
-    let (flood, turns) = std::thread::scope(|sc| {
-        let rotor = sc.spawn(|| -> Res<Vec<u32>> {
-            let mut turns = vec![0u32; n];
-            let mut i = 0usize;
-            while !done.load(Ordering::Relaxed) {
-                let k = order[i % order.len()];
-                link_update(&link, fds[k])?;
-                turns[k] += 1;
-                std::thread::sleep(period);
-                i += 1;
-            }
-            link_update(&link, fds[0])?;
-            Ok(turns)
-        });
-        let flood = lab.flood(load, &stop);
-        done.store(true, Ordering::Relaxed);
-        let turns = rotor.join().map_err(|_| "the rotation panicked".to_owned());
-        (flood, turns)
-    });
-    let (flood, turns) = (flood?, turns??);
-    std::thread::sleep(Duration::from_millis(100));
-    let ns = ids
-        .iter()
-        .zip(&before)
-        .map(|(&id, b)| {
-            let a = run_stats(id).map_err(e("run stats"))?;
-            Ok(a.ns_per_run_since(b).unwrap_or(f64::NAN))
-        })
-        .collect::<Res<Vec<f64>>>()?;
-    Ok(Rotated { flood, ns, turns })
+    flood_in_turns(lab, load, period, &ids, |k| link_update(&link, fds[k]))
 }
 
-/// One flood against a guard whose policy is switched on and off while it runs.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Paired {
-    pub flood: FloodOut,
-    /// Program ns per run while the policy was on.
-    pub on_ns: f64,
-    /// Program ns per run while it was off (the same flood, the same program).
-    pub off_ns: f64,
-    /// Phases of each (on, off).
-    pub phases: (u32, u32),
-}
-
-/// Floods a guard front (set up with its policy on) with `load` while its configuration
-/// alternates between the policy on and `off` every `period`, the kernel's run-time statistics
-/// read at every switch: what the policy costs per packet, as a difference taken inside one
-/// flood. A difference between two floods a few seconds apart carried the machine's drift
-/// between them (hundreds of ns either way, where the policy costs tens); here both sides
-/// sample the same seconds, the same program and the same flood, switched every few tens of ms.
+/// The guard front `server`, set up with a policy, with its configuration switched between
+/// the policy on and `off` (see [`flood_in_turns`]) under one flood: `ns[0]` is the program's
+/// ns per run with the policy on, `ns[1]` with it off.
 pub fn measure_paired(
     lab: &Lab,
     server: &mut Server,
     load: &Load,
     off: impl Fn(&mut guard_common::GuardConfig),
     period: Duration,
-) -> Res<Paired> {
+) -> Res<Turns> {
     let id = server.prog_id.ok_or("no program id")?;
     let guard = server
         .guard
@@ -863,52 +884,11 @@ pub fn measure_paired(
     if off_cfg == on {
         return Err("the policy's off configuration is the same as its on".into());
     }
-    std::thread::sleep(Duration::from_millis(100));
-    let done = AtomicBool::new(false);
-    let stop = AtomicBool::new(false);
-    let (flood, acc) = std::thread::scope(|sc| {
-        let toggler = sc.spawn(|| -> Res<[(u128, u64, u32); 2]> {
-            // [on, off]: (run time ns, runs, phases)
-            let mut acc = [(0u128, 0u64, 0u32); 2];
-            let mut phase = 0usize;
-            while !done.load(Ordering::Relaxed) {
-                // on, off, off, on, ...: a drift across the flood (its start, its end) falls
-                // on both sides alike.
-                let which = [0, 1, 1, 0][phase % 4];
-                guard
-                    .set_config(if which == 0 { &on } else { &off_cfg })
-                    .map_err(e("switching the policy"))?;
-                let a = run_stats(id).map_err(e("run stats"))?;
-                std::thread::sleep(period);
-                let b = run_stats(id).map_err(e("run stats"))?;
-                acc[which].0 += b.run_time.saturating_sub(a.run_time).as_nanos();
-                acc[which].1 += b.run_count.saturating_sub(a.run_count);
-                acc[which].2 += 1;
-                phase += 1;
-            }
-            guard.set_config(&on).map_err(e("restoring the policy"))?;
-            Ok(acc)
-        });
-        let flood = lab.flood(load, &stop);
-        done.store(true, Ordering::Relaxed);
-        let acc = toggler
-            .join()
-            .map_err(|_| "the policy switcher panicked".to_owned());
-        (flood, acc)
-    });
-    let (flood, acc) = (flood?, acc??);
-    let per = |(t, n, _): (u128, u64, u32)| {
-        if n == 0 {
-            f64::NAN
-        } else {
-            t as f64 / n as f64
-        }
-    };
-    Ok(Paired {
-        flood,
-        on_ns: per(acc[0]),
-        off_ns: per(acc[1]),
-        phases: (acc[0].2, acc[1].2),
+    let cfgs = [on, off_cfg];
+    flood_in_turns(lab, load, period, &[id, id], |k| {
+        guard
+            .set_config(&cfgs[k])
+            .map_err(e("switching the policy"))
     })
 }
 
