@@ -66,6 +66,11 @@ pub const LOCAL_V6_MAP: &str = "GUARD_LOCAL_V6";
 pub const LOCAL_NETS_V4_MAP: &str = "GUARD_LOCAL_NETS_V4";
 /// Name of the LPM trie of local IPv6 prefixes shorter than /128, as [`LOCAL_NETS_V4_MAP`].
 pub const LOCAL_NETS_V6_MAP: &str = "GUARD_LOCAL_NETS_V6";
+/// Name of the one-entry `u64` array holding the generation of the local destinations: the
+/// controller adds one after every change to the four maps above (and after a failed one), so
+/// that the data path's per-CPU memo of its last local destination (one hash lookup less per
+/// segment) is never used across a change.
+pub const LOCAL_GEN_MAP: &str = "GUARD_LOCAL_GEN";
 /// Every map of the guard, for pinning.
 pub const GUARD_MAPS: &[&str] = &[
     CONFIG_MAP,
@@ -82,6 +87,7 @@ pub const GUARD_MAPS: &[&str] = &[
     LOCAL_V6_MAP,
     LOCAL_NETS_V4_MAP,
     LOCAL_NETS_V6_MAP,
+    LOCAL_GEN_MAP,
     detect::DETECT_MAP,
     rst::RST_MAP,
 ];

@@ -65,6 +65,31 @@ pub static GUARD_LOCAL_NETS_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entri
     aya_ebpf::bindings::BPF_F_NO_PREALLOC,
 );
 
+/// The generation of the four maps above, bumped by the controller after every change to them
+/// (`guard_common::LOCAL_GEN_MAP`).
+#[map]
+pub static GUARD_LOCAL_GEN: Array<u64> = Array::with_max_entries(1, 0);
+
+/// This CPU's last local destination and what the maps said of it, under the generation read
+/// before they were looked up: a flood to one address finds it here, where a hash lookup cost
+/// about 19 ns per segment under a live flood (`cargo xtask bench profile`: `htab_map_hash`
+/// and `lookup_nulls_elem_raw`).
+#[repr(C)]
+pub struct LocalMemo {
+    /// [`GUARD_LOCAL_GEN`] when the maps were read.
+    pub generation: u64,
+    /// 4 or 6 (0: empty).
+    pub family: u32,
+    /// The entry's value (an interface index, `LOCAL_ANY_IFINDEX` or `LOCAL_NEVER`).
+    pub bound: u32,
+    /// The destination address as read from the packet in two 8-byte words (IPv4: its four
+    /// bytes in the first, the second 0).
+    pub dst: [u64; 2],
+}
+
+#[map]
+pub static GUARD_LOCAL_MEMO: PerCpuArray<LocalMemo> = PerCpuArray::with_max_entries(1, 0);
+
 /// Per-CPU SYN rate windows: per destination port, and all ports at `RATE_OVERALL`.
 #[map]
 pub static GUARD_RATES: PerCpuArray<RateState> = PerCpuArray::with_max_entries(RATE_OVERALL + 1, 0);

@@ -18,8 +18,8 @@ use std::{
 
 use aya::maps::{HashMap, MapData, lpm_trie::Key, lpm_trie::LpmTrie};
 use guard_common::{
-    LOCAL_ANY_IFINDEX, LOCAL_NETS_V4_MAP, LOCAL_NETS_V6_MAP, LOCAL_NEVER, LOCAL_V4_MAP,
-    LOCAL_V6_MAP,
+    LOCAL_ANY_IFINDEX, LOCAL_GEN_MAP, LOCAL_NETS_V4_MAP, LOCAL_NETS_V6_MAP, LOCAL_NEVER,
+    LOCAL_V4_MAP, LOCAL_V6_MAP,
 };
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
@@ -270,23 +270,41 @@ pub fn sync(maps: &mut LocalMaps, want: &LocalSet) -> Result<SyncChange, GuardEr
         };
     }
     let mut change = SyncChange::default();
-    sync_family(
+    let synced = sync_family(
         &mut maps.v4,
         &mut maps.nets_v4,
         (LOCAL_V4_MAP, LOCAL_NETS_V4_MAP),
         &v4,
         &mut change,
         IpAddr::from,
-    )?;
-    sync_family(
-        &mut maps.v6,
-        &mut maps.nets_v6,
-        (LOCAL_V6_MAP, LOCAL_NETS_V6_MAP),
-        &v6,
-        &mut change,
-        IpAddr::from,
-    )?;
-    Ok(change)
+    )
+    .and_then(|()| {
+        sync_family(
+            &mut maps.v6,
+            &mut maps.nets_v6,
+            (LOCAL_V6_MAP, LOCAL_NETS_V6_MAP),
+            &v6,
+            &mut change,
+            IpAddr::from,
+        )
+    });
+    // After every sync, whatever it changed (an entry's interface too) or failed half-way
+    // through: the data path's memo of its last local destination is not used across a
+    // generation, and a sync is rare (address and route events).
+    bump_generation(maps)?;
+    synced.map(|()| change)
+}
+
+/// Adds one to the local destinations' generation (see [`guard_common::LOCAL_GEN_MAP`]).
+fn bump_generation(maps: &mut LocalMaps) -> Result<(), GuardError> {
+    let map_err = |source| GuardError::Map {
+        map: LOCAL_GEN_MAP,
+        source,
+    };
+    let g = maps.generation.get(&0, 0).map_err(map_err)?;
+    maps.generation
+        .set(0, g.wrapping_add(1), 0)
+        .map_err(map_err)
 }
 
 /// Address and route events of the calling thread's namespace: readable when something that

@@ -19,9 +19,9 @@ use aya::{
 use guard_common::{
     ACL_FILTER_MAP, ACL_LENS_MAP, ACL_V4_MAP, ACL_V6_MAP, AUTO_MAP, Acl, AclFilter, AclKeyV4,
     AclKeyV6, AclLens, AutoState, CONFIG_MAP, COUNTERS_MAP, Counter, Family, GuardConfig,
-    LOCAL_NETS_V4_MAP, LOCAL_NETS_V6_MAP, LOCAL_V4_MAP, LOCAL_V6_MAP, PORTS_MAP, PORTS_WORDS,
-    STATE_BASE_MAP, STATE_DELTAS_MAP, TCP_STATE_SLOTS, TRANSITIONS_LEN, TRANSITIONS_MAP,
-    counter_index,
+    LOCAL_GEN_MAP, LOCAL_NETS_V4_MAP, LOCAL_NETS_V6_MAP, LOCAL_V4_MAP, LOCAL_V6_MAP, PORTS_MAP,
+    PORTS_WORDS, STATE_BASE_MAP, STATE_DELTAS_MAP, TCP_STATE_SLOTS, TRANSITIONS_LEN,
+    TRANSITIONS_MAP, counter_index,
     detect::{DETECT_MAP, DetectSlot},
 };
 
@@ -72,6 +72,8 @@ pub struct LocalMaps {
     pub v6: BpfHashMap<MapData, [u8; 16], u32>,
     pub nets_v4: LpmTrie<MapData, [u8; 4], u32>,
     pub nets_v6: LpmTrie<MapData, [u8; 16], u32>,
+    /// Their generation, one more after every change (see [`guard_common::LOCAL_GEN_MAP`]).
+    pub generation: Array<MapData, u64>,
 }
 
 /// Every map of the guard the controller uses, typed. The rate windows and the reflection
@@ -158,6 +160,7 @@ impl GuardMaps {
                 v6: s.get(LOCAL_V6_MAP)?,
                 nets_v4: s.get(LOCAL_NETS_V4_MAP)?,
                 nets_v6: s.get(LOCAL_NETS_V6_MAP)?,
+                generation: s.get(LOCAL_GEN_MAP)?,
             },
             state_deltas: s.get(STATE_DELTAS_MAP)?,
             state_base: s.get(STATE_BASE_MAP)?,

@@ -225,6 +225,59 @@ fn address_changes_take_effect_at_the_next_sync() {
     );
 }
 
+/// The data path memoises its last local destination per CPU under the maps' generation. A
+/// change made behind the generation's back is not seen (so the memo is in use), and the same
+/// change made by a sync is seen at the next segment: the generation, not luck, keeps the memo
+/// right.
+#[test]
+fn the_memoised_local_destination_lasts_until_the_next_sync() {
+    // Every test run on one CPU, so that they share its memo.
+    let mut cpus = nix::sched::CpuSet::new();
+    cpus.set(0).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus).unwrap();
+    enter_private_netns();
+    let l = TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))).unwrap();
+    let port = l.local_addr().unwrap().port();
+    ip(&["addr", "add", "10.99.4.4/32", "dev", "lo"]);
+    ip(&["-6", "addr", "add", "fd99::4/128", "dev", "lo", "nodad"]);
+    let mut guard = loaded_guard(&CONFIG);
+    for (family, addr) in [("IPv4", "10.99.4.4"), ("IPv6", "fd99::4")] {
+        let dst: IpAddr = addr.parse().unwrap();
+        let syn = segment(dst, port, "S");
+        let answered = |g: &Guard, what: &str| {
+            expect(
+                g,
+                &format!("{family}: {what}"),
+                &syn,
+                None,
+                XDP_TX,
+                Counter::SynAckSent,
+            );
+        };
+        answered(&guard, "local");
+        // Gone from the host and from the map, the generation left alone.
+        if dst.is_ipv4() {
+            ip(&["addr", "del", &format!("{addr}/32"), "dev", "lo"]);
+            guard.maps_mut().local.v4.remove(&[10, 99, 4, 4]).unwrap();
+        } else {
+            ip(&["-6", "addr", "del", &format!("{addr}/128"), "dev", "lo"]);
+            let IpAddr::V6(a) = dst else { unreachable!() };
+            guard.maps_mut().local.v6.remove(&a.octets()).unwrap();
+        }
+        answered(&guard, "memoised while the generation stands");
+        // A sync (which finds nothing left to remove) moves the generation on.
+        assert!(guard.sync_local().unwrap().is_empty());
+        expect(
+            &guard,
+            &format!("{family}: after the sync"),
+            &syn,
+            None,
+            XDP_PASS,
+            Counter::NotLocal,
+        );
+    }
+}
+
 /// `net.ipv6.max_hbh_opts_number` negative: options of unknown type are refused too.
 #[test]
 fn negative_option_count_sysctl_refuses_unknown_options() {
