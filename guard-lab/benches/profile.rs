@@ -1,12 +1,13 @@
 //! `cargo xtask bench profile`: where the receive core's time goes while the guard answers a
-//! live random-source SYN flood (IPv4, then IPv6), by kernel function and, inside the guard's
-//! own program, by source line. The lab is `common`'s (generator on CPU 0, the server's receive
+//! live random-source SYN flood (IPv4, then IPv6) and drops a forged-ACK flood (IPv4), by
+//! kernel function and, inside the guard's own program, by source line. The lab is `common`'s (generator on CPU 0, the server's receive
 //! NAPI thread on CPU 1); `perf record -e cpu-clock` samples CPU 1 during one flood (a software
 //! clock: no PMU needed, as on this VM), run-time statistics off so that their clock reads do
 //! not enter the picture. The guard's JIT image is mapped back to its instructions through the
 //! program's line information (`BPF_OBJ_GET_INFO_BY_FD`: each source line's JIT address) and to
 //! source text through `bpftool prog dump xlated`. Every figure is a share of the core's samples
-//! and, from it, ns per SYN-ACK (samples x sampling period / SYN-ACKs sent).
+//! and, from it, ns per SYN-ACK sent (samples x sampling period / SYN-ACKs), or per forged ACK
+//! dropped.
 //!
 //! The first read of a frame stalls while its cache line comes over from the generator's core
 //! (on a NIC, from memory the NIC wrote): any XDP program pays it, the read baseline of `cargo
@@ -33,6 +34,7 @@ use std::{
 
 use aya::programs::Xdp;
 use common::*;
+use guard_lab::packet::Kind;
 
 /// Sampling frequency (Hz) of the cpu-clock event.
 const FREQ: u32 = 4999;
@@ -58,7 +60,7 @@ const CATEGORIES: &[(&str, &[&str])] = &[
         ],
     ),
     (
-        "SYN cookie (bpf_tcp_gen_syncookie: siphash, MSS)",
+        "SYN cookie (bpf_tcp_gen_syncookie, bpf_tcp_check_syncookie: siphash, MSS)",
         &[
             "siphash",
             "cookie",
@@ -217,8 +219,13 @@ fn category(sym: &str) -> &'static str {
         .map_or(OTHER, |(name, _)| name)
 }
 
+/// What a flood's samples are counted per: the guard's counter of it, and its name.
+type Unit = (guard_common::Counter, &'static str);
+const PER_SYN_ACK: Unit = (guard_common::Counter::SynAckSent, "SYN-ACK");
+const PER_FORGED_ACK: Unit = (guard_common::Counter::AckDropped, "forged ACK");
+
 /// One flood, profiled: the report's section.
-fn profile(lab: &Lab, name: &str, load: &Load) -> Res<String> {
+fn profile(lab: &Lab, name: &str, load: &Load, (counter, unit): Unit) -> Res<String> {
     let srv = server(lab, Front::Guard(Policy::Plain))?;
     let guard = srv.guard.as_ref().ok_or("a guard front")?;
     let prog = guard_program(&srv)?;
@@ -227,12 +234,7 @@ fn profile(lab: &Lab, name: &str, load: &Load) -> Res<String> {
     let source = xlated_source(id)?;
     let data = std::env::temp_dir().join(format!("sgbench-profile-{}.data", std::process::id()));
     let data_s = data.to_string_lossy().into_owned();
-    let synacks = || {
-        guard
-            .counters()
-            .map(|c| c.get(guard_common::Counter::SynAckSent))
-            .unwrap_or(0)
-    };
+    let done = || guard.counters().map(|c| c.get(counter)).unwrap_or(0);
     let mut perf = Command::new("perf")
         .args([
             "record",
@@ -249,9 +251,9 @@ fn profile(lab: &Lab, name: &str, load: &Load) -> Res<String> {
         .spawn()
         .map_err(e("perf record (cargo xtask setup installs it)"))?;
     std::thread::sleep(Duration::from_millis(300));
-    let s0 = synacks();
+    let s0 = done();
     let flood = lab.flood(load, &AtomicBool::new(false));
-    let sent = synacks().saturating_sub(s0);
+    let sent = done().saturating_sub(s0);
     let status = perf.wait().map_err(e("perf record"))?;
     let flood = flood?;
     if !status.success() {
@@ -261,12 +263,9 @@ fn profile(lab: &Lab, name: &str, load: &Load) -> Res<String> {
     let _ = std::fs::remove_file(&data);
     let all = all?;
     if sent == 0 || all.is_empty() {
-        return Err(format!(
-            "no SYN-ACKs ({sent}) or no samples ({})",
-            all.len()
-        ));
+        return Err(format!("no {unit}s ({sent}) or no samples ({})", all.len()));
     }
-    let per_synack = |n: usize| n as f64 * 1e9 / FREQ as f64 / sent as f64;
+    let per_unit = |n: usize| n as f64 * 1e9 / FREQ as f64 / sent as f64;
     let mut by_cat: HashMap<&str, usize> = HashMap::new();
     let mut other: HashMap<&str, usize> = HashMap::new();
     let mut by_line: HashMap<String, (usize, String)> = HashMap::new();
@@ -289,12 +288,12 @@ fn profile(lab: &Lab, name: &str, load: &Load) -> Res<String> {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "## {name}: {:.2} Mpps offered, {sent} SYN-ACKs in {:.1} s ({:.2} Mpps), {total} samples of CPU {NAPI_CPU} at {FREQ} Hz\n",
+        "## {name}: {:.2} Mpps offered, {sent} {unit}s in {:.1} s ({:.2} Mpps), {total} samples of CPU {NAPI_CPU} at {FREQ} Hz\n",
         flood.pps() / 1e6,
         flood.elapsed.as_secs_f64(),
         sent as f64 / flood.elapsed.as_secs_f64().max(1e-9) / 1e6,
     );
-    let _ = writeln!(out, "| where | share of the core | ns per SYN-ACK |");
+    let _ = writeln!(out, "| where | share of the core | ns per {unit} |");
     let _ = writeln!(out, "|---|---|---|");
     let mut rows: Vec<(&str, usize)> = by_cat.into_iter().collect();
     rows.push(("the guard's own program (JIT), source lines below", guard_n));
@@ -304,7 +303,7 @@ fn profile(lab: &Lab, name: &str, load: &Load) -> Res<String> {
             out,
             "| {what} | {:.1} % | {:.0} |",
             100.0 * n as f64 / total as f64,
-            per_synack(n)
+            per_unit(n)
         );
     }
     let mut others: Vec<(&str, usize)> = other.into_iter().collect();
@@ -315,7 +314,7 @@ fn profile(lab: &Lab, name: &str, load: &Load) -> Res<String> {
         others
             .iter()
             .take(6)
-            .map(|(sym, n)| format!("{sym} {:.0} ns", per_synack(*n)))
+            .map(|(sym, n)| format!("{sym} {:.0} ns", per_unit(*n)))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -325,7 +324,7 @@ fn profile(lab: &Lab, name: &str, load: &Load) -> Res<String> {
     );
     let _ = writeln!(
         out,
-        "| share of the program | ns per SYN-ACK | source line | e.g. instruction |"
+        "| share of the program | ns per {unit} | source line | e.g. instruction |"
     );
     let _ = writeln!(out, "|---|---|---|---|");
     let mut lines: Vec<(String, (usize, String))> = by_line.into_iter().collect();
@@ -336,7 +335,7 @@ fn profile(lab: &Lab, name: &str, load: &Load) -> Res<String> {
             out,
             "| {:.1} % | {:.1} | `{}` | `{}` |",
             100.0 * n as f64 / guard_n.max(1) as f64,
-            per_synack(n),
+            per_unit(n),
             clip(&src, 80),
             clip(&insn, 40)
         );
@@ -359,9 +358,18 @@ fn main() {
     let mut report = String::from(
         "# where the receive core's time goes under a random-source SYN flood (perf cpu-clock)\n\n",
     );
-    for (name, load) in [("IPv4 SYN", syn4), ("IPv6 SYN", Load { v6: true, ..syn4 })] {
+    let ack4 = Load {
+        kind: Kind::Ack,
+        ..syn4
+    };
+    for (name, load, unit) in [
+        ("IPv4 SYN", syn4, PER_SYN_ACK),
+        ("IPv6 SYN", Load { v6: true, ..syn4 }, PER_SYN_ACK),
+        ("IPv4 forged ACK", ack4, PER_FORGED_ACK),
+    ] {
         assert!(!interrupted(), "interrupted");
-        let section = profile(&lab, name, &load).unwrap_or_else(|err| panic!("{name}: {err}"));
+        let section =
+            profile(&lab, name, &load, unit).unwrap_or_else(|err| panic!("{name}: {err}"));
         println!("{section}");
         report.push_str(&section);
         report.push('\n');
