@@ -12,24 +12,58 @@
 //! kernel answers a segment for no connection itself, or checks a cookie ACK itself). SYNs never
 //! use the cache: every SYN gets the full path.
 
-/// Name of the per-CPU array of [`FlowEntry`], [`FLOW_SLOTS`] slots. Not pinned: a restarted
+/// Name of the per-CPU array of [`FlowKey`]s, [`FLOW_SLOTS`] slots. Not pinned: a restarted
 /// guard starts with an empty cache, which costs one socket lookup per connection.
 pub const FLOWS_MAP: &str = "GUARD_FLOWS";
-/// Slots of the cache, per CPU (a power of two): 4096 x 48 bytes.
+/// Name of the per-CPU array of [`FlowTag`]s, one per slot of [`FLOWS_MAP`], read first: a
+/// segment of no known flow (a forged-ACK flood's, random tuples) ends at 8 bytes of a 32 KiB
+/// array, where reading the 40-byte key of a 160 KiB one cost it 20-30 ns in cache misses
+/// (`cargo xtask bench profile`, forged-ACK flood). Not pinned either.
+pub const FLOW_TAGS_MAP: &str = "GUARD_FLOW_TAGS";
+/// Slots of the cache, per CPU (a power of two): 4096 x (8 + 40) bytes.
 pub const FLOW_SLOTS: u32 = 4096;
 /// How long an entry stands for its connection after the socket lookup that wrote it (about
 /// 268 ms, on the coarse clock): a live connection pays one socket lookup per period.
 pub const FLOW_TTL_NS: u64 = 1 << 28;
+/// The tags' clock: the coarse clock in units of 2^20 ns (about 1 ms), 32 bits, wrapping.
+pub const FLOW_TIME_SHIFT: u32 = 20;
+/// [`FLOW_TTL_NS`] on the tags' clock.
+const FLOW_TTL_UNITS: u32 = (FLOW_TTL_NS >> FLOW_TIME_SHIFT) as u32;
 /// Family tags in the key's last word.
 const TAG_V4: u64 = 4 << 32;
 const TAG_V6: u64 = 6 << 32;
 
-/// One slot: a segment's tuple as its wire bytes, and when the entry expires (coarse clock).
+/// One slot's tag: 32 bits of its key's hash (other bits than the slot's own), and when the
+/// entry expires on the tags' clock.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowEntry {
-    pub key: FlowKey,
-    pub expires_ns: u64,
+pub struct FlowTag {
+    pub tag: u32,
+    pub expires: u32,
+}
+
+impl FlowTag {
+    /// The tag of an entry for a key with hash tag `tag`, written at `now_ns`.
+    #[inline(always)]
+    pub fn new(tag: u32, now_ns: u64) -> Self {
+        Self {
+            tag,
+            expires: ((now_ns >> FLOW_TIME_SHIFT) as u32).wrapping_add(FLOW_TTL_UNITS),
+        }
+    }
+
+    /// True if this is the tag of a key with hash tag `tag`, unexpired at `now_ns`: its
+    /// expiry is after now by at most the time to live (on the wrapping clock, a tag written
+    /// 52 days before the present one looks unexpired for the same 268 ms, and its slot's key
+    /// is compared in full after this, so a segment it lets by is one of a connection the
+    /// socket lookup found: what any entry stands for, up to 268 ms after the connection).
+    #[inline(always)]
+    pub fn matches(&self, tag: u32, now_ns: u64) -> bool {
+        let left = self
+            .expires
+            .wrapping_sub((now_ns >> FLOW_TIME_SHIFT) as u32);
+        self.tag == tag && left.wrapping_sub(1) < FLOW_TTL_UNITS
+    }
 }
 
 /// A segment's tuple as words of wire bytes (`from_ne_bytes`): for IPv4 the source and
@@ -61,17 +95,19 @@ impl FlowKey {
         }
     }
 
-    /// The key's slot: the address words folded, then a multiplicative hash with the ports.
-    /// Not keyed: a sender choosing tuples to collide only evicts entries, which costs the
-    /// evicted connections a socket lookup each (the verdict is the full path's).
+    /// The key's slot and its tag: the address words folded, then a multiplicative hash with
+    /// the ports; the slot from the product's top bits (its best mixed: Fibonacci hashing),
+    /// the tag from the 32 below them. Not keyed: a sender choosing tuples to collide only
+    /// evicts entries, which costs the evicted connections a socket lookup each, and a tag
+    /// match is followed by a full key compare (the verdict is the full path's).
     #[inline(always)]
-    pub fn slot(&self) -> u32 {
+    pub fn slot_and_tag(&self) -> (u32, u32) {
         let w = &self.w;
         let a = (w[0] ^ w[1].rotate_left(21) ^ w[2].rotate_left(42) ^ w[3])
             .wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let h = (a ^ w[4]).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
-        // The product's top bits are its best mixed (Fibonacci hashing).
-        (h >> (64 - FLOW_SLOTS.trailing_zeros())) as u32
+        let bits = FLOW_SLOTS.trailing_zeros();
+        ((h >> (64 - bits)) as u32, (h >> (32 - bits)) as u32)
     }
 }
 
@@ -112,10 +148,14 @@ mod tests {
                 .collect(),
         ] {
             let mut used = std::collections::HashSet::new();
+            let mut tags = std::collections::HashSet::new();
             for k in &keys {
-                assert!(k.slot() < FLOW_SLOTS);
-                used.insert(k.slot());
+                let (slot, tag) = k.slot_and_tag();
+                assert!(slot < FLOW_SLOTS);
+                used.insert(slot);
+                tags.insert(tag);
             }
+            assert!(tags.len() >= keys.len() - 2, "{} tags", tags.len());
             // A random function fills 1 - 1/e of the slots (63 %).
             assert!(
                 used.len() > FLOW_SLOTS as usize / 2,
@@ -123,5 +163,32 @@ mod tests {
                 used.len()
             );
         }
+    }
+
+    #[test]
+    fn tags_match_their_key_until_they_expire() {
+        let t0 = 5u64 << 40;
+        let t = FlowTag::new(0xabcd, t0);
+        assert!(t.matches(0xabcd, t0));
+        assert!(!t.matches(0xabce, t0), "another key's tag");
+        assert!(t.matches(0xabcd, t0 + FLOW_TTL_NS - (2 << FLOW_TIME_SHIFT)));
+        assert!(
+            !t.matches(0xabcd, t0 + FLOW_TTL_NS + (1 << FLOW_TIME_SHIFT)),
+            "expired"
+        );
+        assert!(!t.matches(0xabcd, t0 + (1 << 40)), "long expired");
+        assert!(
+            !t.matches(0xabcd, t0 - (2 << FLOW_TIME_SHIFT)),
+            "not yet written"
+        );
+        // Across the wrap of the 32-bit clock.
+        let wrap = (u32::MAX as u64) << FLOW_TIME_SHIFT;
+        let t = FlowTag::new(7, wrap);
+        assert!(t.matches(7, wrap + (100 << FLOW_TIME_SHIFT)));
+        assert!(!t.matches(7, wrap + FLOW_TTL_NS + (1 << FLOW_TIME_SHIFT)));
+        assert!(
+            !FlowTag::default().matches(0, t0),
+            "an empty slot is expired (outside 268 ms every 52 days)"
+        );
     }
 }

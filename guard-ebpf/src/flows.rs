@@ -6,7 +6,7 @@
 use aya_ebpf::{macros::map, maps::PerCpuArray, programs::XdpContext};
 use guard_common::{
     Family,
-    flows::{FLOW_SLOTS, FLOW_TTL_NS, FlowEntry, FlowKey},
+    flows::{FLOW_SLOTS, FlowKey, FlowTag},
 };
 
 use crate::{
@@ -16,10 +16,12 @@ use crate::{
     },
 };
 
-/// The cache, one array of [`FLOW_SLOTS`] entries per CPU: no store to memory shared between
-/// CPUs, on a hit or a write.
+/// The cache, one array of [`FLOW_SLOTS`] keys per CPU, and their tags (read first): no store
+/// to memory shared between CPUs, on a hit or a write.
 #[map]
-pub static GUARD_FLOWS: PerCpuArray<FlowEntry> = PerCpuArray::with_max_entries(FLOW_SLOTS, 0);
+pub static GUARD_FLOWS: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(FLOW_SLOTS, 0);
+#[map]
+pub static GUARD_FLOW_TAGS: PerCpuArray<FlowTag> = PerCpuArray::with_max_entries(FLOW_SLOTS, 0);
 
 /// The tuple of a plain frame and its family: Ethernet without VLAN tags, then IPv4 without
 /// options or IPv6 with TCP right after its header, not a fragment, a TCP header without SYN
@@ -89,15 +91,20 @@ fn plain_key(ctx: &XdpContext) -> Option<(Family, FlowKey)> {
 }
 
 /// The family of a plain frame (see [`plain_key`]) of a connection the full path found on this
-/// CPU less than `FLOW_TTL_NS` ago; `None` for any other frame.
+/// CPU less than `FLOW_TTL_NS` ago; `None` for any other frame. The slot's tag first (most
+/// frames of no known flow end there), then its key in full.
 #[inline(always)]
 pub fn known(ctx: &XdpContext, now: impl FnOnce() -> u64) -> Option<Family> {
     let (family, k) = plain_key(ctx)?;
-    let e = GUARD_FLOWS.get(k.slot())?;
+    let (slot, tag) = k.slot_and_tag();
+    if !GUARD_FLOW_TAGS.get(slot)?.matches(tag, now()) {
+        return None;
+    }
+    let e = GUARD_FLOWS.get(slot)?;
     // Word by word, branch-free: `==` on the arrays is a call to a byte-wise BPF memcmp.
-    let (a, b) = (&e.key.w, &k.w);
+    let (a, b) = (&e.w, &k.w);
     let diff = (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]);
-    (diff == 0 && e.expires_ns > now()).then_some(family)
+    (diff == 0).then_some(family)
 }
 
 /// Records that the socket lookup found a connection for the frame's tuple (only a plain
@@ -107,13 +114,15 @@ pub fn remember(ctx: &XdpContext, now: u64) {
     let Some((_, k)) = plain_key(ctx) else {
         return;
     };
-    if let Some(e) = GUARD_FLOWS.get_ptr_mut(k.slot()) {
-        // Safety: this CPU's slot of a per-CPU array, ours for the duration of the program.
+    let (slot, tag) = k.slot_and_tag();
+    if let (Some(e), Some(t)) = (
+        GUARD_FLOWS.get_ptr_mut(slot),
+        GUARD_FLOW_TAGS.get_ptr_mut(slot),
+    ) {
+        // Safety: this CPU's slots of per-CPU arrays, ours for the duration of the program.
         unsafe {
-            *e = FlowEntry {
-                key: k,
-                expires_ns: now + FLOW_TTL_NS,
-            }
-        };
+            *e = k;
+            *t = FlowTag::new(tag, now);
+        }
     }
 }
