@@ -54,9 +54,8 @@ const NONE: u64 = u64::MAX;
 /// bytes in the low half of `hi`), or [`NONE`]. This CPU's last answer is memoised under the
 /// maps' generation; anything else is looked up: the exact address, then a local prefix.
 ///
-/// Verifier and code generation: a global function, verified once with scalar arguments; its
-/// lookups inlined into the data path were re-verified on every path after them, and moved the
-/// SYN path's code generation by tens of ns.
+/// Verifier: a global function, verified once with scalar arguments; inlined, its lookups would
+/// be verified again on every path after them.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn synguard_local(family: u64, hi: u64, lo: u64) -> u64 {

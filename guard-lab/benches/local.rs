@@ -4,8 +4,8 @@
 //! (`probe_parse`), the walk and the local-address maps the guard uses (`probe_local`: this
 //! CPU's memo of its last local destination, else a hash lookup and an LPM lookup on a miss;
 //! the repeated frame here finds the memo, as a flood to one address does), the walk and a
-//! full FIB lookup (`probe_fib`); with a small routing table and with 10,000 routes. Interleaved rounds; median, min and max of each
-//! figure.
+//! full FIB lookup (`probe_fib`); with a small routing table and with 10,000 routes.
+//! Interleaved rounds; median, min and max of each figure.
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener},

@@ -151,7 +151,13 @@ fn main() {
     }
 
     // Headline: the highest rate the kernel sustains without ring loss.
-    let kernel = 1;
+    let at = |front: Front| {
+        fronts
+            .iter()
+            .position(|f| f.1 == front)
+            .expect("a swept front")
+    };
+    let (guard, kernel) = (at(Front::Guard(Policy::Plain)), at(Front::Kernel));
     let sustained = (0..RATES.len())
         .filter(|&ri| {
             med(steps[kernel][ri]
@@ -167,7 +173,7 @@ fn main() {
         });
     let headline = match sustained {
         Some(ri) => {
-            let ratio = med(steps[0][ri]
+            let ratio = med(steps[guard][ri]
                 .iter()
                 .zip(&steps[kernel][ri])
                 .map(|(g, k)| g.cpu_pct / k.cpu_pct)
@@ -191,10 +197,10 @@ fn main() {
     };
     // What bounds the headline: the receive path every front pays, XDP_DROP's CPU at the same
     // step; the guard's and the kernel's CPU above it, per round.
-    let drop_front = 3;
+    let drop_front = at(Front::Drop);
     let bound = sustained.map(|ri| {
         let base = med(steps[drop_front][ri].iter().map(|s| s.cpu_pct).collect());
-        let above = med(steps[0][ri]
+        let above = med(steps[guard][ri]
             .iter()
             .zip(&steps[kernel][ri])
             .zip(&steps[drop_front][ri])

@@ -11,7 +11,7 @@ use std::{
     process::Command,
 };
 
-use common::{CONFIG, enter_private_netns, loaded_guard};
+use common::{CONFIG, enter_private_netns, loaded_guard, pin_to_cpu0};
 use etherparse::PacketBuilder;
 use guard_common::{
     Counter, Family, GuardConfig, SystemConfig,
@@ -232,9 +232,7 @@ fn address_changes_take_effect_at_the_next_sync() {
 #[test]
 fn the_memoised_local_destination_lasts_until_the_next_sync() {
     // Every test run on one CPU, so that they share its memo.
-    let mut cpus = nix::sched::CpuSet::new();
-    cpus.set(0).unwrap();
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus).unwrap();
+    pin_to_cpu0();
     enter_private_netns();
     let l = TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))).unwrap();
     let port = l.local_addr().unwrap().port();

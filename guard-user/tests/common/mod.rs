@@ -84,6 +84,21 @@ pub const CONFIG: GuardConfig = GuardConfig {
     },
 };
 
+/// Moves this thread to CPU 0, so that the test runs it makes share one CPU's per-CPU state
+/// (rate windows, caches, memos).
+pub fn pin_to_cpu0() {
+    // Safety: cpu_set_t is plain data, initialised by CPU_ZERO/CPU_SET; pid 0 is this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set),
+            0
+        );
+    }
+}
+
 /// The program loaded and configured with `cfg`.
 pub fn loaded_guard(cfg: &GuardConfig) -> Guard {
     let mut g = Guard::load(&LoadOptions::default()).expect("load the XDP program");
