@@ -63,7 +63,7 @@ fn try_build(package: &str, what: &str) -> anyhow::Result<()> {
         .exec()
         .context("MetadataCommand::exec")?;
     let ebpf_package = packages
-        .into_iter()
+        .iter()
         .find(|p| p.name.as_str() == package)
         .ok_or_else(|| anyhow!("{package} package not found"))?;
     let package_dir = ebpf_package
@@ -71,8 +71,28 @@ fn try_build(package: &str, what: &str) -> anyhow::Result<()> {
         .parent()
         .ok_or_else(|| anyhow!("no parent for {}", ebpf_package.manifest_path))?;
     // The build script depends on the package's binaries, which cargo does not track (only its
-    // library, through the build-dependency): rerun when anything under it changes.
-    println!("cargo:rerun-if-changed={package_dir}");
+    // library, through the build-dependency): rerun when anything under it changes, or under
+    // the workspace packages it depends on. The host build of a dependency does not cover
+    // them: guard-ebpf's modules exist only on the BPF target, so an edit to one does not
+    // rebuild anything on the host (the lab's probes, which link them, went stale that way).
+    let mut dirs = vec![package_dir.to_owned()];
+    let mut todo = vec![ebpf_package];
+    while let Some(p) = todo.pop() {
+        for dep in p.dependencies.iter().filter_map(|d| d.path.as_ref()) {
+            if !dirs.contains(dep) {
+                dirs.push(dep.clone());
+                if let Some(q) = packages
+                    .iter()
+                    .find(|q| q.manifest_path.parent() == Some(dep))
+                {
+                    todo.push(q);
+                }
+            }
+        }
+    }
+    for dir in &dirs {
+        println!("cargo:rerun-if-changed={dir}");
+    }
 
     let target = match env::var("CARGO_CFG_TARGET_ENDIAN")?.as_str() {
         "big" => "bpfeb-unknown-none",
