@@ -51,6 +51,27 @@ pub struct PrefixKey {
     pub addr: [u8; 16],
 }
 
+impl PrefixKey {
+    /// Whether this is the prefix of `family` whose [`wire_words`] are (`hi`, `lo`).
+    #[inline(always)]
+    pub fn holds(&self, family: u32, hi: u64, lo: u64) -> bool {
+        let word = |i: usize| {
+            let a = &self.addr;
+            u64::from_ne_bytes([
+                a[i],
+                a[i + 1],
+                a[i + 2],
+                a[i + 3],
+                a[i + 4],
+                a[i + 5],
+                a[i + 6],
+                a[i + 7],
+            ])
+        };
+        self.family == family && word(0) == hi && word(8) == lo
+    }
+}
+
 /// One CPU's sketches for one window. Zeroed by the controller with `window` set to the window
 /// it will count; the data path counts only into a slot whose `window` is the current one (a slot
 /// the controller has not prepared, e.g. while no controller runs, is left alone).
@@ -92,9 +113,9 @@ impl DetectSlot {
 }
 
 impl DetectSlot {
-    /// Counts one SYN from a source given as two big-endian halves (IPv4 in the top 32 bits of
-    /// `hi`; `family` 4 or 6) to destination port `port`: the data path's whole update, also run
-    /// on the host by the controller's tests.
+    /// Counts one SYN from a source given as its [`wire_words`] (`family` 4 or 6) to
+    /// destination port `port`: the data path's whole update, also run on the host by the
+    /// controller's tests.
     #[inline(always)]
     pub fn count(&mut self, family: u64, hi: u64, lo: u64, port: u16) {
         self.syns += 1;
@@ -116,16 +137,32 @@ impl DetectSlot {
         self.prefixes[cells[0]] = self.prefixes[cells[0]].wrapping_add(1);
         self.prefixes[cells[1]] = self.prefixes[cells[1]].wrapping_add(1);
         if announce(estimate(&self.prefixes, cells)) {
-            let c = &mut self.cand_prefixes[candidate_slot(ph)];
-            c.family = family as u32;
-            c.addr[..8].copy_from_slice(&phi.to_be_bytes());
-            c.addr[8..].copy_from_slice(&plo.to_be_bytes());
+            let fam = family as u32;
+            let [a, b] = candidate_slots(ph);
+            let fits = |c: &PrefixKey| c.family == 0 || c.holds(fam, phi, plo);
+            let s = if fits(&self.cand_prefixes[a]) || !fits(&self.cand_prefixes[b]) {
+                a
+            } else {
+                b
+            };
+            let c = &mut self.cand_prefixes[s];
+            c.family = fam;
+            c.addr[..8].copy_from_slice(&phi.to_ne_bytes());
+            c.addr[8..].copy_from_slice(&plo.to_ne_bytes());
         }
         let cells = port_cells(port);
         self.ports[cells[0]] = self.ports[cells[0]].wrapping_add(1);
         self.ports[cells[1]] = self.ports[cells[1]].wrapping_add(1);
         if announce(estimate(&self.ports, cells)) {
-            self.cand_ports[port as usize % CANDIDATES] = port as u32;
+            let p = port as u32;
+            let [a, b] = port_slots(port);
+            let fits = |c: u32| c == 0 || c == p;
+            let s = if fits(self.cand_ports[a]) || !fits(self.cand_ports[b]) {
+                a
+            } else {
+                b
+            };
+            self.cand_ports[s] = p;
         }
     }
 }
@@ -215,10 +252,24 @@ pub const fn port_cells(port: u16) -> [usize; CM_ROWS] {
     ]
 }
 
-/// The candidate slot of an item hash.
+/// The two candidate slots of a prefix hash. An announced prefix takes the first if it is free
+/// or already holds it, else the second on the same terms, else the first: heavy items that
+/// share a slot (with 16 slots, one prefix in six shares one with another of three) are all
+/// named, where with one slot the last to announce itself in a window would hide the others.
 #[inline(always)]
-pub const fn candidate_slot(hash: u64) -> usize {
-    ((hash >> 56) as usize) % CANDIDATES
+pub const fn candidate_slots(hash: u64) -> [usize; 2] {
+    [
+        ((hash >> 56) as usize) % CANDIDATES,
+        ((hash >> 48) as usize) % CANDIDATES,
+    ]
+}
+
+/// The two candidate slots of a destination port, taken as [`candidate_slots`]'s (443 and 8443
+/// share the first).
+#[inline(always)]
+pub const fn port_slots(port: u16) -> [usize; 2] {
+    let h = (port as u32).wrapping_mul(0x9e37_79b1);
+    [port as usize % CANDIDATES, (h >> 28) as usize % CANDIDATES]
 }
 
 /// Whether an item whose estimate just became `estimate` is (re)announced as a candidate.
@@ -227,15 +278,31 @@ pub const fn announce(estimate: u32) -> bool {
     estimate >= CANDIDATE_MIN && estimate & (estimate - 1) == 0
 }
 
-/// The source prefix key of an address given as two big-endian halves (IPv4 in the top 32 bits
-/// of `hi`): the address masked to [`PREFIX_LEN_V4`] or [`PREFIX_LEN_V6`], as (hi, lo).
+/// An address's bytes in wire order as two native-endian words: bytes 0..8 and 8..16, an IPv4
+/// address in bytes 0..4 and zeros after it. `words` are the address's four wire words
+/// (`u32::from_ne_bytes`, as the socket lookup takes them; IPv4 in the first). The detection
+/// sketches hash and mask these as they are: no byte swaps on the SYN path.
+#[inline(always)]
+pub const fn wire_words(words: [u32; 4]) -> (u64, u64) {
+    // `u64::from_ne_bytes` of the two words' bytes, written as shifts: built from the bytes,
+    // it compiled to a mask and an or per byte on the BPF target.
+    const fn join(a: u32, b: u32) -> u64 {
+        if cfg!(target_endian = "little") {
+            a as u64 | (b as u64) << 32
+        } else {
+            (a as u64) << 32 | b as u64
+        }
+    }
+    (join(words[0], words[1]), join(words[2], words[3]))
+}
+
+/// The source prefix key of an address given as its [`wire_words`]: the address masked to
+/// [`PREFIX_LEN_V4`] or [`PREFIX_LEN_V6`] (its first 3 or 6 bytes), as (hi, lo).
 #[inline(always)]
 pub const fn prefix_halves(family: u64, hi: u64, _lo: u64) -> (u64, u64) {
-    if family == 4 {
-        (hi & 0xffff_ff00_0000_0000, 0)
-    } else {
-        (hi & 0xffff_ffff_ffff_0000, 0)
-    }
+    const V4: u64 = u64::from_ne_bytes([0xff, 0xff, 0xff, 0, 0, 0, 0, 0]);
+    const V6: u64 = u64::from_ne_bytes([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0]);
+    (hi & if family == 4 { V4 } else { V6 }, 0)
 }
 
 /// The sum over CPUs of one count-min sketch, cell by cell.
@@ -365,10 +432,86 @@ mod tests {
 
     #[test]
     fn prefixes_mask_to_24_and_48() {
-        let v4 = 0x0a_cc_01_02u64 << 32;
-        assert_eq!(prefix_halves(4, v4, 0), (0x0a_cc_01_00u64 << 32, 0));
-        let v6 = 0xfd00_0001_0002_0003u64;
-        assert_eq!(prefix_halves(6, v6, 9), (0xfd00_0001_0002_0000, 0));
+        let word = |b: [u8; 4]| u32::from_ne_bytes(b);
+        let (v4, _) = wire_words([word([10, 204, 1, 2]), 0, 0, 0]);
+        let want = u64::from_ne_bytes([10, 204, 1, 0, 0, 0, 0, 0]);
+        assert_eq!(prefix_halves(4, v4, 0), (want, 0));
+        let (hi, lo) = wire_words([
+            word([0xfd, 0, 0, 1]),
+            word([0, 2, 0, 3]),
+            word([9, 9, 9, 9]),
+            1,
+        ]);
+        let want = u64::from_ne_bytes([0xfd, 0, 0, 1, 0, 2, 0, 0]);
+        assert_eq!(prefix_halves(6, hi, lo), (want, 0));
+    }
+
+    #[test]
+    fn wire_words_keep_the_bytes_in_wire_order() {
+        let word = |b: [u8; 4]| u32::from_ne_bytes(b);
+        let (hi, lo) = wire_words([word([1, 2, 3, 4]), word([5, 6, 7, 8]), word([9; 4]), 0]);
+        assert_eq!(hi.to_ne_bytes(), [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(lo.to_ne_bytes(), [9, 9, 9, 9, 0, 0, 0, 0]);
+    }
+
+    /// Counts `n` SYNs from each of `sources` (wire words), interleaved, on one CPU.
+    fn count_all(slot: &mut DetectSlot, sources: &[(u64, u64)], port: u16, n: usize) {
+        for _ in 0..n {
+            for &(hi, lo) in sources {
+                slot.count(4, hi, lo, port);
+            }
+        }
+    }
+
+    fn v4(a: [u8; 4]) -> (u64, u64) {
+        wire_words([u32::from_ne_bytes(a), 0, 0, 0])
+    }
+
+    #[test]
+    fn heavy_prefixes_sharing_a_slot_are_all_named() {
+        // Three /24s whose first candidate slot is the same and whose second slots differ.
+        let slots = |a: [u8; 4]| {
+            let (hi, lo) = prefix_halves(4, v4(a).0, 0);
+            candidate_slots(prefix_hash(4, hi, lo))
+        };
+        let first = slots([10, 0, 0, 1]);
+        let mut nets = std::vec![[10, 0, 0, 1]];
+        for i in 1..=255u8 {
+            let s = slots([10, 0, i, 1]);
+            if s[0] == first[0] && nets.iter().all(|n| slots(*n)[1] != s[1]) && s[1] != s[0] {
+                nets.push([10, 0, i, 1]);
+            }
+            if nets.len() == 3 {
+                break;
+            }
+        }
+        assert_eq!(nets.len(), 3, "three /24s sharing a first slot");
+        let mut slot = DetectSlot::empty(1);
+        let sources: Vec<(u64, u64)> = nets.iter().map(|n| v4(*n)).collect();
+        count_all(&mut slot, &sources, 80, 2_000);
+        for n in &nets {
+            let (hi, lo) = prefix_halves(4, v4(*n).0, 0);
+            assert!(
+                slot.cand_prefixes.iter().any(|c| c.holds(4, hi, lo)),
+                "{n:?} not named: {:?}",
+                slot.cand_prefixes
+            );
+        }
+    }
+
+    #[test]
+    fn heavy_ports_sharing_a_slot_are_both_named() {
+        assert_eq!(port_slots(443)[0], port_slots(8443)[0]);
+        assert_ne!(port_slots(443)[1], port_slots(8443)[1]);
+        let mut slot = DetectSlot::empty(1);
+        for i in 0..4_000u32 {
+            let src = v4(i.to_be_bytes());
+            // Alternating in threes: every eighth SYN is sampled, and it must see both.
+            slot.count(4, src.0, src.1, if i / 3 % 2 == 0 { 443 } else { 8443 });
+        }
+        for p in [443, 8443] {
+            assert!(slot.cand_ports.contains(&p), "{:?}", slot.cand_ports);
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use guard_common::detect::{DETECT_SLOTS, DETECT_WINDOW_SHIFT, DetectSlot, detect
 #[map]
 pub static GUARD_DETECT: PerCpuArray<DetectSlot> = PerCpuArray::with_max_entries(DETECT_SLOTS, 0);
 
-/// Counts a SYN from the source given as big-endian halves (IPv4 in the top 32 bits of `hi`) to
+/// Counts a SYN from the source given as its wire words (`guard_common::detect::wire_words`) to
 /// `port`, at `now_ns` (the coarse clock). Returns 1 if counted, 0 if the window's slot was not
 /// prepared by the controller (none running, or it fell behind).
 ///

@@ -9,7 +9,7 @@ use aya_ebpf::{
 use guard_common::{
     ACL_FILTER_WORDS, ACL_V4, ACL_V6, Acl, AclFilter, AclKeyV4, AclKeyV6, Counter, Family,
     GuardConfig, MAX_CPUS, PORTS_LISTED, RATE_OVERALL, RATE_WINDOW_NS, RateState, acl_filter_bit,
-    reflect_cell, reflect_cells, reflect_count,
+    detect::wire_words, reflect_cell, reflect_cells, reflect_count,
 };
 
 use crate::{
@@ -35,7 +35,7 @@ pub fn now_ns() -> u64 {
 /// Counts a SYN to a protected listener in the flood-detection sketches (every mode).
 #[inline(always)]
 pub fn detect(seg: &Segment, port: u16, now: u64) {
-    let (hi, lo) = halves(&seg.src());
+    let (hi, lo) = wire_words(seg.src());
     let family = if seg.family == Family::Ipv4 { 4 } else { 6 };
     crate::detect::count_syn(family, hi, lo, port as u32, now);
 }

@@ -19,7 +19,7 @@ use aya_ebpf::{
     helpers::generated::{bpf_fib_lookup as fib_lookup, bpf_sk_release, bpf_tcp_check_syncookie},
     programs::XdpContext,
 };
-use guard_common::Family;
+use guard_common::{Family, detect::wire_words};
 use guard_ebpf::{
     cookie::syn_cookie,
     detect::count_syn,
@@ -73,9 +73,7 @@ pub fn clock(ctx: &XdpContext) -> u32 {
 #[inline(always)]
 pub fn detect(ctx: &XdpContext) -> u32 {
     if let Some(seg) = walk(ctx) {
-        let a = seg.src();
-        let be = |w: u32| u32::from_be(w) as u64;
-        let (hi, lo) = (be(a[0]) << 32 | be(a[1]), be(a[2]) << 32 | be(a[3]));
+        let (hi, lo) = wire_words(seg.src());
         let family = if seg.family == Family::Ipv4 { 4 } else { 6 };
         keep(count_syn(family, hi, lo, seg.dport() as u32, now()));
     }

@@ -1,20 +1,19 @@
 //! Unit tests of `detect`: distinct-source estimates, top prefixes, and verdicts with their hold.
 
 use super::*;
+use guard_common::detect::wire_words;
 
 /// Counts one SYN with the data path's own update.
 fn count(slot: &mut DetectSlot, src: IpAddr, port: u16) {
-    let (family, hi, lo) = match src {
-        IpAddr::V4(a) => (4u64, (u32::from(a) as u64) << 32, 0),
+    let (family, words) = match src {
+        IpAddr::V4(a) => (4u64, [u32::from_ne_bytes(a.octets()), 0, 0, 0]),
         IpAddr::V6(a) => {
             let b = a.octets();
-            (
-                6,
-                u64::from_be_bytes(b[..8].try_into().unwrap()),
-                u64::from_be_bytes(b[8..].try_into().unwrap()),
-            )
+            let w = |i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().unwrap());
+            (6, [w(0), w(4), w(8), w(12)])
         }
     };
+    let (hi, lo) = wire_words(words);
     slot.count(family, hi, lo, port);
 }
 
