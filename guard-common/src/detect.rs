@@ -254,8 +254,8 @@ pub const fn port_cells(port: u16) -> [usize; CM_ROWS] {
 
 /// The two candidate slots of a prefix hash. An announced prefix takes the first if it is free
 /// or already holds it, else the second on the same terms, else the first: heavy items that
-/// share a slot (with 16 slots, one prefix in six shares one with another of three) are all
-/// named, where with one slot the last to announce itself in a window would hide the others.
+/// share a first slot (with 16 slots, two of three prefixes do in about one flood in six) are
+/// all named, where with one slot the last to announce itself in a window hid the others.
 #[inline(always)]
 pub const fn candidate_slots(hash: u64) -> [usize; 2] {
     [
