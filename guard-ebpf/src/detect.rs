@@ -14,11 +14,15 @@ pub static GUARD_DETECT: PerCpuArray<DetectSlot> = PerCpuArray::with_max_entries
 /// `port`, at `now_ns` (the coarse clock). Returns 1 if counted, 0 if the window's slot was not
 /// prepared by the controller (none running, or it fell behind).
 ///
-/// Inlined into the SYN path: as a global BPF function (verified once on its own) the call,
-/// its frame and the argument moves cost 3-4 ns of the update's 10-14 (`cargo xtask bench
-/// detect`, alternating builds), and the verifier's work on the guard grows by 0.2 % inlined.
-#[inline(always)]
-pub fn count_syn(family: u64, hi: u64, lo: u64, port: u32, now_ns: u64) -> u32 {
+/// Verifier: a global function, verified once on its own with scalar arguments; inlined, its
+/// array updates would be re-verified on every path of the SYN answer behind it. Inlined, it
+/// also cost the SYN path more than it saved: the call, frame and argument moves are 3-4 ns in
+/// `cargo xtask bench detect`, but under a live IPv4 SYN flood the guard's cost over its helper
+/// floor rose from a median of 101 ns (10 rounds) to 143-173 (`cargo bench -p guard-lab
+/// --bench datapath -- --only "IPv4 SYN"`, alternating builds).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn synguard_detect(family: u64, hi: u64, lo: u64, port: u32, now_ns: u64) -> u32 {
     let window = now_ns >> DETECT_WINDOW_SHIFT;
     let Some(slot) = GUARD_DETECT.get_ptr_mut(detect_slot(window)) else {
         return 0;

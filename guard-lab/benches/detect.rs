@@ -3,7 +3,7 @@
 //! walk and its coarse-clock read (`probe_clock`; the guard's SYN path reads the clock for every
 //! SYN to a listener, for the TSval and the policy windows, whatever detection does) against
 //! the same and the detection update the guard makes for every SYN to a protected listener
-//! (`probe_detect`: `detect::count_syn`, one per-CPU lookup, the HyperLogLog register, two
+//! (`probe_detect`: `synguard_detect`, one per-CPU lookup, the HyperLogLog register, two
 //! count-min rows for the prefix and two for the port, the candidate checks); the walk alone
 //! (`probe_parse`) for the figure with the clock. Many short interleaved rounds (their order
 //! reversed every other round), so that the runs a difference is taken between ran in the same
