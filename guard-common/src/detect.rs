@@ -52,11 +52,11 @@ pub struct PrefixKey {
 }
 
 impl PrefixKey {
-    /// Whether this is the prefix of `family` whose [`wire_words`] are (`hi`, `lo`).
+    /// The masked address as its [`wire_words`] (what the data path hashed it from).
     #[inline(always)]
-    pub fn holds(&self, family: u32, hi: u64, lo: u64) -> bool {
+    pub fn words(&self) -> (u64, u64) {
+        let a = &self.addr;
         let word = |i: usize| {
-            let a = &self.addr;
             u64::from_ne_bytes([
                 a[i],
                 a[i + 1],
@@ -68,7 +68,13 @@ impl PrefixKey {
                 a[i + 7],
             ])
         };
-        self.family == family && word(0) == hi && word(8) == lo
+        (word(0), word(8))
+    }
+
+    /// Whether this is the prefix of `family` whose [`wire_words`] are (`hi`, `lo`).
+    #[inline(always)]
+    pub fn holds(&self, family: u32, hi: u64, lo: u64) -> bool {
+        self.family == family && self.words() == (hi, lo)
     }
 }
 
@@ -138,13 +144,10 @@ impl DetectSlot {
         self.prefixes[cells[1]] = self.prefixes[cells[1]].wrapping_add(1);
         if announce(estimate(&self.prefixes, cells)) {
             let fam = family as u32;
-            let [a, b] = candidate_slots(ph);
-            let fits = |c: &PrefixKey| c.family == 0 || c.holds(fam, phi, plo);
-            let s = if fits(&self.cand_prefixes[a]) || !fits(&self.cand_prefixes[b]) {
-                a
-            } else {
-                b
-            };
+            let s = choose(candidate_slots(ph), |s| {
+                let c = &self.cand_prefixes[s];
+                c.family == 0 || c.holds(fam, phi, plo)
+            });
             let c = &mut self.cand_prefixes[s];
             c.family = fam;
             c.addr[..8].copy_from_slice(&phi.to_ne_bytes());
@@ -155,13 +158,9 @@ impl DetectSlot {
         self.ports[cells[1]] = self.ports[cells[1]].wrapping_add(1);
         if announce(estimate(&self.ports, cells)) {
             let p = port as u32;
-            let [a, b] = port_slots(port);
-            let fits = |c: u32| c == 0 || c == p;
-            let s = if fits(self.cand_ports[a]) || !fits(self.cand_ports[b]) {
-                a
-            } else {
-                b
-            };
+            let s = choose(port_slots(port), |s| {
+                self.cand_ports[s] == 0 || self.cand_ports[s] == p
+            });
             self.cand_ports[s] = p;
         }
     }
@@ -262,6 +261,13 @@ pub const fn candidate_slots(hash: u64) -> [usize; 2] {
         ((hash >> 56) as usize) % CANDIDATES,
         ((hash >> 48) as usize) % CANDIDATES,
     ]
+}
+
+/// Of an item's two candidate slots, the one it takes (see [`candidate_slots`]): the first if
+/// it `fits` (free, or already holding the item), else the second if that fits, else the first.
+#[inline(always)]
+pub fn choose([a, b]: [usize; 2], fits: impl Fn(usize) -> bool) -> usize {
+    if fits(a) || !fits(b) { a } else { b }
 }
 
 /// The two candidate slots of a destination port, taken as [`candidate_slots`]'s (443 and 8443

@@ -74,8 +74,7 @@ impl Prefix {
 
 /// The hash the data path gives a candidate's prefix.
 fn key_hash(k: &PrefixKey) -> u64 {
-    let hi = u64::from_ne_bytes(k.addr[0..8].try_into().unwrap_or_default());
-    let lo = u64::from_ne_bytes(k.addr[8..16].try_into().unwrap_or_default());
+    let (hi, lo) = k.words();
     prefix_hash(k.family as u64, hi, lo)
 }
 
