@@ -120,10 +120,20 @@ impl DetectSlot {
 
 impl DetectSlot {
     /// Counts one SYN from a source given as its [`wire_words`] (`family` 4 or 6) to
-    /// destination port `port`: the data path's whole update, also run on the host by the
-    /// controller's tests.
+    /// destination port `port`: the data path's whole update ([`Self::count_source`], then
+    /// [`Self::count_heavy`] for a sampled SYN), also run on the host by the controller's tests.
     #[inline(always)]
     pub fn count(&mut self, family: u64, hi: u64, lo: u64, port: u16) {
+        if self.count_source(family, hi, lo) {
+            self.count_heavy(family, hi, port);
+        }
+    }
+
+    /// The part of [`Self::count`] every SYN pays: the window's SYN count and the source's
+    /// HyperLogLog register. True if this SYN is also sampled for the heavy-hitter sketches
+    /// (every [`CM_SAMPLE`]-th of this CPU's: heavy hitters need no exact counts).
+    #[inline(always)]
+    pub fn count_source(&mut self, family: u64, hi: u64, lo: u64) -> bool {
         self.syns += 1;
         let hash = mix(family, hi, lo);
         let i = (hash & (HLL_REGISTERS as u64 - 1)) as usize;
@@ -133,11 +143,15 @@ impl DetectSlot {
         if raises(hash, self.hll[i]) {
             self.hll[i] = hll_update(hash).1;
         }
-        // Heavy hitters need no exact counts: every CM_SAMPLE-th SYN of this CPU is counted.
-        if !self.syns.is_multiple_of(CM_SAMPLE) {
-            return;
-        }
-        let (phi, plo) = prefix_halves(family, hi, lo);
+        self.syns.is_multiple_of(CM_SAMPLE)
+    }
+
+    /// The sampled part of [`Self::count`]: the source's /24 or /48 and the destination port
+    /// into their count-min sketches, announced as candidates when heavy. Only the source's
+    /// first wire word is needed: both prefixes lie in it.
+    #[inline(always)]
+    pub fn count_heavy(&mut self, family: u64, hi: u64, port: u16) {
+        let (phi, plo) = prefix_halves(family, hi);
         let ph = prefix_hash(family, phi, plo);
         let cells = prefix_cells(ph);
         self.prefixes[cells[0]] = self.prefixes[cells[0]].wrapping_add(1);
@@ -302,10 +316,11 @@ pub const fn wire_words(words: [u32; 4]) -> (u64, u64) {
     (join(words[0], words[1]), join(words[2], words[3]))
 }
 
-/// The source prefix key of an address given as its [`wire_words`]: the address masked to
-/// [`PREFIX_LEN_V4`] or [`PREFIX_LEN_V6`] (its first 3 or 6 bytes), as (hi, lo).
+/// The source prefix key of an address whose first [`wire_words`] word is `hi`: the address
+/// masked to [`PREFIX_LEN_V4`] or [`PREFIX_LEN_V6`] (its first 3 or 6 bytes, both within `hi`),
+/// as (hi, lo) with lo always 0.
 #[inline(always)]
-pub const fn prefix_halves(family: u64, hi: u64, _lo: u64) -> (u64, u64) {
+pub const fn prefix_halves(family: u64, hi: u64) -> (u64, u64) {
     const V4: u64 = u64::from_ne_bytes([0xff, 0xff, 0xff, 0, 0, 0, 0, 0]);
     const V6: u64 = u64::from_ne_bytes([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0]);
     (hi & if family == 4 { V4 } else { V6 }, 0)
@@ -441,7 +456,7 @@ mod tests {
         let word = |b: [u8; 4]| u32::from_ne_bytes(b);
         let (v4, _) = wire_words([word([10, 204, 1, 2]), 0, 0, 0]);
         let want = u64::from_ne_bytes([10, 204, 1, 0, 0, 0, 0, 0]);
-        assert_eq!(prefix_halves(4, v4, 0), (want, 0));
+        assert_eq!(prefix_halves(4, v4), (want, 0));
         let (hi, lo) = wire_words([
             word([0xfd, 0, 0, 1]),
             word([0, 2, 0, 3]),
@@ -449,7 +464,7 @@ mod tests {
             1,
         ]);
         let want = u64::from_ne_bytes([0xfd, 0, 0, 1, 0, 2, 0, 0]);
-        assert_eq!(prefix_halves(6, hi, lo), (want, 0));
+        assert_eq!(prefix_halves(6, hi), (want, 0));
     }
 
     #[test]
@@ -477,7 +492,7 @@ mod tests {
     fn heavy_prefixes_sharing_a_slot_are_all_named() {
         // Three /24s whose first candidate slot is the same and whose second slots differ.
         let slots = |a: [u8; 4]| {
-            let (hi, lo) = prefix_halves(4, v4(a).0, 0);
+            let (hi, lo) = prefix_halves(4, v4(a).0);
             candidate_slots(prefix_hash(4, hi, lo))
         };
         let first = slots([10, 0, 0, 1]);
@@ -496,7 +511,7 @@ mod tests {
         let sources: Vec<(u64, u64)> = nets.iter().map(|n| v4(*n)).collect();
         count_all(&mut slot, &sources, 80, 2_000);
         for n in &nets {
-            let (hi, lo) = prefix_halves(4, v4(*n).0, 0);
+            let (hi, lo) = prefix_halves(4, v4(*n).0);
             assert!(
                 slot.cand_prefixes.iter().any(|c| c.holds(4, hi, lo)),
                 "{n:?} not named: {:?}",

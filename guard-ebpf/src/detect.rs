@@ -10,29 +10,50 @@ use guard_common::detect::{DETECT_SLOTS, DETECT_WINDOW_SHIFT, DetectSlot, detect
 #[map]
 pub static GUARD_DETECT: PerCpuArray<DetectSlot> = PerCpuArray::with_max_entries(DETECT_SLOTS, 0);
 
-/// Counts a SYN from the source given as its wire words (`guard_common::detect::wire_words`) to
-/// `port`, at `now_ns` (the coarse clock). Returns 1 if counted, 0 if the window's slot was not
-/// prepared by the controller (none running, or it fell behind).
-///
-/// Verifier: a global function, verified once on its own with scalar arguments; inlined, its
-/// array updates would be re-verified on every path of the SYN answer behind it. Inlined, it
-/// also cost the SYN path more than it saved: the call, frame and argument moves are 3-4 ns in
-/// `cargo xtask bench detect`, but under a live IPv4 SYN flood the guard's cost over its helper
-/// floor rose from a median of 101 ns (10 rounds) to 143-173 (`cargo bench -p guard-lab
-/// --bench datapath -- --only "IPv4 SYN"`, alternating builds).
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn synguard_detect(family: u64, hi: u64, lo: u64, port: u32, now_ns: u64) -> u32 {
-    let window = now_ns >> DETECT_WINDOW_SHIFT;
-    let Some(slot) = GUARD_DETECT.get_ptr_mut(detect_slot(window)) else {
-        return 0;
-    };
+/// This CPU's slot for `window` (the coarse clock shifted by `DETECT_WINDOW_SHIFT`), if the
+/// controller has prepared it (not when none runs, or it fell behind).
+#[inline(always)]
+fn slot(window: u64) -> Option<&'static mut DetectSlot> {
+    let slot = GUARD_DETECT.get_ptr_mut(detect_slot(window))?;
     // Safety: this CPU's entry of a per-CPU array, written only by this program on this CPU
     // (the controller rewrites a slot only while it is not the current window's).
     let slot = unsafe { &mut *slot };
-    if slot.window != window {
+    (slot.window == window).then_some(slot)
+}
+
+/// Counts a SYN from the source given as its wire words (`guard_common::detect::wire_words`) to
+/// `port`, at `now_ns` (the coarse clock). Returns 1 if counted, 0 if the window's slot was not
+/// prepared.
+///
+/// What every SYN pays (the lookup, the SYN count, the HyperLogLog register) is inlined here;
+/// the sampled SYN's sketch updates are a global function. As one global function the whole
+/// update cost 12-16 ns in `cargo xtask bench detect`, 6-8 of them the call and the lookup.
+/// Inlined whole, it cost the live SYN path more than that saved (the guard's cost over its
+/// helper floor under a live IPv4 SYN flood: a median of 101 ns in 10 rounds, 143-173
+/// inlined, `cargo bench -p guard-lab --bench datapath -- --only "IPv4 SYN"`).
+#[inline(always)]
+pub fn count_syn(family: u64, hi: u64, lo: u64, port: u16, now_ns: u64) -> u32 {
+    let window = now_ns >> DETECT_WINDOW_SHIFT;
+    let Some(slot) = slot(window) else {
         return 0;
+    };
+    if slot.count_source(family, hi, lo) {
+        synguard_detect_heavy(family, hi, port as u32, window);
     }
-    slot.count(family, hi, lo, port as u16);
+    1
+}
+
+/// The sampled SYN's part of [`count_syn`]: its source prefix and destination port into the
+/// count-min sketches, and the candidates (`DetectSlot::count_heavy`).
+///
+/// Verifier: a global function, verified once on its own with scalar arguments; inlined, its
+/// array updates would be re-verified on every path of the SYN answer behind it.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn synguard_detect_heavy(family: u64, hi: u64, port: u32, window: u64) -> u32 {
+    let Some(slot) = slot(window) else {
+        return 0;
+    };
+    slot.count_heavy(family, hi, port as u16);
     1
 }

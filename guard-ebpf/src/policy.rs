@@ -37,7 +37,7 @@ pub fn now_ns() -> u64 {
 pub fn detect(seg: &Segment, port: u16, now: u64) {
     let (hi, lo) = wire_words(seg.src());
     let family = if seg.family == Family::Ipv4 { 4 } else { 6 };
-    crate::detect::synguard_detect(family, hi, lo, port as u32, now);
+    crate::detect::count_syn(family, hi, lo, port, now);
 }
 
 /// The access-list verdict for the segment's source, if an entry matches: one hash lookup per

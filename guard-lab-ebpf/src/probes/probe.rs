@@ -22,7 +22,7 @@ use aya_ebpf::{
 use guard_common::{Family, detect::wire_words};
 use guard_ebpf::{
     cookie::syn_cookie,
-    detect::synguard_detect,
+    detect::count_syn,
     local::is_local,
     maps::{GUARD_CONFIG, GUARD_SCRATCH},
     parse::{Segment, segment},
@@ -68,14 +68,14 @@ pub fn clock(ctx: &XdpContext) -> u32 {
     xdp_action::XDP_DROP
 }
 
-/// The walk, the clock read and the flood-detection update of a SYN (`synguard_detect`, as the
+/// The walk, the clock read and the flood-detection update of a SYN (`count_syn`, as the
 /// guard calls it for every SYN to a protected listener).
 #[inline(always)]
 pub fn detect(ctx: &XdpContext) -> u32 {
     if let Some(seg) = walk(ctx) {
         let (hi, lo) = wire_words(seg.src());
         let family = if seg.family == Family::Ipv4 { 4 } else { 6 };
-        keep(synguard_detect(family, hi, lo, seg.dport() as u32, now()));
+        keep(count_syn(family, hi, lo, seg.dport(), now()));
     }
     xdp_action::XDP_DROP
 }
