@@ -122,6 +122,9 @@ pub struct Scratch {
     /// The reply's (SYN-ACK's or RST's) network + transport headers under construction, a word
     /// at a time.
     pub l34: Words,
+    /// The last coarse-clock reading converted to milliseconds for a TSval, and the result
+    /// (see `reply::millis`).
+    pub clock: [u64; 2],
 }
 
 #[map]

@@ -26,6 +26,18 @@ use crate::{
     reset::synguard_rst,
 };
 
+/// `now_ns`, a coarse-clock reading, in milliseconds. The clock moves once a tick, so this
+/// CPU's last conversion (`memo`: the reading and its result) serves every SYN until it does:
+/// the 64-bit division took 6.6 ns per SYN-ACK under a live flood (`cargo xtask bench
+/// profile`, 2.7 % of the program).
+#[inline(always)]
+fn millis(memo: &mut [u64; 2], now_ns: u64) -> u64 {
+    if memo[0] != now_ns {
+        *memo = [now_ns, now_ns / 1_000_000];
+    }
+    memo[1]
+}
+
 /// SYN to a listener: build the cookie SYN-ACK in place of the SYN and send it back.
 #[inline(always)]
 pub fn answer_syn(
@@ -46,6 +58,7 @@ pub fn answer_syn(
         parse,
         len: len_cell,
         l34,
+        clock,
     } = unsafe { &mut *scratch };
     let xdp = ctx.ctx as *mut xdp_md;
 
@@ -76,7 +89,7 @@ pub fn answer_syn(
     let neg = synack::negotiate(&syn, ecn_requested, cfg.system.options);
     let tsval = if neg.ts {
         // The coarse clock is enough: the TSval only needs 64 ms resolution.
-        synack::cookie_tsval(now_ns / 1_000_000, &neg, syn.wscale)
+        synack::cookie_tsval(millis(clock, now_ns), &neg, syn.wscale)
     } else {
         0
     };
