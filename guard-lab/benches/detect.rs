@@ -3,8 +3,9 @@
 //! walk and its coarse-clock read (`probe_clock`; the guard's SYN path reads the clock for every
 //! SYN to a listener, for the TSval and the policy windows, whatever detection does) against
 //! the same and the detection update the guard makes for every SYN to a protected listener
-//! (`probe_detect`: `synguard_detect`, one per-CPU lookup, the HyperLogLog register, two
-//! count-min rows for the prefix and two for the port, the candidate checks); the walk alone
+//! (`probe_detect`: `count_syn`, one per-CPU lookup and the HyperLogLog register, inlined, and
+//! for one SYN in eight a call to `synguard_detect_heavy`: two count-min rows for the prefix
+//! and two for the port, the candidate checks); the walk alone
 //! (`probe_parse`) for the figure with the clock. Many short interleaved rounds (their order
 //! reversed every other round), so that the runs a difference is taken between ran in the same
 //! state of a shared machine; the median of the per-round differences, with their 10th and
@@ -123,7 +124,7 @@ fn main() {
         "## cost of flood detection per SYN (BPF_PROG_TEST_RUN, {REPEAT} repeats, {ROUNDS} rounds)\n"
     );
     println!(
-        "| SYN | walk alone ns | walk + clock ns | walk + clock + detection ns | detection ns (p10-p90) | of which call + lookup ns (p10-p90) | with the clock ns (p10-p90) | budget |"
+        "| SYN | walk alone ns | walk + clock ns | walk + clock + detection ns | detection ns (p10-p90) | of which the lookup ns (p10-p90) | with the clock ns (p10-p90) | budget |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     for (fi, (name, _)) in frames.iter().enumerate() {
@@ -145,7 +146,7 @@ fn main() {
     println!(
         "\ndetection: the probe minus the walk and the coarse-clock read, per round: what counting \
          adds to the guard's SYN path, which reads the clock for every SYN to a listener whatever \
-         detection does (the TSval, the policy windows). Call + lookup: the same with no window \
+         detection does (the TSval, the policy windows). The lookup: the same with no window \
          prepared, where the update stops after its map lookup. With the clock: the probe minus \
          the walk alone."
     );
