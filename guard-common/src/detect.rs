@@ -457,7 +457,7 @@ mod tests {
         let (v4, _) = wire_words([word([10, 204, 1, 2]), 0, 0, 0]);
         let want = u64::from_ne_bytes([10, 204, 1, 0, 0, 0, 0, 0]);
         assert_eq!(prefix_halves(4, v4), (want, 0));
-        let (hi, lo) = wire_words([
+        let (hi, _) = wire_words([
             word([0xfd, 0, 0, 1]),
             word([0, 2, 0, 3]),
             word([9, 9, 9, 9]),
