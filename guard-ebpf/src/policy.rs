@@ -7,9 +7,9 @@ use aya_ebpf::{
     helpers::generated::{bpf_ktime_get_coarse_ns, bpf_loop, bpf_map_lookup_percpu_elem},
 };
 use guard_common::{
-    ACL_FILTER_WORDS, ACL_V4, ACL_V6, Acl, AclFilter, AclKeyV4, AclKeyV6, Counter, Family,
-    GuardConfig, MAX_CPUS, PORTS_LISTED, RATE_OVERALL, RATE_WINDOW_NS, RateState, acl_filter_bit,
-    detect::wire_words, reflect_cell, reflect_cells, reflect_count,
+    ACL_V4, ACL_V6, Acl, AclKeyV4, AclKeyV6, Counter, Family, GuardConfig, MAX_CPUS, PORTS_LISTED,
+    RATE_OVERALL, RATE_WINDOW_NS, RateState, detect::wire_words, reflect_cell, reflect_cells,
+    reflect_count,
 };
 
 use crate::{
@@ -103,13 +103,6 @@ fn keep_top(x: u64, len: u32) -> u64 {
     }
 }
 
-/// False if the filter proves there is no entry for this (length, masked address).
-#[inline(always)]
-fn maybe(filter: &AclFilter, v6: bool, len: u32, hi: u64, lo: u64) -> bool {
-    let b = acl_filter_bit(v6, len, hi, lo);
-    filter.words[(b >> 6) as usize & (ACL_FILTER_WORDS - 1)] & (1 << (b & 63)) != 0
-}
-
 /// One round of the access-list walk: looks the source up at the `i`-th longest length in use;
 /// returns 1 (stop) on a hit.
 extern "C" fn acl_round(i: u64, walk: *mut AclWalk) -> i64 {
@@ -124,7 +117,7 @@ extern "C" fn acl_round(i: u64, walk: *mut AclWalk) -> i64 {
         }
         let len = lens.v4[i as usize] as u32 & 63;
         let hi = keep_top(w.hi, len);
-        if !maybe(filter, false, len, hi, 0) {
+        if !filter.may_hold(false, len, hi, 0) {
             return 0;
         }
         let key = AclKeyV4 {
@@ -143,7 +136,7 @@ extern "C" fn acl_round(i: u64, walk: *mut AclWalk) -> i64 {
         } else {
             (keep_top(w.hi, len), 0)
         };
-        if !maybe(filter, true, len, h, l) {
+        if !filter.may_hold(true, len, h, l) {
             return 0;
         }
         let mut key = AclKeyV6 {
