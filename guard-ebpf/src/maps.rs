@@ -110,6 +110,8 @@ pub static GUARD_REFLECT: PerCpuArray<u32> =
 /// the verifier (see `parse_syn_options` and `reply::emit`).
 #[repr(C)]
 pub struct Scratch {
+    /// The TSval clock's last (coarse-clock reading, milliseconds): see `reply::millis`.
+    pub clock: [u64; 2],
     /// The SYN's TCP header with options, copied out of the packet (for an RST: the ACK's).
     pub th: [u8; TCP_HDR_BUF],
     /// The SYN's IPv4 header when it has options, copied out to verify its checksum (for an
@@ -122,9 +124,6 @@ pub struct Scratch {
     /// The reply's (SYN-ACK's or RST's) network + transport headers under construction, a word
     /// at a time.
     pub l34: Words,
-    /// The last coarse-clock reading converted to milliseconds for a TSval, and the result
-    /// (see `reply::millis`).
-    pub clock: [u64; 2],
 }
 
 #[map]
