@@ -27,10 +27,11 @@ fn slot(window: u64) -> Option<&'static mut DetectSlot> {
 ///
 /// What every SYN pays (the lookup, the SYN count, the HyperLogLog register) is inlined here;
 /// the sampled SYN's sketch updates are a global function. As one global function the whole
-/// update cost 12-16 ns in `cargo xtask bench detect`, 6-8 of them the call and the lookup.
-/// Inlined whole, it cost the live SYN path more than that saved (the guard's cost over its
-/// helper floor under a live IPv4 SYN flood: a median of 101 ns in 10 rounds, 143-173
-/// inlined, `cargo bench -p guard-lab --bench datapath -- --only "IPv4 SYN"`).
+/// update cost 13-17 ns in `cargo xtask bench detect`, 7-8 of them the call and the lookup;
+/// split so, 8-11. Under a live IPv4 SYN flood (`cargo bench -p guard-lab --bench datapath --
+/// --only "IPv4 SYN"`, builds alternated) the guard's cost over its helper floor was not told
+/// apart from the global function's: pooled medians of 150 and 128 ns over 18 rounds each,
+/// rounds spread over 55-210.
 #[inline(always)]
 pub fn count_syn(family: u64, hi: u64, lo: u64, port: u16, now_ns: u64) -> u32 {
     let window = now_ns >> DETECT_WINDOW_SHIFT;
