@@ -18,8 +18,10 @@
 //! to the generator's page pool from the other core. A lab artifact (a NIC recycles its XDP_TX
 //! pages on the queue's own core), outside the program's run time.
 //!
-//! Arguments: `--seconds S` per flood (default 5), `--quick` (2 s). Writes
-//! target/bench/profile.md.
+//! Arguments: `--seconds S` per flood (default 5), `--quick` (2 s). The guard runs in mode
+//! `always` with nothing else set; `SGBENCH_POLICY=acl` gives it `cargo xtask bench`'s 11,000
+//! access-list entries spread through the flood's sources, `SGBENCH_POLICY=reflect` its
+//! reflection limit with one budget per source. Writes target/bench/profile.md.
 
 mod common;
 
@@ -224,9 +226,19 @@ type Unit = (guard_common::Counter, &'static str);
 const PER_SYN_ACK: Unit = (guard_common::Counter::SynAckSent, "SYN-ACK");
 const PER_FORGED_ACK: Unit = (guard_common::Counter::AckDropped, "forged ACK");
 
+/// The guard's policy during the floods (`SGBENCH_POLICY`, see the module's doc) and its name.
+fn policy() -> (Policy, &'static str) {
+    match std::env::var("SGBENCH_POLICY").as_deref() {
+        Err(_) | Ok("" | "plain") => (Policy::Plain, "mode always"),
+        Ok("acl") => (Policy::Acl, "mode always, 11,000 access-list entries"),
+        Ok("reflect") => (Policy::Reflect, "mode always, reflect-limit on"),
+        Ok(other) => panic!("SGBENCH_POLICY={other}: plain, acl or reflect"),
+    }
+}
+
 /// One flood, profiled: the report's section.
 fn profile(lab: &Lab, name: &str, load: &Load, (counter, unit): Unit) -> Res<String> {
-    let srv = server(lab, Front::Guard(Policy::Plain))?;
+    let srv = server(lab, Front::Guard(policy().0))?;
     let guard = srv.guard.as_ref().ok_or("a guard front")?;
     let prog = guard_program(&srv)?;
     let id = prog.info().map_err(e("program info"))?.id();
@@ -344,6 +356,8 @@ fn profile(lab: &Lab, name: &str, load: &Load, (counter, unit): Unit) -> Res<Str
 }
 
 fn main() {
+    // Checked before the lab is built: a wrong value is an error, not a half-built lab.
+    let (_, policy_name) = policy();
     let (a, started, idle, lab) = begin(
         Args {
             rounds: 1,
@@ -355,8 +369,9 @@ fn main() {
         false,
     );
     let syn4 = Load::syn4(a.seconds);
-    let mut report = String::from(
-        "# where the receive core's time goes under a random-source SYN flood (perf cpu-clock)\n\n",
+    let mut report = format!(
+        "# where the receive core's time goes under a random-source SYN flood (perf cpu-clock)\n\n\
+         the guard: {policy_name}\n\n"
     );
     let ack4 = Load {
         kind: Kind::Ack,
