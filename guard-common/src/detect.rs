@@ -151,8 +151,8 @@ impl DetectSlot {
     /// first wire word is needed: both prefixes lie in it.
     #[inline(always)]
     pub fn count_heavy(&mut self, family: u64, hi: u64, port: u16) {
-        let (phi, plo) = prefix_halves(family, hi);
-        let ph = prefix_hash(family, phi, plo);
+        let prefix = prefix_word(family, hi);
+        let ph = prefix_hash(family, prefix, 0);
         let cells = prefix_cells(ph);
         self.prefixes[cells[0]] = self.prefixes[cells[0]].wrapping_add(1);
         self.prefixes[cells[1]] = self.prefixes[cells[1]].wrapping_add(1);
@@ -160,12 +160,12 @@ impl DetectSlot {
             let fam = family as u32;
             let s = choose(candidate_slots(ph), |s| {
                 let c = &self.cand_prefixes[s];
-                c.family == 0 || c.holds(fam, phi, plo)
+                c.family == 0 || c.holds(fam, prefix, 0)
             });
             let c = &mut self.cand_prefixes[s];
             c.family = fam;
-            c.addr[..8].copy_from_slice(&phi.to_ne_bytes());
-            c.addr[8..].copy_from_slice(&plo.to_ne_bytes());
+            c.addr[..8].copy_from_slice(&prefix.to_ne_bytes());
+            c.addr[8..].fill(0);
         }
         let cells = port_cells(port);
         self.ports[cells[0]] = self.ports[cells[0]].wrapping_add(1);
@@ -180,8 +180,8 @@ impl DetectSlot {
     }
 }
 
-/// The hash of a source prefix (masked halves, see [`prefix_halves`]: the low half is always 0
-/// for /24 and /48): a different seed from the source-address hash, so a prefix's cells do not
+/// The hash of a source prefix given as its [`wire_words`] (the low word is 0 for /24 and /48,
+/// see [`prefix_word`]): a different seed from the source-address hash, so a prefix's cells do not
 /// follow its addresses' registers.
 #[inline(always)]
 pub const fn prefix_hash(family: u64, hi: u64, lo: u64) -> u64 {
@@ -316,14 +316,14 @@ pub const fn wire_words(words: [u32; 4]) -> (u64, u64) {
     (join(words[0], words[1]), join(words[2], words[3]))
 }
 
-/// The source prefix key of an address whose first [`wire_words`] word is `hi`: the address
-/// masked to [`PREFIX_LEN_V4`] or [`PREFIX_LEN_V6`] (its first 3 or 6 bytes, both within `hi`),
-/// as (hi, lo) with lo always 0.
+/// The source prefix of an address whose first [`wire_words`] word is `hi`: the address masked
+/// to [`PREFIX_LEN_V4`] or [`PREFIX_LEN_V6`], its first 3 or 6 bytes, which lie within `hi` (the
+/// prefix's second word is 0).
 #[inline(always)]
-pub const fn prefix_halves(family: u64, hi: u64) -> (u64, u64) {
+pub const fn prefix_word(family: u64, hi: u64) -> u64 {
     const V4: u64 = u64::from_ne_bytes([0xff, 0xff, 0xff, 0, 0, 0, 0, 0]);
     const V6: u64 = u64::from_ne_bytes([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0]);
-    (hi & if family == 4 { V4 } else { V6 }, 0)
+    hi & if family == 4 { V4 } else { V6 }
 }
 
 /// The sum over CPUs of one count-min sketch, cell by cell.
@@ -456,7 +456,7 @@ mod tests {
         let word = |b: [u8; 4]| u32::from_ne_bytes(b);
         let (v4, _) = wire_words([word([10, 204, 1, 2]), 0, 0, 0]);
         let want = u64::from_ne_bytes([10, 204, 1, 0, 0, 0, 0, 0]);
-        assert_eq!(prefix_halves(4, v4), (want, 0));
+        assert_eq!(prefix_word(4, v4), want);
         let (hi, _) = wire_words([
             word([0xfd, 0, 0, 1]),
             word([0, 2, 0, 3]),
@@ -464,7 +464,7 @@ mod tests {
             1,
         ]);
         let want = u64::from_ne_bytes([0xfd, 0, 0, 1, 0, 2, 0, 0]);
-        assert_eq!(prefix_halves(6, hi), (want, 0));
+        assert_eq!(prefix_word(6, hi), want);
     }
 
     #[test]
@@ -491,10 +491,7 @@ mod tests {
     #[test]
     fn heavy_prefixes_sharing_a_slot_are_all_named() {
         // Three /24s whose first candidate slot is the same and whose second slots differ.
-        let slots = |a: [u8; 4]| {
-            let (hi, lo) = prefix_halves(4, v4(a).0);
-            candidate_slots(prefix_hash(4, hi, lo))
-        };
+        let slots = |a: [u8; 4]| candidate_slots(prefix_hash(4, prefix_word(4, v4(a).0), 0));
         let first = slots([10, 0, 0, 1]);
         let mut nets = std::vec![[10, 0, 0, 1]];
         for i in 1..=255u8 {
@@ -511,9 +508,9 @@ mod tests {
         let sources: Vec<(u64, u64)> = nets.iter().map(|n| v4(*n)).collect();
         count_all(&mut slot, &sources, 80, 2_000);
         for n in &nets {
-            let (hi, lo) = prefix_halves(4, v4(*n).0);
+            let prefix = prefix_word(4, v4(*n).0);
             assert!(
-                slot.cand_prefixes.iter().any(|c| c.holds(4, hi, lo)),
+                slot.cand_prefixes.iter().any(|c| c.holds(4, prefix, 0)),
                 "{n:?} not named: {:?}",
                 slot.cand_prefixes
             );

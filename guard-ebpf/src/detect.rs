@@ -45,7 +45,8 @@ pub fn count_syn(family: u64, hi: u64, lo: u64, port: u16, now_ns: u64) -> u32 {
 }
 
 /// The sampled SYN's part of [`count_syn`]: its source prefix and destination port into the
-/// count-min sketches, and the candidates (`DetectSlot::count_heavy`).
+/// count-min sketches, and the candidates (`DetectSlot::count_heavy`). It looks the slot up
+/// again (one SYN in eight): a global function takes scalars, not the caller's map pointer.
 ///
 /// Verifier: a global function, verified once on its own with scalar arguments; inlined, its
 /// array updates would be re-verified on every path of the SYN answer behind it.

@@ -237,8 +237,14 @@ fn policy() -> (Policy, &'static str) {
 }
 
 /// One flood, profiled: the report's section.
-fn profile(lab: &Lab, name: &str, load: &Load, (counter, unit): Unit) -> Res<String> {
-    let srv = server(lab, Front::Guard(policy().0))?;
+fn profile(
+    lab: &Lab,
+    policy: Policy,
+    name: &str,
+    load: &Load,
+    (counter, unit): Unit,
+) -> Res<String> {
+    let srv = server(lab, Front::Guard(policy))?;
     let guard = srv.guard.as_ref().ok_or("a guard front")?;
     let prog = guard_program(&srv)?;
     let id = prog.info().map_err(e("program info"))?.id();
@@ -357,7 +363,7 @@ fn profile(lab: &Lab, name: &str, load: &Load, (counter, unit): Unit) -> Res<Str
 
 fn main() {
     // Checked before the lab is built: a wrong value is an error, not a half-built lab.
-    let (_, policy_name) = policy();
+    let (policy, policy_name) = policy();
     let (a, started, idle, lab) = begin(
         Args {
             rounds: 1,
@@ -384,7 +390,7 @@ fn main() {
     ] {
         assert!(!interrupted(), "interrupted");
         let section =
-            profile(&lab, name, &load, unit).unwrap_or_else(|err| panic!("{name}: {err}"));
+            profile(&lab, policy, name, &load, unit).unwrap_or_else(|err| panic!("{name}: {err}"));
         println!("{section}");
         report.push_str(&section);
         report.push('\n');
