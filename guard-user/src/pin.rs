@@ -231,7 +231,34 @@ pub fn ensure_pin_dir(dir: &Path) -> Result<(), GuardError> {
         }
         log::info!("mounted the BPF filesystem at {BPFFS}");
     }
-    std::fs::create_dir_all(dir).map_err(io(format!("mkdir({})", dir.display())))
+    // Another synguard may remove an empty directory of the path (`remove_empty_dir`) while
+    // `create_dir_all` works: its mkdir then fails with ENOENT (a parent went), or with EEXIST
+    // and the directory is gone when it looks. Create it again.
+    let mut tries = 0;
+    loop {
+        match std::fs::create_dir_all(dir) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::AlreadyExists
+                ) && tries < 32 =>
+            {
+                tries += 1
+            }
+            r => return r.map_err(io(format!("mkdir({})", dir.display()))),
+        }
+    }
+}
+
+/// Removes `dir` if it is empty (housekeeping: a directory another synguard is filling, or one
+/// that is gone, is left as it is).
+pub fn remove_empty_dir(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+        && e.kind() != std::io::ErrorKind::DirectoryNotEmpty
+    {
+        log::debug!("rmdir({}): {e}", dir.display());
+    }
 }
 
 /// Makes tracefs reachable at /sys/kernel/tracing (aya looks there for tracepoint ids):
@@ -345,10 +372,12 @@ pub fn remove_pins(key: &PinKey) -> Result<(), GuardError> {
         }
     }
     match std::fs::remove_dir(&dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io(format!("rmdir({})", dir.display()))(e)),
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(format!("rmdir({})", dir.display()))(e)),
     }
+    remove_empty_dir(&host_path(PIN_ROOT));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -84,29 +84,49 @@ fn write_record(netns: u64, rec: &SysctlRecord) -> Result<(), GuardError> {
         }
     };
     let dir = pin::host_path(RECORD_DIR);
-    pin::ensure_pin_dir(&dir)?;
-    let mut arr: Array<MapData, SysctlRecord> =
-        Array::create(1, 0).map_err(|e| err("BPF_MAP_CREATE")(e.into()))?;
-    arr.set(0, rec, 0)
-        .map_err(|e| err("BPF_MAP_UPDATE_ELEM")(e.into()))?;
     // Pinned under a temporary name, then renamed: a reader sees the whole record or none.
     // (bpffs refuses names with a dot.)
     let tmp = dir.join(format!("new_{netns}_{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    arr.pin(&tmp).map_err(|e| err("BPF_OBJ_PIN")(e.into()))?;
+    // The last record's removal also removes the (then empty) directory, which another
+    // namespace's guard may do between this one's mkdir and its pin: make it again (pinning
+    // consumes the map, so a new one). Once the temporary pin is in, the directory is not
+    // empty and stays.
+    let mut tries = 0;
+    loop {
+        let mut arr: Array<MapData, SysctlRecord> =
+            Array::create(1, 0).map_err(|e| err("BPF_MAP_CREATE")(e.into()))?;
+        arr.set(0, rec, 0)
+            .map_err(|e| err("BPF_MAP_UPDATE_ELEM")(e.into()))?;
+        pin::ensure_pin_dir(&dir)?;
+        match arr.pin(&tmp) {
+            Ok(()) => break,
+            Err(aya::pin::PinError::SyscallError(e))
+                if e.io_error.kind() == std::io::ErrorKind::NotFound && tries < 32 =>
+            {
+                tries += 1
+            }
+            Err(e) => return Err(err("BPF_OBJ_PIN")(e.into())),
+        }
+    }
     std::fs::rename(&tmp, &path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         io(format!("rename({}, {})", tmp.display(), path.display()))(e)
     })
 }
 
+/// Removes namespace `netns`'s record, then the record directory and the pin root if that
+/// left them empty (the host as it was before the first guard).
 pub(super) fn remove_record(netns: u64) -> Result<(), GuardError> {
     let path = record_path(netns);
     match std::fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io(format!("unlink({})", path.display()))(e)),
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(format!("unlink({})", path.display()))(e)),
     }
+    pin::remove_empty_dir(&pin::host_path(RECORD_DIR));
+    pin::remove_empty_dir(&pin::host_path(pin::PIN_ROOT));
+    Ok(())
 }
 
 /// Writes back every recorded original whose sysctl still holds the value the synguard set
@@ -238,5 +258,43 @@ mod tests {
             vec![("net.ipv4.tcp_syncookies".to_owned(), "1".to_owned())]
         );
         assert_eq!(size_of::<SysctlRecord>(), 24);
+    }
+
+    /// Records written and removed from several threads at once (as guards of different
+    /// namespaces do): the last removal takes the record directory with it, and no write fails
+    /// because another thread removed the directory under it.
+    #[test]
+    fn records_come_and_go_with_their_directory() {
+        // Namespace ids no real namespace has (their inodes are 32-bit).
+        let ids: Vec<u64> = (0..6).map(|i| u64::MAX - 1000 - i).collect();
+        let rec = |id: u64| SysctlRecord {
+            netns_cookie: id,
+            magic: RECORD_MAGIC,
+            count: 2,
+            originals: [1, 1],
+        };
+        std::thread::scope(|s| {
+            for &id in &ids {
+                s.spawn(move || {
+                    for round in 0..40 {
+                        write_record(id, &rec(id))
+                            .unwrap_or_else(|e| panic!("write {id} round {round}: {e}"));
+                        assert_eq!(read_record(id).unwrap(), Some(rec(id)));
+                        remove_record(id).unwrap();
+                        assert_eq!(read_record(id).unwrap(), None);
+                    }
+                });
+            }
+        });
+        let dir = pin::host_path(RECORD_DIR);
+        // Left only if a guard of this host holds a record of its own.
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            dir.exists() != left.is_empty(),
+            "{} left as {left:?}",
+            dir.display()
+        );
     }
 }
