@@ -26,7 +26,7 @@
 //!   drift, hundreds of ns either way);
 //! - multi-core: the guard (modes always and auto-engaged, reflect limit on) with one generator
 //!   (its receive work on CPU 1 alone) and with two (CPU 0 and 1 both receive, one veth queue
-//!   each);
+//!   each), in eight short floods per round alternating 1 2 2 1 1 2 2 1 against one server;
 //! - BPF_PROG_TEST_RUN repeat costs (established data, forged ACK, ...) beside a pass program.
 //!
 //! Then iperf3 established throughput (no XDP / pass program / guard) and legitimate clients
@@ -272,10 +272,6 @@ fn scenarios(secs: f64) -> Vec<(&'static str, Front, Load, bool)> {
         kind: Kind::Ack,
         ..syn4
     };
-    let both = Load {
-        both_cpus: true,
-        ..syn4
-    };
     // (name, front, load, bpf run-time statistics on). The guard's rows here give its rates
     // and its NAPI thread's CPU; the targets' differences are taken inside one flood
     // (`rotated_scenarios`, `paired_scenarios`).
@@ -300,32 +296,32 @@ fn scenarios(secs: f64) -> Vec<(&'static str, Front, Load, bool)> {
             syn4,
             true,
         ),
+    ]
+}
+
+/// The multi-core scenarios of one round: the guard set up with a policy (one server for the
+/// round), flooded by one generator (its receive work on CPU 1 alone) and by two (CPUs 0 and
+/// 1 both receive, one veth queue each) in short floods that alternate 1 2 2 1 ... (`MC_TURNS`),
+/// so that the machine's drift, which moved one configuration's figure by a third between two
+/// floods a few seconds apart, falls on both alike. Each side's floods are summed into one
+/// sample, named as in the report's details.
+fn mc_scenarios() -> [(&'static str, &'static str, Policy); 2] {
+    [
         (
             "mc: always+reflect, 1 CPU",
-            Front::Guard(Policy::Reflect),
-            syn4,
-            true,
-        ),
-        (
             "mc: always+reflect, 2 CPUs",
-            Front::Guard(Policy::Reflect),
-            both,
-            true,
+            Policy::Reflect,
         ),
         (
             "mc: auto-engaged+reflect, 1 CPU",
-            Front::Guard(Policy::AutoReflect),
-            syn4,
-            true,
-        ),
-        (
             "mc: auto-engaged+reflect, 2 CPUs",
-            Front::Guard(Policy::AutoReflect),
-            both,
-            true,
+            Policy::AutoReflect,
         ),
     ]
 }
+
+/// The order of a multi-core scenario's floods within a round: false one generator, true two.
+const MC_TURNS: [bool; 8] = [false, true, true, false, false, true, true, false];
 
 /// The programs of a rotation, in turn order: the guard, its helper floor, the read baseline.
 const ROTATION: [&str; 3] = ["guard", "helper floor", "read baseline"];
@@ -420,7 +416,23 @@ fn main() {
         0.2,
         true,
     );
-    let scen = scenarios(a.seconds);
+    let mut scen = scenarios(a.seconds);
+    let mc = mc_scenarios();
+    // The multi-core samples join the others' table (measured in their own block).
+    let first_mc = scen.len();
+    for (one, two, policy) in mc {
+        let load = Load::syn4(a.seconds);
+        scen.push((one, Front::Guard(policy), load, true));
+        scen.push((
+            two,
+            Front::Guard(policy),
+            Load {
+                both_cpus: true,
+                ..load
+            },
+            true,
+        ));
+    }
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); scen.len()];
     let paired = paired_scenarios(a.seconds);
     let rotated = rotated_scenarios(a.seconds);
@@ -433,7 +445,7 @@ fn main() {
     };
     let mut costs: Vec<Vec<(&'static str, f64)>> = Vec::new();
     for round in 0..a.rounds {
-        for (i, (name, front, load, stats)) in scen.iter().enumerate() {
+        for (i, (name, front, load, stats)) in scen.iter().enumerate().take(first_mc) {
             if !runs(name) {
                 continue;
             }
@@ -458,6 +470,36 @@ fn main() {
                     .unwrap_or_default()
             );
             samples[i].push(s);
+        }
+        for (k, (one, two, policy)) in mc.iter().enumerate() {
+            if !runs(one) && !runs(two) {
+                continue;
+            }
+            let _stats = BpfStats::enable().unwrap_or_else(|err| panic!("{err}"));
+            let srv =
+                server(&lab, Front::Guard(*policy)).unwrap_or_else(|err| panic!("{one}: {err}"));
+            let per = a.seconds * 2.0 / MC_TURNS.len() as f64;
+            let (mut ones, mut twos) = (Vec::new(), Vec::new());
+            for both_cpus in MC_TURNS {
+                let load = Load {
+                    both_cpus,
+                    ..Load::syn4(per)
+                };
+                let s = measure_on(&lab, &srv, &load).unwrap_or_else(|err| panic!("{one}: {err}"));
+                if both_cpus { &mut twos } else { &mut ones }.push(s);
+            }
+            for (j, (name, parts)) in [(one, ones), (two, twos)].into_iter().enumerate() {
+                let s = Sample::combined(&parts);
+                eprintln!(
+                    "round {} {name}: offered {:.2} Mpps, SYN-ACKs {:.2} Mpps, {} ns/run ({} floods of {per:.2} s)",
+                    round + 1,
+                    s.offered_pps() / 1e6,
+                    s.per_sec(s.synacks) / 1e6,
+                    s.ns_per_run.map_or("-".into(), |n| format!("{n:.0}")),
+                    parts.len(),
+                );
+                samples[first_mc + 2 * k + j].push(s);
+            }
         }
         for (i, (name, floor, load)) in rotated.iter().enumerate() {
             if !runs(name) {

@@ -591,6 +591,31 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// Floods of one front, one after another, as one: counts and times summed, the program's
+    /// ns per run weighted by the frames each flood's program saw.
+    pub fn combined(parts: &[Sample]) -> Sample {
+        let mut all = Sample::default();
+        let (mut weighted, mut runs) = (0.0, 0u64);
+        for p in parts {
+            all.flood.sent += p.flood.sent;
+            all.flood.elapsed += p.flood.elapsed;
+            all.flood.cpu_ns += p.flood.cpu_ns;
+            all.flood.prog_ns = all.flood.prog_ns.or(p.flood.prog_ns);
+            all.server_rx += p.server_rx;
+            all.server_drops += p.server_drops;
+            all.answers += p.answers;
+            all.synacks += p.synacks;
+            all.ring_lost += p.ring_lost;
+            all.napi_ns += p.napi_ns;
+            if let Some(ns) = p.ns_per_run {
+                weighted += ns * p.server_rx as f64;
+                runs += p.server_rx;
+            }
+        }
+        all.ns_per_run = (runs > 0).then(|| weighted / runs as f64);
+        all
+    }
+
     pub fn offered_pps(&self) -> f64 {
         self.flood.pps()
     }
