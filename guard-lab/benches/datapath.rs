@@ -689,6 +689,15 @@ fn main() {
         Some((">=", 12.0)),
         1,
     ));
+    // The guard's program cannot cost less than its kernel calls alone: the most this ratio
+    // can reach is the stack's work over the helper floor's program.
+    targets.push(fig(
+        "stack work ratio bound: stack work per SYN-ACK / helper floor ns (lookup + gen_syncookie)",
+        "x",
+        per_round(&|r| stack_per_synack(r) / rot("IPv4 SYN", ROTATION[1], r)),
+        None,
+        1,
+    ));
     targets.extend(with_floor(
         "forged ACK",
         "guard ns",
