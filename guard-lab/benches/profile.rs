@@ -21,7 +21,9 @@
 //! Arguments: `--seconds S` per flood (default 5), `--quick` (2 s). The guard runs in mode
 //! `always` with nothing else set; `SGBENCH_POLICY=acl` gives it `cargo xtask bench`'s 11,000
 //! access-list entries spread through the flood's sources, `SGBENCH_POLICY=reflect` its
-//! reflection limit with one budget per source. Writes target/bench/profile.md.
+//! reflection limit with one budget per source. Writes target/bench/profile.md, and per flood
+//! `profile-<flood>.insns.txt`: every instruction of the program (xlated, in order) with its ns
+//! per unit and its source line.
 
 mod common;
 
@@ -288,9 +290,11 @@ fn profile(
     let mut other: HashMap<&str, usize> = HashMap::new();
     let mut by_line: HashMap<String, (usize, String)> = HashMap::new();
     let mut guard_n = 0;
+    let mut by_insn: HashMap<u32, usize> = HashMap::new();
     for (ip, sym) in &all {
         if let Some(insn) = jit.insn(*ip) {
             guard_n += 1;
+            *by_insn.entry(insn).or_default() += 1;
             let (src, text) = source.get(&insn).cloned().unwrap_or_default();
             let e = by_line.entry(src).or_insert((0, format!("{insn}: {text}")));
             e.0 += 1;
@@ -303,6 +307,21 @@ fn profile(
         }
     }
     let total = all.len();
+    // Every instruction of the program with its ns per unit, for reading a hot path in order.
+    let mut listing = String::new();
+    let mut insns: Vec<_> = source.iter().collect();
+    insns.sort_by_key(|(i, _)| **i);
+    for (&i, (src, text)) in insns {
+        let n = by_insn.get(&i).copied().unwrap_or(0);
+        let _ = writeln!(
+            listing,
+            "{i:5} {:7.2}  {text:44} | {}",
+            per_unit(n),
+            src.chars().take(100).collect::<String>()
+        );
+    }
+    let file = format!("profile-{}.insns.txt", name.replace(' ', "-"));
+    std::fs::write(out_dir().join(&file), listing).map_err(e("writing the listing"))?;
     let mut out = String::new();
     let _ = writeln!(
         out,
