@@ -125,10 +125,17 @@ pub fn update32(check: u16, old: u32, new: u32) -> u16 {
     update16(c, old as u16, new as u16)
 }
 
-/// True if a 20-byte IPv4 header (checksum field included) sums to 0xffff.
+/// True if a 20-byte IPv4 header (checksum field included) sums to 0xffff. Summed as five
+/// 32-bit words in memory order (RFC 1071 2(B) and 2(C): the one's-complement sum does not
+/// depend on byte order, and 0xffff is its own byte swap): five loads and no swaps where
+/// sixteen-bit words took ten of each, 38 instructions for the check instead of 46 (under a
+/// live flood the check's samples did not move measurably, 10-11 ns per SYN-ACK either way in
+/// `cargo xtask bench profile`: most of it is the header's first loads).
 #[inline(always)]
 pub fn ipv4_header_ok(hdr: &[u8; 20]) -> bool {
-    fold(add_words(0, hdr, 20)) == 0
+    // Safety: five 4-byte reads inside the 20-byte array.
+    let w = |i: usize| unsafe { core::ptr::read_unaligned(hdr.as_ptr().add(i) as *const u32) };
+    fold_words(w(0) as u64 + w(4) as u64 + w(8) as u64 + w(12) as u64 + w(16) as u64) == 0
 }
 
 #[cfg(test)]
@@ -175,6 +182,38 @@ mod tests {
         h[10] = 0xb8;
         h[11] = 0x62;
         assert!(!ipv4_header_ok(&h));
+    }
+
+    #[test]
+    fn ipv4_header_words_agree_with_sixteen_bit_sums() {
+        let mut h = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        let mut x = 0x9e37_79b9u32;
+        for round in 0..2000 {
+            // A pseudo-random header with its checksum set, then one with a byte changed.
+            for b in h.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                *b = x as u8;
+            }
+            h[10] = 0;
+            h[11] = 0;
+            let c = fold(add_words(0, &h, 20)).to_be_bytes();
+            h[10..12].copy_from_slice(&c);
+            assert!(ipv4_header_ok(&h), "round {round}: {h:02x?}");
+            let i = (x >> 8) as usize % 20;
+            let was = h[i];
+            h[i] = was.wrapping_add(1 + (x >> 16) as u8 % 255);
+            assert_eq!(
+                ipv4_header_ok(&h),
+                fold(add_words(0, &h, 20)) == 0,
+                "round {round}: {h:02x?}"
+            );
+            h[i] = was;
+        }
     }
 
     #[test]
