@@ -51,9 +51,9 @@ pub const RATES_MAP: &str = "GUARD_RATES";
 /// Name of the one-entry array holding [`AutoState`] (read on every SYN in mode `auto`, written
 /// only when engagement starts, ends or its hold-down needs extending, at most once a window).
 pub const AUTO_MAP: &str = "GUARD_AUTO";
-/// Name of the per-CPU count-min sketch of SYN-ACKs per source prefix: [`REFLECT_ROWS`] rows of
-/// [`REFLECT_WIDTH`] `u32` cells (see [`reflect_cell`]); 32 KiB per CPU, so it stays in cache
-/// (a 1 MiB table cost 300-450 ns more per SYN under a 1M-source flood: cache misses).
+/// Name of the per-CPU count-min sketch of SYN-ACKs per source prefix: one [`ReflectTable`]
+/// per CPU, 32 KiB, so that it stays in cache (a 1 MiB table cost 300-450 ns more per SYN under
+/// a 1M-source flood: cache misses).
 pub const REFLECT_MAP: &str = "GUARD_REFLECT";
 /// Name of the hash of the namespace's local IPv4 addresses: 4 bytes in network order to the
 /// ingress interface index they must arrive on (0: any), see [`LOCAL_ANY_IFINDEX`].
@@ -119,6 +119,25 @@ pub const LOCAL_NEVER: u32 = u32::MAX;
 pub const REFLECT_WIDTH: u32 = 4096;
 /// Rows of the reflection sketch: a prefix is over budget only if its cell in every row is.
 pub const REFLECT_ROWS: u32 = 2;
+
+/// One CPU's reflection sketch: [`REFLECT_ROWS`] rows of [`REFLECT_WIDTH`] cells (see
+/// [`reflect_cell`]; [`reflect_cells`] gives a prefix's indices), the single value of
+/// [`REFLECT_MAP`]. One value, not one array element per cell: a per-CPU array keeps each
+/// element in an allocation of its own (8 bytes for a `u32`) behind a pointer the lookup reads
+/// from a shared table, so 8192 cells took 64 KiB of cells and 64 KiB of pointers, and a SYN's
+/// two cells four loads from them; here two loads from 32 KiB. 32 KiB is also the most a
+/// per-CPU value can be (`PCPU_MIN_UNIT_SIZE`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ReflectTable {
+    pub cells: [u32; (REFLECT_ROWS * REFLECT_WIDTH) as usize],
+}
+
+// The data path masks cell indices with the table's length; the kernel refuses per-CPU values
+// over 32 KiB.
+const _: () = assert!(
+    (REFLECT_ROWS * REFLECT_WIDTH).is_power_of_two() && size_of::<ReflectTable>() <= 32 * 1024
+);
 
 #[cfg(test)]
 mod tests {

@@ -7,8 +7,7 @@ use aya_ebpf::{
 };
 use guard_common::{
     ACL_MAX_ENTRIES, AclFilter, AclKeyV4, AclKeyV6, AclLens, AutoState, COUNTERS_LEN, GuardConfig,
-    LOCAL_MAX_ENTRIES, LOCAL_NETS_MAX_ENTRIES, PORTS_WORDS, RATE_OVERALL, REFLECT_ROWS,
-    REFLECT_WIDTH, RateState,
+    LOCAL_MAX_ENTRIES, LOCAL_NETS_MAX_ENTRIES, PORTS_WORDS, RATE_OVERALL, RateState, ReflectTable,
 };
 use guard_ebpf::{
     ipv6_opts::{EXT_BUF, OptsScratch},
@@ -102,8 +101,7 @@ pub static GUARD_AUTO: Array<AutoState> = Array::with_max_entries(1, 0);
 /// SYN-ACK budgets per source prefix (reflection limit): a per-CPU count-min sketch, so a new
 /// source costs no insert and no CPU writes memory another CPU reads.
 #[map]
-pub static GUARD_REFLECT: PerCpuArray<u32> =
-    PerCpuArray::with_max_entries(REFLECT_ROWS * REFLECT_WIDTH, 0);
+pub static GUARD_REFLECT: PerCpuArray<ReflectTable> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU working memory for answering a SYN: the BPF stack (512 bytes) cannot hold these
 /// buffers next to what the compiler spills, and values kept here are deliberately invisible to

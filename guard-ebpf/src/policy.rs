@@ -300,17 +300,24 @@ pub fn reflect_take(cfg: &GuardConfig, family: Family, src: &[u32; 4], now: u64)
     };
     let second = (now >> 30) as u32;
     let [c0, c1] = reflect_cells(family, hi, lo);
-    let (Some(p0), Some(p1)) = (GUARD_REFLECT.get_ptr_mut(c0), GUARD_REFLECT.get_ptr_mut(c1))
-    else {
+    let Some(t) = GUARD_REFLECT.get_ptr_mut(0) else {
         return true;
     };
-    // Safety: this CPU's cells of a per-CPU array, ours for the duration of the program.
-    let (p0, p1) = unsafe { (&mut *p0, &mut *p1) };
-    let (n0, n1) = (reflect_count(*p0, second), reflect_count(*p1, second));
+    // Safety: this CPU's value of a per-CPU array, ours for the duration of the program.
+    let cells = unsafe { &mut (*t).cells };
+    // The indices are below the table's length (`reflect_cells`); masked for the verifier.
+    let (c0, c1) = (
+        c0 as usize & (cells.len() - 1),
+        c1 as usize & (cells.len() - 1),
+    );
+    let (n0, n1) = (
+        reflect_count(cells[c0], second),
+        reflect_count(cells[c1], second),
+    );
     if n0 >= cfg.policy.reflect_limit && n1 >= cfg.policy.reflect_limit {
         return false;
     }
-    *p0 = reflect_cell(second, n0 + 1);
-    *p1 = reflect_cell(second, n1 + 1);
+    cells[c0] = reflect_cell(second, n0 + 1);
+    cells[c1] = reflect_cell(second, n1 + 1);
     true
 }
