@@ -134,6 +134,24 @@ pub enum GuardError {
         #[source]
         source: aya::maps::MapError,
     },
+    /// A map pinned where this guard pins its own has another shape than this build's: a guard
+    /// of another synguard version pinned it, and this program would fail verification against
+    /// it or misread it.
+    #[error(
+        "map `{map}` pinned at {} holds {}-byte keys, {}-byte values and {} entries, where this \
+         synguard's has {}, {} and {}: another synguard version pinned it. Detach that guard \
+         first (`synguard detach` on its interface; its configuration and counters go with it), \
+         then start this one",
+        path.display(), have.0, have.1, have.2, want.0, want.1, want.2
+    )]
+    PinnedMapShape {
+        map: &'static str,
+        path: PathBuf,
+        /// (key size, value size, max entries) of the pinned map.
+        have: (u32, u32, u32),
+        /// The same of this object's definition.
+        want: (u32, u32, u32),
+    },
     /// A map operation done outside aya (batched lookups, per-CPU value lists) failed.
     #[error("map `{map}`: {op}: {source}")]
     MapIo {
@@ -270,6 +288,7 @@ impl GuardError {
             | GuardError::Map { .. }
             | GuardError::MissingMap { .. }
             | GuardError::MapPin { .. }
+            | GuardError::PinnedMapShape { .. }
             | GuardError::MapIo { .. }
             | GuardError::SysctlRecord { .. }
             | GuardError::Btf(_) => Failure::Bpf,

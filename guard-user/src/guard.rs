@@ -116,6 +116,44 @@ pub fn have_privileges() -> bool {
     eff & (1 << CAP_NET_ADMIN) != 0 && eff & ((1 << CAP_BPF) | (1 << CAP_SYS_ADMIN)) != 0
 }
 
+/// Refuses maps pinned at `pins` whose key size, value size or entry count differ from this
+/// object's definitions (a guard of another synguard version pinned them; see
+/// [`GuardError::PinnedMapShape`]). aya reuses a pinned map as it finds it, so the program would
+/// be verified, or run, against the other layout.
+fn check_pinned_shapes(pins: &[(&'static str, std::path::PathBuf)]) -> Result<(), GuardError> {
+    if pins.iter().all(|(_, p)| !p.exists()) {
+        return Ok(());
+    }
+    let obj = aya_obj::Object::parse(OBJECT).map_err(|e| GuardError::Object {
+        source: Box::new(aya::EbpfError::ParseError(e)),
+    })?;
+    for (map, path) in pins {
+        let Some(def) = obj.maps.get(*map) else {
+            continue;
+        };
+        if !path.exists() {
+            continue;
+        }
+        let info = aya::maps::MapInfo::from_pin(path).map_err(|source| GuardError::MapPin {
+            map,
+            path: path.clone(),
+            source,
+        })?;
+        let have = (info.key_size(), info.value_size(), info.max_entries());
+        let want = (def.key_size(), def.value_size(), def.max_entries());
+        // An entry count of 0 is set at load time (aya sizes such maps to the CPUs).
+        if have.0 != want.0 || have.1 != want.1 || (want.2 != 0 && have.2 != want.2) {
+            return Err(GuardError::PinnedMapShape {
+                map,
+                path: path.clone(),
+                have,
+                want,
+            });
+        }
+    }
+    Ok(())
+}
+
 fn program_error(program: &'static str) -> impl Fn(ProgramError) -> GuardError {
     move |source| GuardError::Program { program, source }
 }
@@ -158,6 +196,7 @@ impl Guard {
             }
             None => Vec::new(),
         };
+        check_pinned_shapes(&pins)?;
         let mut loader = EbpfLoader::new();
         loader
             .override_global(aya_log::LEVEL, &level, false)

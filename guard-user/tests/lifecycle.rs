@@ -1,8 +1,8 @@
 //! Issue 10, "a guard that never leaves a host worse than it found it", case by case in the veth
 //! lab: a SIGKILLed controller's sysctls, simultaneous pinned starts, a lost state file, an
 //! interface deleted and re-created under a guard, a namespace deleted under a pinned guard, an
-//! unbindable metrics address, duplicate `synguard set` keys, unbounded config files, and callers
-//! without privileges. Every pinned guard is detached on drop, also when a test fails.
+//! unbindable metrics address, duplicate `synguard set` keys, unbounded config files, callers
+//! without privileges, and maps another version pinned. Every pinned guard is detached on drop, also when a test fails.
 //!
 //! Needs root, iproute2, ethtool, curl, nginx and setpriv (`cargo xtask setup`).
 
@@ -509,7 +509,30 @@ fn bad_starts_and_bad_callers_change_nothing() {
             stderr(&o)
         );
     }
-    assert!(lab.server.xdp_prog_id(iface).unwrap().is_some());
+    let attached = lab.server.xdp_prog_id(iface).unwrap();
+    assert!(attached.is_some());
+
+    // 10: a map pinned by another synguard version (another shape) is refused by name before
+    // anything is loaded, and the pinned guard it belongs to is left as it was. Simulated by
+    // pinning a map of another shape in place of one of the running guard's.
+    let reflect = pin_dir(&lab).join(guard_common::REFLECT_MAP);
+    std::fs::remove_file(&reflect).unwrap();
+    let other: aya::maps::Array<aya::maps::MapData, u32> =
+        aya::maps::Array::create(8192, 0).unwrap();
+    other.pin(&reflect).unwrap();
+    let o = guard(&lab, &["run", "--pin", iface, "--count", "1"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    for needle in [
+        "GUARD_REFLECT",
+        "another synguard version",
+        "synguard detach",
+    ] {
+        assert!(stderr(&o).contains(needle), "{needle}: {}", stderr(&o));
+    }
+    assert_eq!(lab.server.xdp_prog_id(iface).unwrap(), attached);
+    assert!(reflect.exists() && pin_dir(&lab).join("xdp_link").exists());
+    assert_eq!(sysctls(&lab), ["2", "2"], "the pinned guard's sysctls");
+
     guard_ok(&lab, &["detach", iface]);
     assert_untouched(&lab, "after the refusals");
 }
