@@ -15,10 +15,10 @@
 /// Name of the per-CPU array of [`FlowKey`]s, [`FLOW_SLOTS`] slots. Not pinned: a restarted
 /// guard starts with an empty cache, which costs one socket lookup per connection.
 pub const FLOWS_MAP: &str = "GUARD_FLOWS";
-/// Name of the per-CPU array of [`FlowTag`]s, one per slot of [`FLOWS_MAP`], read first: a
-/// segment of no known flow (a forged-ACK flood's, random tuples) ends at 8 bytes of a 32 KiB
-/// array, where reading the 40-byte key of a 160 KiB one cost it 20-30 ns in cache misses
-/// (`cargo xtask bench profile`, forged-ACK flood). Not pinned either.
+/// Name of the per-CPU array holding one [`FlowTags`]: a tag per slot of [`FLOWS_MAP`], read
+/// first: a segment of no known flow (a forged-ACK flood's, random tuples) ends at 8 bytes of
+/// a 32 KiB value, where reading the 40-byte key of a 160 KiB array cost it 20-30 ns in cache
+/// misses (`cargo xtask bench profile`, forged-ACK flood). Not pinned either.
 pub const FLOW_TAGS_MAP: &str = "GUARD_FLOW_TAGS";
 /// Slots of the cache, per CPU (a power of two): 4096 x (8 + 40) bytes.
 pub const FLOW_SLOTS: u32 = 4096;
@@ -65,6 +65,19 @@ impl FlowTag {
         self.tag == tag && left.wrapping_sub(1) < FLOW_TTL_UNITS
     }
 }
+
+/// One CPU's tags, one per slot: a single map value, so that a probe reads its tag straight
+/// from 32 KiB (a per-CPU array element per tag went through a per-element pointer read from
+/// another 32 KiB table first; see `REFLECT_MAP`'s table for the same change).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FlowTags {
+    pub tags: [FlowTag; FLOW_SLOTS as usize],
+}
+
+// The data path masks slot indices with the length; the kernel refuses per-CPU values over
+// 32 KiB.
+const _: () = assert!(FLOW_SLOTS.is_power_of_two() && size_of::<FlowTags>() <= 32 * 1024);
 
 /// A segment's tuple as words of wire bytes (`from_ne_bytes`): for IPv4 the source and
 /// destination addresses in `w[0]` and zeros in `w[1..4]`; for IPv6 the source address in

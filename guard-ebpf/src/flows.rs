@@ -6,7 +6,7 @@
 use aya_ebpf::{macros::map, maps::PerCpuArray, programs::XdpContext};
 use guard_common::{
     Family,
-    flows::{FLOW_SLOTS, FlowKey, FlowTag},
+    flows::{FLOW_SLOTS, FlowKey, FlowTag, FlowTags},
 };
 
 use crate::{
@@ -21,7 +21,7 @@ use crate::{
 #[map]
 pub static GUARD_FLOWS: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(FLOW_SLOTS, 0);
 #[map]
-pub static GUARD_FLOW_TAGS: PerCpuArray<FlowTag> = PerCpuArray::with_max_entries(FLOW_SLOTS, 0);
+pub static GUARD_FLOW_TAGS: PerCpuArray<FlowTags> = PerCpuArray::with_max_entries(1, 0);
 
 /// The tuple of a plain frame and its family: Ethernet without VLAN tags, then IPv4 without
 /// options or IPv6 with TCP right after its header, not a fragment, a TCP header without SYN
@@ -97,7 +97,8 @@ fn plain_key(ctx: &XdpContext) -> Option<(Family, FlowKey)> {
 pub fn known(ctx: &XdpContext, now: impl FnOnce() -> u64) -> Option<Family> {
     let (family, k) = plain_key(ctx)?;
     let (slot, tag) = k.slot_and_tag();
-    if !GUARD_FLOW_TAGS.get(slot)?.matches(tag, now()) {
+    let tags = &GUARD_FLOW_TAGS.get(0)?.tags;
+    if !tags[slot as usize & (tags.len() - 1)].matches(tag, now()) {
         return None;
     }
     let e = GUARD_FLOWS.get(slot)?;
@@ -117,12 +118,14 @@ pub fn remember(ctx: &XdpContext, now: u64) {
     let (slot, tag) = k.slot_and_tag();
     if let (Some(e), Some(t)) = (
         GUARD_FLOWS.get_ptr_mut(slot),
-        GUARD_FLOW_TAGS.get_ptr_mut(slot),
+        GUARD_FLOW_TAGS.get_ptr_mut(0),
     ) {
-        // Safety: this CPU's slots of per-CPU arrays, ours for the duration of the program.
+        // Safety: this CPU's slot and tags of per-CPU arrays, ours for the duration of the
+        // program.
         unsafe {
             *e = k;
-            *t = FlowTag::new(tag, now);
+            let tags = &mut (*t).tags;
+            tags[slot as usize & (tags.len() - 1)] = FlowTag::new(tag, now);
         }
     }
 }
