@@ -186,10 +186,25 @@ mod tests {
 
     #[test]
     fn ipv4_header_words_agree_with_sixteen_bit_sums() {
-        let mut h = [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
-            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
-        ];
+        // The edges: all zeros (sums to 0, not 0xffff), all ones (five 0xffffffff words, the
+        // largest sum and both folds), and valid headers whose checksum field is 0x0000 or
+        // 0xffff.
+        assert!(!ipv4_header_ok(&[0; 20]));
+        assert!(ipv4_header_ok(&[0xff; 20]));
+        let mut h = [0u8; 20];
+        h[0] = 0x45;
+        h[8] = 0xba;
+        h[9] = 0xff;
+        assert_eq!(fold(add_words(0, &h, 20)), 0x0000);
+        assert!(ipv4_header_ok(&h), "checksum field 0x0000");
+        h[8] = 0x40;
+        h[9] = 0x06;
+        h[12] = 0x7a;
+        h[13] = 0xf9;
+        h[10] = 0xff;
+        h[11] = 0xff;
+        assert_eq!(fold(add_words(0, &h, 20)), 0);
+        assert!(ipv4_header_ok(&h), "checksum field 0xffff");
         let mut x = 0x9e37_79b9u32;
         for round in 0..2000 {
             // A pseudo-random header with its checksum set, then one with a byte changed.

@@ -27,7 +27,8 @@ pub struct AutoState {
     pub _pad: u32,
 }
 
-/// The cells of a source prefix in [`REFLECT_MAP`](crate::REFLECT_MAP), one per row (indices into the map): a
+/// The cells of a source prefix in [`REFLECT_MAP`](crate::REFLECT_MAP), one per row (indices into
+/// [`ReflectTable::cells`](crate::ReflectTable)): a
 /// multiply-xorshift hash of the address family (4 or 6) and the masked address as two
 /// big-endian halves (IPv4 in the top 32 bits of `hi`).
 // XXX: the hash is unkeyed: someone who can spoof many prefixes could aim them at a victim

@@ -22,8 +22,9 @@
 //! `always` with nothing else set; `SGBENCH_POLICY=acl` gives it `cargo xtask bench`'s 11,000
 //! access-list entries spread through the flood's sources, `SGBENCH_POLICY=reflect` its
 //! reflection limit with one budget per source. Writes target/bench/profile.md, and per flood
-//! `profile-<flood>.insns.txt`: every instruction of the program (xlated, in order) with its ns
-//! per unit and its source line.
+//! `profile-<flood>.insns.txt`: every instruction of the program (xlated, in order) with its
+//! source line, and on the first instruction of each line-information record that record's ns
+//! per unit.
 
 mod common;
 
@@ -161,6 +162,12 @@ impl JitMap {
             .collect();
         lines.sort_unstable();
         Ok(Self { funcs, lines })
+    }
+
+    /// True if instruction `insn` starts a line-information record (where [`Self::insn`]
+    /// places the samples of the record's JIT code).
+    fn starts_record(&self, insn: u32) -> bool {
+        self.lines.iter().any(|&(_, i)| i == insn)
     }
 
     /// The instruction whose source line a JIT address belongs to, if it is the program's.
@@ -307,16 +314,21 @@ fn profile(
         }
     }
     let total = all.len();
-    // Every instruction of the program with its ns per unit, for reading a hot path in order.
+    // Every instruction of the program in order, for reading a hot path: a sample is placed
+    // on the first instruction of its line-information record (the finest the JIT's map
+    // gives), so that one carries the record's ns and the rest of the record shows "-".
     let mut listing = String::new();
     let mut insns: Vec<_> = source.iter().collect();
     insns.sort_by_key(|(i, _)| **i);
     for (&i, (src, text)) in insns {
-        let n = by_insn.get(&i).copied().unwrap_or(0);
+        let ns = if jit.starts_record(i) {
+            format!("{:7.2}", per_unit(by_insn.get(&i).copied().unwrap_or(0)))
+        } else {
+            format!("{:>7}", "-")
+        };
         let _ = writeln!(
             listing,
-            "{i:5} {:7.2}  {text:44} | {}",
-            per_unit(n),
+            "{i:5} {ns}  {text:44} | {}",
             src.chars().take(100).collect::<String>()
         );
     }

@@ -138,19 +138,18 @@ pub enum GuardError {
     /// of another synguard version pinned it, and this program would fail verification against
     /// it or misread it.
     #[error(
-        "map `{map}` pinned at {} holds {}-byte keys, {}-byte values and {} entries, where this \
-         synguard's has {}, {} and {}: another synguard version pinned it. Detach that guard \
-         first (`synguard detach` on its interface; its configuration and counters go with it), \
-         then start this one",
-        path.display(), have.0, have.1, have.2, want.0, want.1, want.2
+        "map `{map}` pinned at {} is a {have}; this synguard's is a {want}: another synguard \
+         version pinned it. Detach that guard first (`synguard detach` on its interface; its \
+         configuration and counters go with it), then start this one",
+        path.display()
     )]
     PinnedMapShape {
         map: &'static str,
         path: PathBuf,
-        /// (key size, value size, max entries) of the pinned map.
-        have: (u32, u32, u32),
+        /// The pinned map's type, key and value sizes, entries and flags.
+        have: String,
         /// The same of this object's definition.
-        want: (u32, u32, u32),
+        want: String,
     },
     /// A map operation done outside aya (batched lookups, per-CPU value lists) failed.
     #[error("map `{map}`: {op}: {source}")]

@@ -116,10 +116,11 @@ pub fn have_privileges() -> bool {
     eff & (1 << CAP_NET_ADMIN) != 0 && eff & ((1 << CAP_BPF) | (1 << CAP_SYS_ADMIN)) != 0
 }
 
-/// Refuses maps pinned at `pins` whose key size, value size or entry count differ from this
-/// object's definitions (a guard of another synguard version pinned them; see
+/// Refuses maps pinned at `pins` whose type, key size, value size, entry count or flags differ
+/// from this object's definitions (a guard of another synguard version pinned them; see
 /// [`GuardError::PinnedMapShape`]). aya reuses a pinned map as it finds it, so the program would
-/// be verified, or run, against the other layout.
+/// be verified, or run, against the other layout. (A change inside a value that keeps its size
+/// is not seen here: such a change must keep the old layout readable.)
 fn check_pinned_shapes(pins: &[(&'static str, std::path::PathBuf)]) -> Result<(), GuardError> {
     if pins.iter().all(|(_, p)| !p.exists()) {
         return Ok(());
@@ -139,15 +140,42 @@ fn check_pinned_shapes(pins: &[(&'static str, std::path::PathBuf)]) -> Result<()
             path: path.clone(),
             source,
         })?;
-        let have = (info.key_size(), info.value_size(), info.max_entries());
-        let want = (def.key_size(), def.value_size(), def.max_entries());
+        let want_type = aya_obj::generated::bpf_map_type::try_from(def.map_type())
+            .ok()
+            .and_then(|t| aya::maps::MapType::try_from(t).ok());
+        let have_type = info.map_type().ok();
         // An entry count of 0 is set at load time (aya sizes such maps to the CPUs).
-        if have.0 != want.0 || have.1 != want.1 || (want.2 != 0 && have.2 != want.2) {
+        let same = have_type == want_type
+            && info.key_size() == def.key_size()
+            && info.value_size() == def.value_size()
+            && (def.max_entries() == 0 || info.max_entries() == def.max_entries())
+            && info.map_flags() == def.map_flags();
+        if !same {
+            let shape = |t: Option<aya::maps::MapType>, k: u32, v: u32, n: u32, f: u32| {
+                let t = t.map_or("unknown type".to_owned(), |t| format!("{t:?}"));
+                format!("{t}, {k}-byte keys, {v}-byte values, {n} entries, flags {f:#x}")
+            };
+            // Shown as the host sees it, not through /proc/<pid>/root.
+            let shown = path
+                .strip_prefix(crate::pin::host_root())
+                .map_or(path.clone(), |p| std::path::Path::new("/").join(p));
             return Err(GuardError::PinnedMapShape {
                 map,
-                path: path.clone(),
-                have,
-                want,
+                path: shown,
+                have: shape(
+                    have_type,
+                    info.key_size(),
+                    info.value_size(),
+                    info.max_entries(),
+                    info.map_flags(),
+                ),
+                want: shape(
+                    want_type,
+                    def.key_size(),
+                    def.value_size(),
+                    def.max_entries(),
+                    def.map_flags(),
+                ),
             });
         }
     }

@@ -2,7 +2,8 @@
 //! lab: a SIGKILLed controller's sysctls, simultaneous pinned starts, a lost state file, an
 //! interface deleted and re-created under a guard, a namespace deleted under a pinned guard, an
 //! unbindable metrics address, duplicate `synguard set` keys, unbounded config files, callers
-//! without privileges, and maps another version pinned. Every pinned guard is detached on drop, also when a test fails.
+//! without privileges, and maps another version pinned. Every pinned guard is detached on
+//! drop, also when a test fails.
 //!
 //! Needs root, iproute2, ethtool, curl, nginx and setpriv (`cargo xtask setup`).
 

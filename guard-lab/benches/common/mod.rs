@@ -600,6 +600,7 @@ impl Sample {
             all.flood.sent += p.flood.sent;
             all.flood.elapsed += p.flood.elapsed;
             all.flood.cpu_ns += p.flood.cpu_ns;
+            // The generator program's figure (only whether it is known is used): the first.
             all.flood.prog_ns = all.flood.prog_ns.or(p.flood.prog_ns);
             all.server_rx += p.server_rx;
             all.server_drops += p.server_drops;

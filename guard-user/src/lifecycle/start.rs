@@ -104,7 +104,9 @@ pub async fn start(opts: StartOptions) -> Result<Running, GuardError> {
     let pin_dir = key.pin_dir();
     // A start that fails part-way undoes what it did: its pins, state file and sysctls.
     let mut unwind = Unwind::new(&key);
-    unwind.new_pins = opts.pin && prior.is_none();
+    // Pins found without a link (a start that died, another version's) are not this start's
+    // own either: a failed start leaves them for `synguard detach`.
+    unwind.new_pins = opts.pin && prior.is_none() && !pin_dir.exists();
     let mut guard = Guard::load_with(
         &LoadOptions {
             log_level: opts.datapath_log,
