@@ -15,6 +15,8 @@
 //!   interface identifiers) and IPv4 forged ACKs: their differences are taken inside one flood,
 //!   where between floods run one after another the machine's drift entered them (the guard
 //!   over its floor read 39 ns in one run and 190 in the next for the same tree);
+//! - every difference inside one flood (rotations, policy pairs) is the median of its
+//!   differences per cycle of turns (`Turns::diff`), so that one noisy cycle counts once;
 //! - live floods against the guard alone (its rates, its NAPI thread's CPU per SYN-ACK), the
 //!   kernel alone (tcp_syncookies=2) and XDP_DROP for the server NAPI thread's CPU time per
 //!   packet;
@@ -514,7 +516,7 @@ fn main() {
             let r = measure_rotated(&lab, &srv, &[&floor, &read], load, ROTATION_PERIOD)
                 .unwrap_or_else(|err| panic!("{name}: {err}"));
             eprintln!(
-                "round {} rotation, {name}: offered {:.2} Mpps; ns/run {}",
+                "round {} rotation, {name}: offered {:.2} Mpps; ns/run {}; by cycle guard - floor {:.0}, floor - baseline {:.0} ({} cycles)",
                 round + 1,
                 r.flood.pps() / 1e6,
                 ROTATION
@@ -522,7 +524,10 @@ fn main() {
                     .zip(r.ns.iter().zip(&r.turns))
                     .map(|(p, (ns, t))| format!("{p} {ns:.0} ({t} turns)"))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                r.diff(0, 1),
+                r.diff(1, 2),
+                r.cycles.len()
             );
             rot_samples[i].push(r);
         }
@@ -536,14 +541,16 @@ fn main() {
             let p = measure_paired(&lab, &mut srv, load, off, PAIRED_PERIOD)
                 .unwrap_or_else(|err| panic!("{name}: {err}"));
             eprintln!(
-                "round {} {name}: offered {:.2} Mpps, {:.0} ns/run on, {:.0} off ({} + {} turns of {} ms)",
+                "round {} {name}: offered {:.2} Mpps, {:.0} ns/run on, {:.0} off ({} + {} turns of {} ms); on - off by cycle {:.0} ns ({} cycles)",
                 round + 1,
                 p.flood.pps() / 1e6,
                 p.ns[0],
                 p.ns[1],
                 p.turns[0],
                 p.turns[1],
-                PAIRED_PERIOD.as_millis()
+                PAIRED_PERIOD.as_millis(),
+                p.diff(0, 1),
+                p.cycles.len()
             );
             paired_samples[i].push(p);
         }
@@ -615,7 +622,21 @@ fn main() {
             .expect("a rotation program");
         rot_samples[i][r].ns[k]
     };
-    let on_minus_off = |n: &str, r: usize| pair(n, r).ns[0] - pair(n, r).ns[1];
+    // The difference of two programs of a rotated scenario, cycle by cycle (`Turns::diff`).
+    let rot_diff = |n: &str, a: &str, b: &str, r: usize| {
+        let i = rotated
+            .iter()
+            .position(|(name, ..)| *name == n)
+            .unwrap_or_else(|| panic!("rotated scenario {n}"));
+        let k = |who: &str| {
+            ROTATION
+                .iter()
+                .position(|p| *p == who)
+                .expect("a rotation program")
+        };
+        rot_samples[i][r].diff(k(a), k(b))
+    };
+    let on_minus_off = |n: &str, r: usize| pair(n, r).diff(0, 1);
     let cost = |n: &str, r: usize| {
         costs[r]
             .iter()
@@ -646,21 +667,21 @@ fn main() {
             fig(
                 &format!("{what}: {guard_ns} - read baseline ns (one flood)"),
                 "ns",
-                per_round(&|r| rot(scenario, g, r) - rot(scenario, b, r)),
+                per_round(&|r| rot_diff(scenario, g, b, r)),
                 Some(("<=", bound)),
                 0,
             ),
             fig(
                 &format!("{what} bound: helpers alone ({helpers}) - read baseline ns"),
                 "ns",
-                per_round(&|r| rot(scenario, f, r) - rot(scenario, b, r)),
+                per_round(&|r| rot_diff(scenario, f, b, r)),
                 None,
                 0,
             ),
             fig(
                 &format!("{what}: guard over the helper floor (guard ns - floor ns)"),
                 "ns",
-                per_round(&|r| rot(scenario, g, r) - rot(scenario, f, r)),
+                per_round(&|r| rot_diff(scenario, g, f, r)),
                 None,
                 0,
             ),

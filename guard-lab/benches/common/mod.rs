@@ -789,10 +789,38 @@ fn link_update(link: &OwnedFd, prog: std::os::fd::BorrowedFd<'_>) -> Res<()> {
 #[derive(Clone, Debug, Default)]
 pub struct Turns {
     pub flood: FloodOut,
-    /// Program ns per run under each configuration.
+    /// Program ns per run under each configuration, over the whole flood.
     pub ns: Vec<f64>,
     /// Turns each had.
     pub turns: Vec<u32>,
+    /// Program ns per run under each configuration in each whole cycle of the order (0 1 ..
+    /// n-1 n-1 .. 1 0: two turns each), for differences taken cycle by cycle.
+    pub cycles: Vec<Vec<f64>>,
+}
+
+impl Turns {
+    /// Configuration `a`'s ns per run minus `b`'s: the median of the per-cycle differences, so
+    /// that a burst of the machine's own noise (one cycle's difference of 140 ns against a
+    /// few tens in the others, seen here) weighs as one cycle and not as its share of the
+    /// sums; the whole flood's means if no cycle was complete.
+    pub fn diff(&self, a: usize, b: usize) -> f64 {
+        let mut d: Vec<f64> = self
+            .cycles
+            .iter()
+            .map(|c| c[a] - c[b])
+            .filter(|x| x.is_finite())
+            .collect();
+        if d.is_empty() {
+            return self.ns[a] - self.ns[b];
+        }
+        d.sort_by(f64::total_cmp);
+        let m = d.len() / 2;
+        if d.len() % 2 == 1 {
+            d[m]
+        } else {
+            (d[m - 1] + d[m]) / 2.0
+        }
+    }
 }
 
 /// Floods with `load` while `ids.len()` configurations of the server take turns every
@@ -813,9 +841,11 @@ pub fn flood_in_turns(
     let n = ids.len();
     let order: Vec<usize> = (0..n).chain((0..n).rev()).collect();
     std::thread::sleep(Duration::from_millis(100));
-    let (flood, acc) = flood_during(lab, load, |done| {
-        // Per configuration: (run time ns, runs, turns).
+    let (flood, (acc, cycles)) = flood_during(lab, load, |done| {
+        // Per configuration: (run time ns, runs, turns), over the flood and in this cycle.
         let mut acc = vec![(0u128, 0u64, 0u32); n];
+        let mut cycle = vec![(0u128, 0u64); n];
+        let mut cycles = Vec::new();
         let mut i = 0usize;
         while !done.load(Ordering::Relaxed) {
             let k = order[i % order.len()];
@@ -823,15 +853,37 @@ pub fn flood_in_turns(
             let a = run_stats(ids[k]).map_err(e("run stats"))?;
             std::thread::sleep(period);
             let b = run_stats(ids[k]).map_err(e("run stats"))?;
-            acc[k].0 += b.run_time.saturating_sub(a.run_time).as_nanos();
-            acc[k].1 += b.run_count.saturating_sub(a.run_count);
+            let (t, runs) = (
+                b.run_time.saturating_sub(a.run_time).as_nanos(),
+                b.run_count.saturating_sub(a.run_count),
+            );
+            acc[k].0 += t;
+            acc[k].1 += runs;
             acc[k].2 += 1;
+            cycle[k].0 += t;
+            cycle[k].1 += runs;
             i += 1;
+            if i.is_multiple_of(order.len()) {
+                cycles.push(
+                    cycle
+                        .iter()
+                        .map(|&(t, r)| {
+                            if r == 0 {
+                                f64::NAN
+                            } else {
+                                t as f64 / r as f64
+                            }
+                        })
+                        .collect::<Vec<f64>>(),
+                );
+                cycle = vec![(0, 0); n];
+            }
         }
         switch(0)?;
-        Ok(acc)
+        Ok((acc, cycles))
     })?;
     Ok(Turns {
+        cycles,
         flood,
         ns: acc
             .iter()
