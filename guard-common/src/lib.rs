@@ -92,6 +92,13 @@ pub const GUARD_MAPS: &[&str] = &[
     rst::RST_MAP,
 ];
 
+/// Pinned maps that hold only what the data path measures for the moment (the current
+/// second's reflection budgets, the rate windows, the detection sketches, the RST cap's
+/// window): a start that finds one pinned with another shape (another synguard version's)
+/// replaces it with an empty one instead of refusing, since nothing of value is lost. The
+/// others (configuration, counters, lists, local addresses) are refused, to be detached.
+pub const EPHEMERAL_MAPS: &[&str] = &[REFLECT_MAP, RATES_MAP, detect::DETECT_MAP, rst::RST_MAP];
+
 /// Words of the protected-ports bitmap.
 pub const PORTS_WORDS: u32 = 65536 / 64;
 /// Index of the all-ports window in [`RATES_MAP`].

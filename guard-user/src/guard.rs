@@ -10,8 +10,8 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use guard_common::{
-    Acl, GLOBAL_NETNS_INUM, GLOBAL_OFF_NET_INUM, GLOBAL_OFF_SK_NET, GUARD_MAPS, GuardConfig,
-    PROGRAM_NAME, STATE_MAPS, STATES_PROGRAM_NAME,
+    Acl, EPHEMERAL_MAPS, GLOBAL_NETNS_INUM, GLOBAL_OFF_NET_INUM, GLOBAL_OFF_SK_NET, GUARD_MAPS,
+    GuardConfig, PROGRAM_NAME, STATE_MAPS, STATES_PROGRAM_NAME,
 };
 
 use crate::{
@@ -116,11 +116,14 @@ pub fn have_privileges() -> bool {
     eff & (1 << CAP_NET_ADMIN) != 0 && eff & ((1 << CAP_BPF) | (1 << CAP_SYS_ADMIN)) != 0
 }
 
-/// Refuses maps pinned at `pins` whose type, key size, value size, entry count or flags differ
-/// from this object's definitions (a guard of another synguard version pinned them; see
-/// [`GuardError::PinnedMapShape`]). aya reuses a pinned map as it finds it, so the program would
-/// be verified, or run, against the other layout. (A change inside a value that keeps its size
-/// is not seen here: such a change must keep the old layout readable.)
+/// Checks maps pinned at `pins` against this object's definitions (type, key size, value size,
+/// entry count, flags): aya reuses a pinned map as it finds it, so the program would be
+/// verified, or run, against another layout. A map of another shape (a guard of another
+/// synguard version pinned it) is unpinned, to be made anew, if it only holds passing
+/// measurements ([`EPHEMERAL_MAPS`]: the running program keeps its own until its link takes
+/// this one's program); any other is refused ([`GuardError::PinnedMapShape`]). (A change inside
+/// a value that keeps its size is not seen here: such a change must keep the old layout
+/// readable.)
 fn check_pinned_shapes(pins: &[(&'static str, std::path::PathBuf)]) -> Result<(), GuardError> {
     if pins.iter().all(|(_, p)| !p.exists()) {
         return Ok(());
@@ -150,6 +153,17 @@ fn check_pinned_shapes(pins: &[(&'static str, std::path::PathBuf)]) -> Result<()
             && info.value_size() == def.value_size()
             && (def.max_entries() == 0 || info.max_entries() == def.max_entries())
             && info.map_flags() == def.map_flags();
+        if !same && EPHEMERAL_MAPS.contains(map) {
+            log::warn!(
+                "map `{map}` was pinned by another synguard version with another shape: \
+                 replaced by an empty one (it holds only passing measurements)"
+            );
+            std::fs::remove_file(path).map_err(|e| GuardError::Io {
+                what: format!("unlink({})", path.display()),
+                source: e,
+            })?;
+            continue;
+        }
         if !same {
             let shape = |t: Option<aya::maps::MapType>, k: u32, v: u32, n: u32, f: u32| {
                 let t = t.map_or("unknown type".to_owned(), |t| format!("{t:?}"));

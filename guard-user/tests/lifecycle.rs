@@ -513,26 +513,45 @@ fn bad_starts_and_bad_callers_change_nothing() {
     let attached = lab.server.xdp_prog_id(iface).unwrap();
     assert!(attached.is_some());
 
-    // 10: a map pinned by another synguard version (another shape) is refused by name before
-    // anything is loaded, and the pinned guard it belongs to is left as it was. Simulated by
-    // pinning a map of another shape in place of one of the running guard's.
+    // 10: maps pinned by another synguard version (another shape), simulated by pinning a map
+    // of another shape in place of one of the running guard's. One that holds only passing
+    // measurements (the reflection budgets) is replaced and the start takes over, keeping the
+    // configuration; any other (the configuration) is refused by name before anything is
+    // loaded, and the pinned guard is left as it was.
+    let other = || -> aya::maps::Array<aya::maps::MapData, u32> {
+        aya::maps::Array::create(8192, 0).unwrap()
+    };
     let reflect = pin_dir(&lab).join(guard_common::REFLECT_MAP);
     std::fs::remove_file(&reflect).unwrap();
-    let other: aya::maps::Array<aya::maps::MapData, u32> =
-        aya::maps::Array::create(8192, 0).unwrap();
-    other.pin(&reflect).unwrap();
+    other().pin(&reflect).unwrap();
+    let o = guard(&lab, &["run", "--pin", iface, "--count", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("replaced by an empty one"), "{}", stderr(&o));
+    let replaced = aya::maps::MapInfo::from_pin(&reflect).unwrap();
+    assert_eq!(
+        replaced.value_size() as usize,
+        size_of::<guard_common::ReflectTable>()
+    );
+    let taken_over = lab.server.xdp_prog_id(iface).unwrap();
+    assert!(taken_over.is_some() && taken_over != attached);
+    let st: serde_json::Value =
+        serde_json::from_str(&guard_ok(&lab, &["status", iface, "--json"])).unwrap();
+    assert_eq!(st["policy"]["mode"], "always", "the configuration carried over");
+
+    let config = pin_dir(&lab).join(guard_common::CONFIG_MAP);
+    let original = aya::maps::MapData::from_pin(&config).unwrap();
+    std::fs::remove_file(&config).unwrap();
+    other().pin(&config).unwrap();
     let o = guard(&lab, &["run", "--pin", iface, "--count", "1"]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
-    for needle in [
-        "GUARD_REFLECT",
-        "another synguard version",
-        "synguard detach",
-    ] {
+    for needle in ["GUARD_CONFIG", "another synguard version", "synguard detach"] {
         assert!(stderr(&o).contains(needle), "{needle}: {}", stderr(&o));
     }
-    assert_eq!(lab.server.xdp_prog_id(iface).unwrap(), attached);
-    assert!(reflect.exists() && pin_dir(&lab).join("xdp_link").exists());
+    assert_eq!(lab.server.xdp_prog_id(iface).unwrap(), taken_over);
+    assert!(config.exists() && pin_dir(&lab).join("xdp_link").exists());
     assert_eq!(sysctls(&lab), ["2", "2"], "the pinned guard's sysctls");
+    std::fs::remove_file(&config).unwrap();
+    original.pin(&config).unwrap();
 
     guard_ok(&lab, &["detach", iface]);
     assert_untouched(&lab, "after the refusals");
