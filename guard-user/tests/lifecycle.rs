@@ -526,7 +526,11 @@ fn bad_starts_and_bad_callers_change_nothing() {
     other().pin(&reflect).unwrap();
     let o = guard(&lab, &["run", "--pin", iface, "--count", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("replaced by an empty one"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("replaced by an empty one"),
+        "{}",
+        stderr(&o)
+    );
     let replaced = aya::maps::MapInfo::from_pin(&reflect).unwrap();
     assert_eq!(
         replaced.value_size() as usize,
@@ -536,7 +540,10 @@ fn bad_starts_and_bad_callers_change_nothing() {
     assert!(taken_over.is_some() && taken_over != attached);
     let st: serde_json::Value =
         serde_json::from_str(&guard_ok(&lab, &["status", iface, "--json"])).unwrap();
-    assert_eq!(st["policy"]["mode"], "always", "the configuration carried over");
+    assert_eq!(
+        st["policy"]["mode"], "always",
+        "the configuration carried over"
+    );
 
     let config = pin_dir(&lab).join(guard_common::CONFIG_MAP);
     let original = aya::maps::MapData::from_pin(&config).unwrap();
@@ -544,7 +551,11 @@ fn bad_starts_and_bad_callers_change_nothing() {
     other().pin(&config).unwrap();
     let o = guard(&lab, &["run", "--pin", iface, "--count", "1"]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
-    for needle in ["GUARD_CONFIG", "another synguard version", "synguard detach"] {
+    for needle in [
+        "GUARD_CONFIG",
+        "another synguard version",
+        "synguard detach",
+    ] {
         assert!(stderr(&o).contains(needle), "{needle}: {}", stderr(&o));
     }
     assert_eq!(lab.server.xdp_prog_id(iface).unwrap(), taken_over);
