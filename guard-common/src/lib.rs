@@ -151,6 +151,16 @@ mod tests {
     extern crate std;
     use super::*;
 
+    /// Replaceable maps are pinned guard maps, never state maps: the pinned state tracepoint
+    /// link keeps its old program, which would go on counting into a replaced map.
+    #[test]
+    fn ephemeral_maps_are_guard_maps_only() {
+        for m in EPHEMERAL_MAPS {
+            assert!(GUARD_MAPS.contains(m), "{m}");
+            assert!(!states::STATE_MAPS.contains(m), "{m}");
+        }
+    }
+
     #[test]
     fn counter_indices_are_dense_and_names_unique() {
         for (i, c) in Counter::ALL.iter().enumerate() {

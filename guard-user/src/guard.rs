@@ -82,6 +82,9 @@ pub struct Guard {
     states_link: Option<TracePointLinkId>,
     /// The pinned state tracepoint link.
     pinned_states_link: Option<FdLink>,
+    /// Pinned maps of another shape this guard loaded fresh instead (see
+    /// [`Guard::pin_replaced`]), with their pin paths.
+    replaced: Vec<(&'static str, std::path::PathBuf)>,
 }
 
 fn raise_memlock() {
@@ -118,15 +121,19 @@ pub fn have_privileges() -> bool {
 
 /// Checks maps pinned at `pins` against this object's definitions (type, key size, value size,
 /// entry count, flags): aya reuses a pinned map as it finds it, so the program would be
-/// verified, or run, against another layout. A map of another shape (a guard of another
-/// synguard version pinned it) is unpinned, to be made anew, if it only holds passing
-/// measurements ([`EPHEMERAL_MAPS`]: the running program keeps its own until its link takes
-/// this one's program); any other is refused ([`GuardError::PinnedMapShape`]). (A change inside
-/// a value that keeps its size is not seen here: such a change must keep the old layout
-/// readable.)
-fn check_pinned_shapes(pins: &[(&'static str, std::path::PathBuf)]) -> Result<(), GuardError> {
+/// verified, or run, against another layout. Returns the maps of another shape (a guard of
+/// another synguard version pinned them) to be replaced: loaded fresh and unpinned, and pinned
+/// over the old ones only once the start has succeeded ([`Guard::pin_replaced`]), which is
+/// allowed only for maps that hold passing measurements ([`EPHEMERAL_MAPS`]). If any other map
+/// differs, the start is refused ([`GuardError::PinnedMapShape`]) with nothing changed. (A
+/// change inside a value that keeps its size is not seen here: such a change must keep the old
+/// layout readable.)
+fn check_pinned_shapes(
+    pins: &[(&'static str, std::path::PathBuf)],
+) -> Result<Vec<(&'static str, std::path::PathBuf)>, GuardError> {
+    let mut replace = Vec::new();
     if pins.iter().all(|(_, p)| !p.exists()) {
-        return Ok(());
+        return Ok(replace);
     }
     let obj = aya_obj::Object::parse(OBJECT).map_err(|e| GuardError::Object {
         source: Box::new(aya::EbpfError::ParseError(e)),
@@ -153,47 +160,41 @@ fn check_pinned_shapes(pins: &[(&'static str, std::path::PathBuf)]) -> Result<()
             && info.value_size() == def.value_size()
             && (def.max_entries() == 0 || info.max_entries() == def.max_entries())
             && info.map_flags() == def.map_flags();
-        if !same && EPHEMERAL_MAPS.contains(map) {
-            log::warn!(
-                "map `{map}` was pinned by another synguard version with another shape: \
-                 replaced by an empty one (it holds only passing measurements)"
-            );
-            std::fs::remove_file(path).map_err(|e| GuardError::Io {
-                what: format!("unlink({})", path.display()),
-                source: e,
-            })?;
+        if same {
             continue;
         }
-        if !same {
-            let shape = |t: Option<aya::maps::MapType>, k: u32, v: u32, n: u32, f: u32| {
-                let t = t.map_or("unknown type".to_owned(), |t| format!("{t:?}"));
-                format!("{t}, {k}-byte keys, {v}-byte values, {n} entries, flags {f:#x}")
-            };
-            // Shown as the host sees it, not through /proc/<pid>/root.
-            let shown = path
-                .strip_prefix(crate::pin::host_root())
-                .map_or(path.clone(), |p| std::path::Path::new("/").join(p));
-            return Err(GuardError::PinnedMapShape {
-                map,
-                path: shown,
-                have: shape(
-                    have_type,
-                    info.key_size(),
-                    info.value_size(),
-                    info.max_entries(),
-                    info.map_flags(),
-                ),
-                want: shape(
-                    want_type,
-                    def.key_size(),
-                    def.value_size(),
-                    def.max_entries(),
-                    def.map_flags(),
-                ),
-            });
+        if EPHEMERAL_MAPS.contains(map) {
+            replace.push((*map, path.clone()));
+            continue;
         }
+        let shape = |t: Option<aya::maps::MapType>, k: u32, v: u32, n: u32, f: u32| {
+            let t = t.map_or("unknown type".to_owned(), |t| format!("{t:?}"));
+            format!("{t}, {k}-byte keys, {v}-byte values, {n} entries, flags {f:#x}")
+        };
+        // Shown as the host sees it, not through /proc/<pid>/root.
+        let shown = path
+            .strip_prefix(crate::pin::host_root())
+            .map_or(path.clone(), |p| std::path::Path::new("/").join(p));
+        return Err(GuardError::PinnedMapShape {
+            map,
+            path: shown,
+            have: shape(
+                have_type,
+                info.key_size(),
+                info.value_size(),
+                info.max_entries(),
+                info.map_flags(),
+            ),
+            want: shape(
+                want_type,
+                def.key_size(),
+                def.value_size(),
+                def.max_entries(),
+                def.map_flags(),
+            ),
+        });
     }
-    Ok(())
+    Ok(replace)
 }
 
 fn program_error(program: &'static str) -> impl Fn(ProgramError) -> GuardError {
@@ -238,7 +239,7 @@ impl Guard {
             }
             None => Vec::new(),
         };
-        check_pinned_shapes(&pins)?;
+        let replaced = check_pinned_shapes(&pins)?;
         let mut loader = EbpfLoader::new();
         loader
             .override_global(aya_log::LEVEL, &level, false)
@@ -246,7 +247,9 @@ impl Guard {
             .override_global(GLOBAL_OFF_SK_NET, &target.off_sk_net, false)
             .override_global(GLOBAL_OFF_NET_INUM, &target.off_net_inum, false);
         for (name, path) in &pins {
-            loader.map_pin_path(name, path.as_path());
+            if !replaced.iter().any(|(r, _)| r == name) {
+                loader.map_pin_path(name, path.as_path());
+            }
         }
         let mut ebpf = loader.load(OBJECT).map_err(|e| GuardError::Object {
             source: Box::new(e),
@@ -285,6 +288,7 @@ impl Guard {
             pinned_link: None,
             states_link: None,
             pinned_states_link: None,
+            replaced,
         };
         // Until it knows the namespace's own addresses the program answers nothing.
         guard.sync_local()?;
@@ -312,6 +316,58 @@ impl Guard {
             .program_mut(PROGRAM_NAME)
             .and_then(|p| <&mut Xdp>::try_from(p).ok())
             .expect("loaded XDP program")
+    }
+
+    /// Pins this guard's own maps over the pinned maps of another shape it replaced (see
+    /// `check_pinned_shapes`): called once a pinned start has succeeded, so that a start that
+    /// fails leaves the pins as they were. Each is pinned under a temporary name, then renamed
+    /// over the old pin (a reader finds one map or the other). Returns the names replaced.
+    pub fn pin_replaced(&mut self) -> Result<Vec<&'static str>, GuardError> {
+        let replaced = std::mem::take(&mut self.replaced);
+        if replaced.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = self
+            .program()
+            .info()
+            .ok()
+            .and_then(|i| i.map_ids().ok().flatten())
+            .unwrap_or_default();
+        let mut done = Vec::new();
+        for (name, path) in replaced {
+            let data = ids.iter().find_map(|&id| {
+                let info = aya::maps::MapInfo::from_id(id).ok()?;
+                (info.name_as_str() == Some(name))
+                    .then(|| aya::maps::MapData::from_id(id).ok())
+                    .flatten()
+            });
+            let Some(data) = data else {
+                return Err(GuardError::MissingMap { map: name });
+            };
+            let tmp = path.with_file_name(format!("new_{name}_{}", std::process::id()));
+            let _ = std::fs::remove_file(&tmp);
+            data.pin(&tmp).map_err(|e| GuardError::MapPin {
+                map: name,
+                path: tmp.clone(),
+                source: aya::maps::MapError::PinError {
+                    name: Some(name.into()),
+                    error: e,
+                },
+            })?;
+            std::fs::rename(&tmp, &path).map_err(|source| {
+                let _ = std::fs::remove_file(&tmp);
+                GuardError::Io {
+                    what: format!("rename({}, {})", tmp.display(), path.display()),
+                    source,
+                }
+            })?;
+            log::warn!(
+                "map `{name}` had been pinned by another synguard version with another shape: \
+                 replaced by this one's (it holds only passing measurements)"
+            );
+            done.push(name);
+        }
+        Ok(done)
     }
 
     /// The kernel's id of the loaded program (as `bpftool prog` shows it).

@@ -513,42 +513,38 @@ fn bad_starts_and_bad_callers_change_nothing() {
     let attached = lab.server.xdp_prog_id(iface).unwrap();
     assert!(attached.is_some());
 
-    // 10: maps pinned by another synguard version (another shape), simulated by pinning a map
-    // of another shape in place of one of the running guard's. One that holds only passing
-    // measurements (the reflection budgets) is replaced and the start takes over, keeping the
-    // configuration; any other (the configuration) is refused by name before anything is
-    // loaded, and the pinned guard is left as it was.
+    // 10: maps pinned by another synguard version (another shape), simulated by pinning maps
+    // of another shape in place of the running guard's. Those that hold only passing
+    // measurements (EPHEMERAL_MAPS) are replaced and the start takes over, keeping the
+    // configuration; if any other (the configuration) differs, the start is refused by name
+    // before anything is loaded or replaced, and the pinned guard is left as it was.
     let other = || -> aya::maps::Array<aya::maps::MapData, u32> {
         aya::maps::Array::create(8192, 0).unwrap()
     };
-    let reflect = pin_dir(&lab).join(guard_common::REFLECT_MAP);
-    std::fs::remove_file(&reflect).unwrap();
-    other().pin(&reflect).unwrap();
-    let o = guard(&lab, &["run", "--pin", iface, "--count", "1"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("replaced by an empty one"),
-        "{}",
-        stderr(&o)
-    );
-    let replaced = aya::maps::MapInfo::from_pin(&reflect).unwrap();
-    assert_eq!(
-        replaced.value_size() as usize,
-        size_of::<guard_common::ReflectTable>()
-    );
-    let taken_over = lab.server.xdp_prog_id(iface).unwrap();
-    assert!(taken_over.is_some() && taken_over != attached);
-    let st: serde_json::Value =
-        serde_json::from_str(&guard_ok(&lab, &["status", iface, "--json"])).unwrap();
-    assert_eq!(
-        st["policy"]["mode"], "always",
-        "the configuration carried over"
-    );
+    let map_id = |name: &str| {
+        aya::maps::MapInfo::from_pin(pin_dir(&lab).join(name))
+            .unwrap()
+            .id()
+    };
+    let swap = |name: &str| {
+        let path = pin_dir(&lab).join(name);
+        std::fs::remove_file(&path).unwrap();
+        other().pin(&path).unwrap();
+        map_id(name)
+    };
+    let program_maps = |prog: u32| {
+        aya::programs::loaded_programs()
+            .flatten()
+            .find(|p| p.id() == prog)
+            .and_then(|p| p.map_ids().ok().flatten())
+            .unwrap_or_default()
+    };
 
+    // Mixed: one replaceable, one not: refused, and nothing replaced.
     let config = pin_dir(&lab).join(guard_common::CONFIG_MAP);
     let original = aya::maps::MapData::from_pin(&config).unwrap();
-    std::fs::remove_file(&config).unwrap();
-    other().pin(&config).unwrap();
+    let foreign_reflect = swap(guard_common::REFLECT_MAP);
+    swap(guard_common::CONFIG_MAP);
     let o = guard(&lab, &["run", "--pin", iface, "--count", "1"]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     for needle in [
@@ -558,11 +554,42 @@ fn bad_starts_and_bad_callers_change_nothing() {
     ] {
         assert!(stderr(&o).contains(needle), "{needle}: {}", stderr(&o));
     }
-    assert_eq!(lab.server.xdp_prog_id(iface).unwrap(), taken_over);
-    assert!(config.exists() && pin_dir(&lab).join("xdp_link").exists());
+    assert_eq!(lab.server.xdp_prog_id(iface).unwrap(), attached);
+    assert_eq!(map_id(guard_common::REFLECT_MAP), foreign_reflect);
+    assert!(pin_dir(&lab).join("xdp_link").exists());
     assert_eq!(sysctls(&lab), ["2", "2"], "the pinned guard's sysctls");
     std::fs::remove_file(&config).unwrap();
     original.pin(&config).unwrap();
+
+    // Every replaceable one: replaced by the new program's own, the configuration kept.
+    let foreign: Vec<u32> = guard_common::EPHEMERAL_MAPS
+        .iter()
+        .map(|name| swap(name))
+        .collect();
+    let o = guard(&lab, &["run", "--pin", iface, "--count", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let taken_over = lab.server.xdp_prog_id(iface).unwrap().unwrap();
+    assert_ne!(Some(taken_over), attached);
+    let used = program_maps(taken_over);
+    for (name, old) in guard_common::EPHEMERAL_MAPS.iter().zip(&foreign) {
+        assert!(
+            stderr(&o).contains(&format!("map `{name}`")),
+            "{}",
+            stderr(&o)
+        );
+        let now = map_id(name);
+        assert_ne!(now, *old, "{name} still the foreign map");
+        assert!(
+            used.contains(&now),
+            "{name}: pinned {now}, program uses {used:?}"
+        );
+    }
+    let st: serde_json::Value =
+        serde_json::from_str(&guard_ok(&lab, &["status", iface, "--json"])).unwrap();
+    assert_eq!(
+        st["policy"]["mode"], "always",
+        "the configuration carried over"
+    );
 
     guard_ok(&lab, &["detach", iface]);
     assert_untouched(&lab, "after the refusals");

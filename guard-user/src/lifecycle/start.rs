@@ -207,6 +207,14 @@ pub async fn start(opts: StartOptions) -> Result<Running, GuardError> {
         state.save(&key)?;
     }
     unwind.commit();
+    // The pins of maps of another shape are replaced only now: a start that failed before
+    // left the pinned guard's maps pinned as they were.
+    if let Err(e) = guard.pin_replaced() {
+        log::error!(
+            "{e}: the pins keep the maps of the guard this one replaced (the next start tries \
+             again)"
+        );
+    }
     log::debug!(
         "attached to {} in {} mode, program id {}, pinned: {}",
         opts.iface,
