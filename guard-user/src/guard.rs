@@ -320,8 +320,8 @@ impl Guard {
 
     /// Pins this guard's own maps over the pinned maps of another shape it replaced (see
     /// `check_pinned_shapes`): called once a pinned start has succeeded, so that a start that
-    /// fails leaves the pins as they were. Each is pinned under a temporary name, then renamed
-    /// over the old pin (a reader finds one map or the other). Returns the names replaced.
+    /// fails leaves the pins as they were. Each is pinned in place ([`crate::pin::pin_in_place`]:
+    /// a reader finds one map or the other). Returns the names replaced.
     pub fn pin_replaced(&mut self) -> Result<Vec<&'static str>, GuardError> {
         let replaced = std::mem::take(&mut self.replaced);
         if replaced.is_empty() {
@@ -344,22 +344,19 @@ impl Guard {
             let Some(data) = data else {
                 return Err(GuardError::MissingMap { map: name });
             };
-            let tmp = path.with_file_name(format!("new_{name}_{}", std::process::id()));
-            let _ = std::fs::remove_file(&tmp);
-            data.pin(&tmp).map_err(|e| GuardError::MapPin {
-                map: name,
-                path: tmp.clone(),
-                source: aya::maps::MapError::PinError {
-                    name: Some(name.into()),
-                    error: e,
-                },
-            })?;
-            std::fs::rename(&tmp, &path).map_err(|source| {
-                let _ = std::fs::remove_file(&tmp);
-                GuardError::Io {
-                    what: format!("rename({}, {})", tmp.display(), path.display()),
-                    source,
-                }
+            crate::pin::pin_in_place(&path, |tmp| {
+                data.pin(tmp).map_err(|e| GuardError::MapPin {
+                    map: name,
+                    path: tmp.to_owned(),
+                    source: aya::maps::MapError::PinError {
+                        name: Some(name.into()),
+                        error: e,
+                    },
+                })
+            })
+            .map_err(|e| match e {
+                crate::pin::PinInPlace::Pin(e) => e,
+                crate::pin::PinInPlace::Rename(what, source) => GuardError::Io { what, source },
             })?;
             log::warn!(
                 "map `{name}` had been pinned by another synguard version with another shape: \

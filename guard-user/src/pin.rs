@@ -250,6 +250,30 @@ pub fn ensure_pin_dir(dir: &Path) -> Result<(), GuardError> {
     }
 }
 
+/// Why [`pin_in_place`] failed: pinning under the temporary name (the caller's error), or
+/// renaming over the final one.
+pub enum PinInPlace<E> {
+    Pin(E),
+    Rename(String, std::io::Error),
+}
+
+/// Pins an object at `path` as readers see it in one step: `pin` pins it under a temporary
+/// name beside `path` (bpffs refuses names with a dot), which is then renamed over `path`, so a
+/// reader finds the old object or the new one, never none and never a half-written one.
+pub fn pin_in_place<E>(
+    path: &Path,
+    pin: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), PinInPlace<E>> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!("new_{name}_{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    pin(&tmp).map_err(PinInPlace::Pin)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        PinInPlace::Rename(format!("rename({}, {})", tmp.display(), path.display()), e)
+    })
+}
+
 /// Removes `dir` if it is empty (housekeeping: a directory another synguard is filling, or one
 /// that is gone, is left as it is).
 pub fn remove_empty_dir(dir: &Path) {

@@ -804,21 +804,12 @@ impl Turns {
     /// few tens in the others, seen here) weighs as one cycle and not as its share of the
     /// sums; the whole flood's means if no cycle was complete.
     pub fn diff(&self, a: usize, b: usize) -> f64 {
-        let mut d: Vec<f64> = self
-            .cycles
-            .iter()
-            .map(|c| c[a] - c[b])
-            .filter(|x| x.is_finite())
-            .collect();
-        if d.is_empty() {
-            return self.ns[a] - self.ns[b];
-        }
-        d.sort_by(f64::total_cmp);
-        let m = d.len() / 2;
-        if d.len() % 2 == 1 {
-            d[m]
+        let d: Vec<f64> = self.cycles.iter().map(|c| c[a] - c[b]).collect();
+        let s = stat(&d);
+        if s.n == 0 {
+            self.ns[a] - self.ns[b]
         } else {
-            (d[m - 1] + d[m]) / 2.0
+            s.median
         }
     }
 }

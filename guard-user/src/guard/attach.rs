@@ -238,20 +238,17 @@ impl Guard {
             fail("pinning".into(), e.into())
                 .with_hint("; pinning needs XDP bpf_links (kernel 5.9+): run without --pin")
         })?;
-        // (bpffs refuses names with a dot.)
-        let tmp = link_path.with_file_name("xdp_link_new");
-        let _ = std::fs::remove_file(&tmp);
-        let pinned = fd
-            .pin(&tmp)
-            .map_err(|e| fail(format!("BPF_OBJ_PIN at {}", tmp.display()), e.into()))?;
-        std::fs::rename(&tmp, link_path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            fail(
-                format!("rename({}, {})", tmp.display(), link_path.display()),
-                e.into(),
-            )
+        let mut pinned = None;
+        crate::pin::pin_in_place(link_path, |tmp| {
+            fd.pin(tmp)
+                .map(|p| pinned = Some(p))
+                .map_err(|e| fail(format!("BPF_OBJ_PIN at {}", tmp.display()), e.into()))
+        })
+        .map_err(|e| match e {
+            crate::pin::PinInPlace::Pin(e) => e,
+            crate::pin::PinInPlace::Rename(what, e) => fail(what, e.into()),
         })?;
-        self.pinned_link = Some(pinned.into());
+        self.pinned_link = pinned.map(Into::into);
         Ok(())
     }
 

@@ -84,35 +84,34 @@ fn write_record(netns: u64, rec: &SysctlRecord) -> Result<(), GuardError> {
         }
     };
     let dir = pin::host_path(RECORD_DIR);
-    // Pinned under a temporary name, then renamed: a reader sees the whole record or none.
-    // (bpffs refuses names with a dot.)
-    let tmp = dir.join(format!("new_{netns}_{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    // The last record's removal also removes the (then empty) directory, which another
-    // namespace's guard may do between this one's mkdir and its pin: make it again (pinning
-    // consumes the map, so a new one). Once the temporary pin is in, the directory is not
-    // empty and stays.
-    let mut tries = 0;
-    loop {
-        let mut arr: Array<MapData, SysctlRecord> =
-            Array::create(1, 0).map_err(|e| err("BPF_MAP_CREATE")(e.into()))?;
-        arr.set(0, rec, 0)
-            .map_err(|e| err("BPF_MAP_UPDATE_ELEM")(e.into()))?;
-        pin::ensure_pin_dir(&dir)?;
-        match arr.pin(&tmp) {
-            Ok(()) => break,
-            Err(aya::pin::PinError::SyscallError(e))
-                if e.io_error.kind() == std::io::ErrorKind::NotFound && tries < 32 =>
-            {
-                tries += 1
+    // Pinned in place: a reader sees the whole record or none. The last record's removal also
+    // removes the (then empty) directory, which another namespace's guard may do between this
+    // one's mkdir and its pin: make it again (pinning consumes the map, so a new one). Once the
+    // temporary pin is in, the directory is not empty and stays.
+    let pinned = pin::pin_in_place(&path, |tmp| {
+        let mut tries = 0;
+        loop {
+            let mut arr: Array<MapData, SysctlRecord> =
+                Array::create(1, 0).map_err(|e| err("BPF_MAP_CREATE")(e.into()))?;
+            arr.set(0, rec, 0)
+                .map_err(|e| err("BPF_MAP_UPDATE_ELEM")(e.into()))?;
+            pin::ensure_pin_dir(&dir)?;
+            match arr.pin(tmp) {
+                Ok(()) => return Ok(()),
+                Err(aya::pin::PinError::SyscallError(e))
+                    if e.io_error.kind() == std::io::ErrorKind::NotFound && tries < 32 =>
+                {
+                    tries += 1
+                }
+                Err(e) => return Err(err("BPF_OBJ_PIN")(e.into())),
             }
-            Err(e) => return Err(err("BPF_OBJ_PIN")(e.into())),
         }
+    });
+    match pinned {
+        Ok(()) => Ok(()),
+        Err(pin::PinInPlace::Pin(e)) => Err(e),
+        Err(pin::PinInPlace::Rename(what, e)) => Err(io(what)(e)),
     }
-    std::fs::rename(&tmp, &path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(format!("rename({}, {})", tmp.display(), path.display()))(e)
-    })
 }
 
 /// Removes namespace `netns`'s record, then the record directory and the pin root if that
